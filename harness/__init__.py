@@ -1,0 +1,1 @@
+"""harness: a TensorFlow 2 research harness for recurrent networks, instrumented with TensorBoard."""

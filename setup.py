@@ -1,0 +1,30 @@
+"""harness: a TensorFlow 2 research harness for recurrent networks, instrumented with TensorBoard."""
+
+import setuptools
+
+setuptools.setup(
+    name='harness',
+    version='0.1.0',
+    description='Train and compare RNN, GRU and LSTM models on sequence tasks, with TensorBoard instrumentation.',
+    packages=setuptools.find_packages(include=['harness', 'harness.*']),
+    package_data={'harness': ['sample_data/mnist_sample/*']},
+    python_requires='>=3.10',
+    # Lower bounds are the versions tested (BUILD.md); constraints.txt pins them exactly.
+    install_requires=[
+        'tensorflow>=2.21',
+        'keras>=3.15',
+        'tensorflow-datasets>=4.9.10',
+        'importlib_resources>=6.0',  # tfds 4.9.10 imports it to download, without declaring it.
+        'tensorboard>=2.21',
+        'absl-py>=2.1',
+        'numpy>=2.0',
+        'matplotlib>=3.8',
+    ],
+    extras_require={
+        'test': ['pytest>=8.0'],
+        'profile': ['tensorboard-plugin-profile>=2.15'],
+    },
+    entry_points={'console_scripts': [
+        'harness-train=harness.train:run',
+    ]},
+)
