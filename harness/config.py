@@ -16,6 +16,7 @@ from harness.errors import UserError
 TASKS = ('mnist', 'fashion_mnist', 'sin2cos')
 ARCHS = ('rnn', 'gru', 'lstm', 'stacked_lstm')
 OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
+LR_SCHEDULES = ('constant', 'cosine')
 STRATEGIES = ('default', 'mirrored', 'multi_worker')
 
 # Defaults that depend on the task; every other default is in `Config`.
@@ -49,6 +50,7 @@ class Config:
   train_steps: int = 0
   learning_rate: float = 2e-3
   optimizer: str = 'adam'
+  lr_schedule: str = 'cosine'
   clip_norm: float = 0.0
   seed: int = 0
   seq_len: int = 20
@@ -127,6 +129,8 @@ def validate(config):
     raise UserError(f'--arch={config.arch!r}: unknown arch; choose one of {", ".join(ARCHS)}')
   if config.optimizer not in OPTIMIZERS:
     raise UserError(f'--optimizer={config.optimizer!r}: unknown optimizer; choose one of {", ".join(OPTIMIZERS)}')
+  if config.lr_schedule not in LR_SCHEDULES:
+    raise UserError(f'--lr_schedule={config.lr_schedule!r}: unknown schedule; choose one of {", ".join(LR_SCHEDULES)}')
   if config.strategy not in STRATEGIES:
     raise UserError(f'--strategy={config.strategy!r}: unknown strategy; choose one of {", ".join(STRATEGIES)}')
   if not config.units:

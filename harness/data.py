@@ -290,37 +290,47 @@ def _tfds_source(builder):
   return source
 
 
+def _load_from_tfds(task, data_dir, download):
+  """tfds.load of both splits into memory: ((train images, labels), (test images, labels))."""
+  splits = tfds.load(task, split=['train', 'test'], data_dir=data_dir or None, as_supervised=True,
+                     download=download)
+  arrays = []
+  for split in splits:
+    batches = list(tfds.as_numpy(split.batch(10_000)))
+    arrays.append((np.concatenate([images for images, _ in batches])[..., 0],
+                   np.concatenate([labels for _, labels in batches])))
+  return arrays
+
+
 def load_image_task(task, data_dir=None):
   """Loads an image task through tfds, falling back offline as the module docstring says."""
   builder = tfds.builder(task, data_dir=data_dir or None)
-  if not builder.is_prepared():
-    url = getattr(builder, 'URL', None)
-    if url and _host_reachable(url):
-      try:
-        builder.download_and_prepare()
-      except Exception as e:  # pylint: disable=broad-except  # Any failure: try the fallbacks.
-        logging.warning('tfds could not download %s: %s', task, e)
-    else:
-      logging.warning('%s: the download host of %s cannot be reached; looking for local data.', url, task)
+  class_names = builder.info.features['label'].names
+  url = getattr(builder, 'URL', None)
+  download = not builder.is_prepared() and bool(url) and _host_reachable(url)
+  if not builder.is_prepared() and not download:
+    logging.warning('%s is not in tfds at %s and its download host (%s) cannot be reached.',
+                    task, builder.data_dir, url)
+  try:
+    train, test = _load_from_tfds(task, data_dir, download)
+    return ImageTask(task, train, test, class_names, _tfds_source(builder))
+  except Exception as e:  # pylint: disable=broad-except  # Whatever tfds raised, the fallbacks follow.
+    logging.warning('tfds could not load %s: %s', task, str(e).splitlines()[0] if str(e) else repr(e))
   offline_dir = OFFLINE_IDX_DIRS.get(task)
-  if not builder.is_prepared() and offline_dir and os.path.isdir(offline_dir):
-    logging.warning('%s is not in tfds and cannot be downloaded: importing the IDX files in %s.', task, offline_dir)
+  if offline_dir and os.path.isdir(offline_dir):
+    logging.warning('Importing the IDX files in %s into tfds as %s.', offline_dir, task)
     import_idx(task, offline_dir, data_dir)
     builder = tfds.builder(task, data_dir=data_dir or None)
-  class_names = builder.info.features['label'].names
-  if builder.is_prepared():
-    splits = tfds.as_numpy(builder.as_dataset(split=['train', 'test'], batch_size=-1, as_supervised=True))
-    (train_images, train_labels), (test_images, test_labels) = splits
-    return ImageTask(task, (train_images[..., 0], train_labels), (test_images[..., 0], test_labels),
-                     class_names, _tfds_source(builder))
+    train, test = _load_from_tfds(task, data_dir, download=False)
+    return ImageTask(task, train, test, class_names, _tfds_source(builder))
   if task == 'mnist':
     logging.warning('=' * 78)
     logging.warning('FULL MNIST IS NOT AVAILABLE (no tfds copy, no network). Training on the shipped')
     logging.warning('%s.', SAMPLE_SOURCE)
     logging.warning('Figures from this run are NOT comparable with full-MNIST results.')
     logging.warning('=' * 78)
-    splits = _read_idx_dir(MNIST_SAMPLE_DIR)
-    return ImageTask(task, splits['train'], splits['test'], class_names, SAMPLE_SOURCE)
+    sample = _read_idx_dir(MNIST_SAMPLE_DIR)
+    return ImageTask(task, sample['train'], sample['test'], class_names, SAMPLE_SOURCE)
   hint = (f' or install Debian\'s dataset-fashion-mnist ({offline_dir})' if offline_dir else '')
   raise UserError(
       f'--task={task}: no data: tfds has no copy in {builder.data_dir} and cannot download it. '

@@ -89,11 +89,18 @@ class TrainState:
     return int(self.optimizer.iterations.numpy())
 
 
-def create_train_state(config, task, strategy):
+def learning_rate_schedule(config, total_steps):
+  """The learning rate: a constant, or a cosine decay from config.learning_rate to 0 at total_steps."""
+  if config.lr_schedule == 'cosine':
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
+  return config.learning_rate
+
+
+def create_train_state(config, task, strategy, total_steps):
   """Builds model, optimizer (its slots too) and metric variables inside `strategy.scope()`."""
   with strategy.scope():
     model = models.build_model(config, task.num_outputs, task.per_step_outputs, task.num_features)
-    optimizer = OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate)
+    optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate_schedule(config, total_steps))
     optimizer.build(model.trainable_variables)  # Slots now, so the traced step creates no variables.
     carried_state = []
     if config.stateful:
@@ -252,7 +259,7 @@ def _hparams(config, task, num_params):
       'task': config.task, 'arch': config.arch, 'units': config_lib.flag_value(config.units),
       'input_units': config.input_units, 'forget_bias': config.forget_bias,
       'batch_size': config.batch_size, 'optimizer': config.optimizer,
-      'learning_rate': config.learning_rate, 'clip_norm': config.clip_norm, 'seed': config.seed,
+      'learning_rate': config.learning_rate, 'lr_schedule': config.lr_schedule, 'clip_norm': config.clip_norm, 'seed': config.seed,
       'stateful': config.stateful, 'seq_len': config.seq_len if task.kind == 'regression' else 0,
       'data_source': task.source, 'params': num_params,
   }
@@ -261,10 +268,10 @@ def _hparams(config, task, num_params):
 class _Run:
   """One call of `train_and_evaluate`: the state, the steps, the writers and the schedule."""
 
-  def __init__(self, config, workdir, task, strategy):
+  def __init__(self, config, workdir, task, strategy, total_steps):
     self.config, self.workdir, self.task, self.strategy = config, workdir, task, strategy
     self.chief = is_chief(strategy)
-    self.state = create_train_state(config, task, strategy)
+    self.state = create_train_state(config, task, strategy, total_steps)
     self.num_params = int(sum(np.prod(v.shape) for v in self.state.model.trainable_variables))
     self.checkpoint = tf.train.Checkpoint(model=self.state.model, optimizer=self.state.optimizer,
                                           carried_state=self.state.carried_state)
@@ -404,7 +411,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
   steps_per_epoch = task.steps_per_epoch(config.batch_size)
   total_steps = config.train_steps or config.epochs * steps_per_epoch
   os.makedirs(workdir, exist_ok=True)
-  run = _Run(config, workdir, task, strategy)
+  run = _Run(config, workdir, task, strategy, total_steps)
   state = run.state
   restored = run.manager.restore_or_initialize()
   start_step = state.step
@@ -430,13 +437,17 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
   profiling = False
 
   def check_finite():
+    """Stops the run if a loss, gradient or weight went non-finite; called before anything is saved."""
     bad_step = int(state.first_nonfinite_step.numpy())
+    what = 'loss'
+    if not bad_step and not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in state.model.trainable_variables):
+      bad_step, what = step, 'weights'
     if bad_step:
-      train_writer.text(bad_step, {'non_finite_loss': f'loss became non-finite at step {bad_step}; stopped.'})
+      message = (f'{what} became non-finite (NaN or inf) at step {bad_step}; stopped, last good checkpoint kept: '
+                 f'{run.manager.latest_checkpoint or "none"}. Lower --learning_rate or set --clip_norm.')
+      train_writer.text(bad_step, {'non_finite': message})
       train_writer.flush()
-      raise NonFiniteLossError(
-          f'loss became non-finite (NaN or inf) at step {bad_step}; stopped, last good checkpoint kept: '
-          f'{run.manager.latest_checkpoint or "none"}. Lower --learning_rate or set --clip_norm.')
+      raise NonFiniteLossError(message)
 
   with _SignalCatcher() as signals:
     while step < total_steps and not signals.received:

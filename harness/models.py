@@ -72,9 +72,16 @@ class SequenceModel(keras.Model):
     super().__init__(**kwargs)
     self.input_projection = (
         keras.layers.Dense(input_units, name='input_projection') if input_units else None)
-    self.recurrent_layers = recurrent_layers
+    # One attribute per layer: tf.train.Checkpoint does not see into a Keras-tracked list.
+    self.num_recurrent_layers = len(recurrent_layers)
+    for i, layer in enumerate(recurrent_layers):
+      setattr(self, f'recurrent_{i}', layer)
     self.head = keras.layers.Dense(num_outputs, name='head')
     self.per_step_outputs = per_step_outputs
+
+  @property
+  def recurrent_layers(self):
+    return [getattr(self, f'recurrent_{i}') for i in range(self.num_recurrent_layers)]
 
   def forward(self, inputs, initial_state=None, training=False):
     """Runs the model and exposes what the instrumentation needs.

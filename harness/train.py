@@ -34,6 +34,8 @@ flags.DEFINE_integer('epochs', None, 'Epochs to train (default per task: images 
 flags.DEFINE_integer('train_steps', _DEFAULTS.train_steps, 'Steps to train; when set (> 0), overrides --epochs.')
 flags.DEFINE_float('learning_rate', None, 'Learning rate (default per task: images 2e-3, sin2cos 6e-3).')
 flags.DEFINE_enum('optimizer', _DEFAULTS.optimizer, config_lib.OPTIMIZERS, 'Optimizer.')
+flags.DEFINE_enum('lr_schedule', _DEFAULTS.lr_schedule, config_lib.LR_SCHEDULES,
+                  'constant, or cosine decay from --learning_rate to 0 over the run\'s steps.')
 flags.DEFINE_float('clip_norm', _DEFAULTS.clip_norm, 'Clip gradients to this global norm (0 = off).')
 flags.DEFINE_integer('seed', _DEFAULTS.seed, 'Seed for weights and data order.')
 flags.DEFINE_integer('seq_len', _DEFAULTS.seq_len, 'sin2cos: steps per window.')

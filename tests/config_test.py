@@ -1,0 +1,78 @@
+"""Config validation, task defaults and flagfile round trips."""
+
+import os
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+
+from harness import config as config_lib
+from harness.errors import UserError
+
+
+class ConfigTest(parameterized.TestCase):
+
+  def test_task_defaults_apply_unless_overridden(self):
+    self.assertEqual(config_lib.make_config(task='sin2cos').batch_size, 50)
+    self.assertEqual(config_lib.make_config(task='sin2cos').learning_rate, 6e-3)
+    self.assertEqual(config_lib.make_config(task='sin2cos', batch_size=7).batch_size, 7)
+    self.assertEqual(config_lib.make_config(task='fashion_mnist').learning_rate, 2e-3)
+
+  @parameterized.named_parameters(
+      ('unknown_task', dict(task='cifar'), '--task'),
+      ('unknown_arch', dict(arch='transformer'), '--arch'),
+      ('unknown_optimizer', dict(optimizer='lamb'), '--optimizer'),
+      ('zero_batch', dict(batch_size=0), '--batch_size'),
+      ('negative_batch', dict(batch_size=-4), '--batch_size'),
+      ('float_batch', dict(batch_size=2.5), '--batch_size'),
+      ('zero_units', dict(units=(0,)), '--units'),
+      ('two_units_for_lstm', dict(arch='lstm', units=(32, 64)), '--units'),
+      ('one_unit_for_stacked', dict(arch='stacked_lstm', units=(32,)), '--units'),
+      ('nan_learning_rate', dict(learning_rate=float('nan')), '--learning_rate'),
+      ('negative_learning_rate', dict(learning_rate=-0.1), '--learning_rate'),
+      ('zero_learning_rate', dict(learning_rate=0.0), '--learning_rate'),
+      ('negative_clip', dict(clip_norm=-1.0), '--clip_norm'),
+      ('infinite_forget_bias', dict(forget_bias=float('inf')), '--forget_bias'),
+      ('negative_input_units', dict(input_units=-1), '--input_units'),
+      ('zero_eval_every', dict(eval_every=0), '--eval_every'),
+      ('profile_backwards', dict(profile_steps=(5, 3)), '--profile_steps'),
+      ('run_name_with_slash', dict(run_name='a/b'), '--run_name'),
+      ('resume_without_name', dict(resume=True), '--resume'),
+  )
+  def test_bad_value_names_its_flag(self, overrides, flag):
+    with self.assertRaises(UserError) as raised:
+      config_lib.make_config(**overrides)
+    self.assertIn(flag, str(raised.exception))
+    self.assertNotIn('\n', str(raised.exception))
+
+  def test_logdir_that_is_a_file_is_refused(self):
+    with tempfile.NamedTemporaryFile() as f:
+      with self.assertRaisesRegex(UserError, '--logdir.*is a file'):
+        config_lib.make_config(logdir=f.name)
+      with self.assertRaisesRegex(UserError, '--data_dir.*is a file'):
+        config_lib.make_config(data_dir=os.path.join(f.name, 'below'))
+
+  @absltest.skipIf(os.geteuid() == 0, 'root can write anywhere')
+  def test_unwritable_logdir_is_refused(self):
+    with tempfile.TemporaryDirectory() as d:
+      os.chmod(d, 0o500)
+      with self.assertRaisesRegex(UserError, 'not writable'):
+        config_lib.make_config(logdir=os.path.join(d, 'runs'))
+
+  def test_json_round_trip(self):
+    config = config_lib.make_config(arch='stacked_lstm', units=(32, 64), profile_steps=(2, 4))
+    self.assertEqual(config_lib.from_json(config_lib.to_json(config)), config)
+
+  def test_flagfile_lists_every_field_but_run_identity(self):
+    config = config_lib.make_config(arch='stacked_lstm', units=(32, 64), stateful=True, learning_rate=1e-3)
+    text = config_lib.to_flagfile(config, comments=['data_source: x'])
+    self.assertIn('# data_source: x\n', text)
+    self.assertIn('--units=32,64\n', text)
+    self.assertIn('--stateful=true\n', text)
+    self.assertIn('--learning_rate=0.001\n', text)
+    self.assertNotIn('--run_name', text)
+    self.assertNotIn('--resume', text)
+
+
+if __name__ == '__main__':
+  absltest.main()

@@ -1,0 +1,257 @@
+"""Steps, the loop, checkpoints and resume, the non-finite guard, and what lands in TensorBoard."""
+
+import json
+import os
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+from tensorboard.compat.proto import config_pb2
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from harness import data
+from harness import loop
+from harness import models
+from harness.errors import NonFiniteLossError
+from tests import testing
+
+
+def first_batch(task, config):
+  return next(iter(task.train_dataset(config.batch_size, config.seed)))
+
+
+class StepTest(parameterized.TestCase):
+
+  @parameterized.parameters(('rnn', (6,)), ('gru', (6,)), ('lstm', (6,)), ('stacked_lstm', (4, 5)))
+  def test_one_step_changes_every_trainable_variable(self, arch, units):
+    config = testing.tiny_config(arch=arch, units=units, input_units=3, clip_norm=1.0)
+    task = testing.learnable_image_task()
+    strategy = tf.distribute.get_strategy()
+    state = loop.create_train_state(config, task, strategy, total_steps=10)
+    before = [v.numpy().copy() for v in state.model.trainable_variables]
+    loop.make_train_step(state, task.kind, config, strategy)(iter(task.train_dataset(8, 0)))
+    self.assertEqual(state.step, 1)
+    for variable, old in zip(state.model.trainable_variables, before):
+      self.assertFalse(np.allclose(variable.numpy(), old), f'{variable.path} did not change')
+    self.assertEqual(float(state.sums['steps'].numpy()), 1.0)
+    self.assertEqual(float(state.sums['examples'].numpy()), 8.0)
+
+  def test_step_loss_and_norm_match_a_direct_computation(self):
+    config = testing.tiny_config(clip_norm=1e-3, optimizer='sgd', lr_schedule='constant')
+    task = testing.learnable_image_task()
+    strategy = tf.distribute.get_strategy()
+    state = loop.create_train_state(config, task, strategy, total_steps=10)
+    inputs, labels = first_batch(task, config)
+    with tf.GradientTape() as tape:
+      logits, _ = state.model(inputs)
+      loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    grads = tape.gradient(loss, state.model.trainable_variables)
+    before = [v.numpy().copy() for v in state.model.trainable_variables]
+    loop.make_train_step(state, task.kind, config, strategy)(iter(task.train_dataset(8, 0)))
+    self.assertAlmostEqual(float(state.sums['loss'].numpy()), float(loss), places=5)
+    norm = float(tf.linalg.global_norm(grads))
+    self.assertAlmostEqual(float(state.sums['grad_norm'].numpy()), norm, places=4)
+    self.assertEqual(float(state.sums['clipped'].numpy()), 1.0)
+    # SGD applied the gradient clipped to global norm 1e-3.
+    moved = np.sqrt(sum(np.sum((v.numpy() - b) ** 2) for v, b in zip(state.model.trainable_variables, before)))
+    self.assertAlmostEqual(moved, config.learning_rate * 1e-3, places=7)
+
+  def test_stateful_step_carries_the_final_state(self):
+    config = testing.tiny_config(task='sin2cos', units=(5,), batch_size=4, seq_len=6, stateful=True)
+    task = data.SeriesTask(4, 6, 0)
+    strategy = tf.distribute.get_strategy()
+    state = loop.create_train_state(config, task, strategy, total_steps=10)
+    inputs, _ = first_batch(task, config)
+    _, expected_state = state.model(inputs)
+    loop.make_train_step(state, task.kind, config, strategy)(iter(task.train_dataset(4, 0)))
+    for variable, expected in zip(state.carried_state[0], expected_state[0]):
+      np.testing.assert_allclose(variable.numpy(), expected.numpy(), atol=1e-6)
+    second_inputs = task.windows(1, 1, tf.range(4))[0]
+    carried, _ = state.model(second_inputs, initial_state=[[v.value() for v in state.carried_state[0]]])
+    reset, _ = state.model(second_inputs)
+    self.assertGreater(float(tf.reduce_max(tf.abs(carried - reset))), 1e-3)
+
+
+class TrainAndEvaluateTest(parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.workdir = os.path.join(testing.make_tempdir(self), 'run')
+
+  def test_loss_falls_and_accuracy_rises_on_a_learnable_problem(self):
+    config = testing.tiny_config(train_steps=80, eval_every=80, summary_every=10, histogram_every=0,
+                                 checkpoint_every=80, units=(16,), learning_rate=1e-2)
+    metrics = loop.train_and_evaluate(config, self.workdir, task=testing.learnable_image_task())
+    losses = testing.scalar_series(testing.load_run(self.workdir), 'train', 'loss')
+    self.assertLess(losses[-1][1], 0.5 * losses[0][1])
+    self.assertGreater(metrics['eval_accuracy'], 0.8)
+
+  def test_sin2cos_mse_falls(self):
+    config = testing.tiny_config(task='sin2cos', units=(8,), batch_size=8, train_steps=120, eval_every=20,
+                                 summary_every=20, histogram_every=0, checkpoint_every=120, stateful=True)
+    metrics = loop.train_and_evaluate(config, self.workdir)
+    mse = testing.scalar_series(testing.load_run(self.workdir), 'eval', 'mse')
+    self.assertEqual([s for s, _ in mse], [20, 40, 60, 80, 100, 120])
+    self.assertLess(mse[-1][1], 0.5 * mse[0][1])
+    self.assertAlmostEqual(metrics['eval_mse'], mse[-1][1], places=6)
+    (step, image), = testing.tensor_series(testing.load_run(self.workdir), 'eval', 'prediction_vs_target')[-1:]
+    self.assertEqual(step, 120)
+    self.assertEqual(tf.image.decode_png(image[2]).shape[-1], 4)
+
+  def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(self):
+    task = testing.learnable_image_task()
+    config = testing.tiny_config(train_steps=10, checkpoint_every=4, deterministic=True)
+    uninterrupted = loop.train_and_evaluate(config, self.workdir, task=task)
+    checkpoints = os.path.join(self.workdir, 'checkpoints')
+    tf.compat.v1.train.update_checkpoint_state(checkpoints, os.path.join(checkpoints, 'ckpt-4'))  # Killed after 4.
+    resumed = loop.train_and_evaluate(config, self.workdir, task=task)
+    self.assertEqual(resumed['step'], 10)
+    self.assertEqual(resumed['eval_loss'], uninterrupted['eval_loss'])
+    self.assertEqual(resumed['eval_accuracy'], uninterrupted['eval_accuracy'])
+    steps = [s for s, _ in testing.scalar_series(testing.load_run(self.workdir), 'train', 'loss')]
+    self.assertEqual(steps, [2, 4, 6, 8, 10])  # The overlap 5..10 was purged and written once more.
+
+  def test_restart_from_an_older_checkpoint_purges_the_overlap(self):
+    task = testing.learnable_image_task()
+    loop.train_and_evaluate(testing.tiny_config(train_steps=5, summary_every=1, checkpoint_every=3),
+                            self.workdir, task=task)
+    checkpoints = os.path.join(self.workdir, 'checkpoints')
+    tf.compat.v1.train.update_checkpoint_state(checkpoints, os.path.join(checkpoints, 'ckpt-3'))  # As if killed at 5.
+    loop.train_and_evaluate(testing.tiny_config(train_steps=6, summary_every=1, checkpoint_every=3),
+                            self.workdir, task=task)
+    steps = [s for s, _ in testing.scalar_series(testing.load_run(self.workdir), 'train', 'loss')]
+    self.assertEqual(steps, [1, 2, 3, 4, 5, 6])
+
+  def test_non_finite_loss_stops_naming_the_step_and_keeps_a_good_checkpoint(self):
+    # Step 1's update makes the regression head ~1e30, so step 2's squared error overflows.
+    config = testing.tiny_config(task='sin2cos', train_steps=50, optimizer='sgd', learning_rate=1e30,
+                                 lr_schedule='constant', summary_every=1, checkpoint_every=1, eval_every=100,
+                                 histogram_every=0)
+    with self.assertRaisesRegex(NonFiniteLossError, r'non-finite \(NaN or inf\) at step (\d+)') as raised:
+      loop.train_and_evaluate(config, self.workdir)
+    bad_step = int(__import__('re').search(r'at step (\d+)', str(raised.exception)).group(1))
+    latest = tf.train.latest_checkpoint(os.path.join(self.workdir, 'checkpoints'))
+    self.assertIsNotNone(latest)
+    self.assertLess(int(latest.rsplit('-', 1)[1]), bad_step)
+    reader = tf.train.load_checkpoint(latest)
+    for name in reader.get_variable_to_shape_map():
+      value = reader.get_tensor(name)
+      if np.issubdtype(np.asarray(value).dtype, np.floating):
+        self.assertTrue(np.all(np.isfinite(value)), name)
+    texts = testing.tensor_series(testing.load_run(self.workdir), 'train', 'non_finite')
+    self.assertEqual(texts[0][0], bad_step)
+
+
+class InstrumentationTest(absltest.TestCase):
+  """One tiny run, read back plugin by plugin."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    import tempfile  # pylint: disable=g-import-not-at-top
+    cls.workdir = os.path.join(tempfile.mkdtemp(), 'run')
+    cls.task = testing.learnable_image_task()
+    cls.config = testing.tiny_config(arch='stacked_lstm', units=(4, 6), clip_norm=0.5)
+    cls.metrics = loop.train_and_evaluate(cls.config, cls.workdir, task=cls.task)
+    cls.events = testing.load_run(cls.workdir)
+
+  def tags(self, plugin, run):
+    return set(self.events.PluginRunToTagToContent(plugin).get(run, {}))
+
+  def test_run_folder_layout(self):
+    self.assertTrue({'train', 'eval', 'checkpoints', 'flags.txt', 'config.json', 'metrics.json'}
+                    <= set(os.listdir(self.workdir)))
+    with open(os.path.join(self.workdir, 'metrics.json')) as f:
+      self.assertEqual(json.load(f)['step'], 6)
+
+  def test_scalars_tags_steps_and_values(self):
+    self.assertEqual(self.tags('scalars', 'train'),
+                     {'loss', 'accuracy', 'learning_rate', 'grad_norm', 'clipped_fraction', 'examples_per_sec'})
+    self.assertEqual(self.tags('scalars', 'eval'), {'loss', 'accuracy'})
+    self.assertEqual([s for s, _ in testing.scalar_series(self.events, 'train', 'loss')], [2, 4, 6])
+    self.assertEqual([s for s, _ in testing.scalar_series(self.events, 'eval', 'accuracy')], [3, 6])
+    lr = testing.scalar_series(self.events, 'train', 'learning_rate')
+    self.assertGreater(lr[0][1], lr[-1][1])  # Cosine decay.
+    self.assertAlmostEqual(lr[-1][1], 0.0, places=6)
+
+  def test_logged_eval_loss_equals_a_recomputation_from_the_checkpoint(self):
+    state = loop.create_train_state(self.config, self.task, tf.distribute.get_strategy(), total_steps=6)
+    tf.train.Checkpoint(model=state.model).read(
+        tf.train.latest_checkpoint(os.path.join(self.workdir, 'checkpoints'))).expect_partial()
+    logits, _ = state.model(tf.cast(self.task.test_images, tf.float32) / 255.0)
+    loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+        self.task.test_labels, logits, from_logits=True))
+    accuracy = np.mean(np.argmax(logits, -1) == self.task.test_labels)
+    (step, logged_loss), = testing.scalar_series(self.events, 'eval', 'loss')[-1:]
+    self.assertEqual(step, 6)
+    self.assertAlmostEqual(logged_loss, float(loss), places=5)
+    self.assertAlmostEqual(testing.scalar_series(self.events, 'eval', 'accuracy')[-1][1], accuracy, places=6)
+    self.assertAlmostEqual(self.metrics['eval_loss'], float(loss), places=5)
+
+  def test_logged_train_loss_equals_the_first_steps(self):
+    config = testing.tiny_config(train_steps=1, summary_every=1, histogram_every=0)
+    workdir = self.workdir + '_one_step'
+    loop.train_and_evaluate(config, workdir, task=self.task)
+    tf.keras.utils.set_random_seed(config.seed)  # The loop seeds the same way before building.
+    state = loop.create_train_state(config, self.task, tf.distribute.get_strategy(), total_steps=1)
+    inputs, labels = first_batch(self.task, config)
+    logits, _ = state.model(inputs)
+    expected = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    (step, logged), = testing.scalar_series(testing.load_run(workdir), 'train', 'loss')
+    self.assertEqual(step, 1)
+    self.assertAlmostEqual(logged, float(expected), places=5)
+
+  def test_histograms_cover_weights_gradients_and_activations_with_full_counts(self):
+    variables = loop.create_train_state(self.config, self.task, tf.distribute.get_strategy(), 6)
+    sizes = {v.path: int(np.prod(v.shape)) for v in variables.model.trainable_variables}
+    tags = self.tags('histograms', 'train')
+    self.assertEqual(tags, {f'{kind}/{path}' for kind in ('weights', 'gradients') for path in sizes}
+                     | {'activations/recurrent_0', 'activations/recurrent_1'})
+    for path, size in sizes.items():
+      for kind in ('weights', 'gradients'):
+        series = testing.tensor_series(self.events, 'train', f'{kind}/{path}')
+        self.assertEqual([s for s, _ in series], [3, 6])
+        self.assertAlmostEqual(series[-1][1][:, 2].sum(), size)  # Bucket counts add up to the size.
+    activations = testing.tensor_series(self.events, 'train', 'activations/recurrent_1')[-1][1]
+    self.assertAlmostEqual(activations[:, 2].sum(), data.PROBE_SIZE * 8 * 6)
+
+  def test_graph_of_the_train_step_has_nodes(self):
+    (step, blob), = testing.tensor_series(self.events, 'train', 'train_step')
+    run_metadata = config_pb2.RunMetadata.FromString(blob.reshape(-1)[0])
+    nodes = [n for g in run_metadata.function_graphs for n in g.pre_optimization_graph.node]
+    self.assertGreater(len(nodes), 50)
+    self.assertIn('graph_run_metadata_graph', self.events.SummaryMetadata('train', 'train_step').plugin_data.plugin_name)
+
+  def test_hparams_hold_the_run_values(self):
+    content = self.events.PluginRunToTagToContent('hparams')['.']
+    session = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/session_start_info'])
+    hparams = {k: v.string_value or v.number_value or v.bool_value
+               for k, v in session.session_start_info.hparams.items()}
+    self.assertEqual(hparams['arch'], 'stacked_lstm')
+    self.assertEqual(hparams['units'], '4,6')
+    self.assertEqual(hparams['clip_norm'], 0.5)
+    self.assertEqual(hparams['data_source'], 'tiny synthetic bars')
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/experiment']).experiment
+    self.assertEqual({(m.name.group, m.name.tag) for m in experiment.metric_infos},
+                     {('eval', 'loss'), ('eval', 'accuracy')})
+
+  def test_images_decode_as_png(self):
+    for tag in ('confusion_matrix', 'worst_misclassified'):
+      (step, value), = testing.tensor_series(self.events, 'eval', tag)[-1:]
+      self.assertEqual(step, 6)
+      self.assertTrue(value[2].startswith(b'\x89PNG'))
+      width, height = int(value[0]), int(value[1])
+      self.assertEqual(tf.image.decode_png(value[2]).shape[:2], (height, width))
+
+  def test_text_has_the_config_and_environment(self):
+    config_text = testing.tensor_series(self.events, '.', 'config')[0][1].item().decode()
+    self.assertIn('| `units` | 4,6 |', config_text)
+    environment = testing.tensor_series(self.events, '.', 'environment')[0][1].item().decode()
+    self.assertIn(tf.__version__, environment)
+    self.assertIn(models.recurrent_kernel_name(
+        loop.create_train_state(self.config, self.task, tf.distribute.get_strategy(), 6).model), environment)
+
+
+if __name__ == '__main__':
+  absltest.main()

@@ -1,0 +1,62 @@
+"""Model shapes, state structure and the forget-gate bias."""
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import numpy as np
+import tensorflow as tf
+
+from harness import models
+from tests import testing
+
+
+class ModelsTest(parameterized.TestCase):
+
+  @parameterized.product(
+      arch_units=[('rnn', (6,)), ('gru', (6,)), ('lstm', (6,)), ('stacked_lstm', (4, 6, 5))],
+      input_units=[0, 3],
+  )
+  def test_classification_shapes(self, arch_units, input_units):
+    arch, units = arch_units
+    config = testing.tiny_config(arch=arch, units=units, input_units=input_units)
+    model = models.build_model(config, num_outputs=10, per_step_outputs=False, num_features=7)
+    outputs, final_state, sequences = model.forward(tf.zeros([2, 5, 7]))
+    self.assertEqual(outputs.shape, (2, 10))
+    expected_state = models.state_sizes(arch, units)
+    self.assertEqual([[s.shape for s in layer] for layer in final_state],
+                     [[(2, n) for n in layer] for layer in expected_state])
+    self.assertEqual([s.shape for s in sequences], [(2, 5, n) for n in units])
+    self.assertEqual(model.input_projection is not None, bool(input_units))
+
+  def test_per_step_head(self):
+    config = testing.tiny_config(task='sin2cos', units=(4,))
+    model = models.build_model(config, num_outputs=1, per_step_outputs=True, num_features=1)
+    outputs, _ = model(tf.zeros([3, 9, 1]))
+    self.assertEqual(outputs.shape, (3, 9, 1))
+
+  def test_initial_state_changes_the_output(self):
+    config = testing.tiny_config(arch='stacked_lstm', units=(4, 5))
+    model = models.build_model(config, num_outputs=2, per_step_outputs=False, num_features=3)
+    inputs = tf.random.stateless_normal([2, 4, 3], seed=[1, 2])
+    zero_state_outputs, final_state = model(inputs)
+    carried_outputs, _ = model(inputs, initial_state=final_state)
+    self.assertGreater(float(tf.reduce_max(tf.abs(zero_state_outputs - carried_outputs))), 1e-4)
+
+  @parameterized.parameters('lstm', 'stacked_lstm')
+  def test_forget_bias_initializes_the_forget_gate_only(self, arch):
+    units = (3, 4) if arch == 'stacked_lstm' else (3,)
+    config = testing.tiny_config(arch=arch, units=units, forget_bias=2.5)
+    model = models.build_model(config, num_outputs=2, per_step_outputs=False, num_features=2)
+    for layer, n in zip(model.recurrent_layers, units):
+      bias = layer.cell.bias.numpy()
+      np.testing.assert_array_equal(bias[n:2 * n], np.full(n, 2.5))
+      np.testing.assert_array_equal(np.delete(bias, np.s_[n:2 * n]), np.zeros(3 * n))
+
+  def test_kernel_name_on_cpu(self):
+    config = testing.tiny_config()
+    model = models.build_model(config, num_outputs=2, per_step_outputs=False, num_features=2)
+    if not tf.config.list_logical_devices('GPU'):
+      self.assertIn('generic LSTM loop', models.recurrent_kernel_name(model))
+
+
+if __name__ == '__main__':
+  absltest.main()

@@ -1,0 +1,72 @@
+"""The command line: every bad input is one line on stderr, exit 2, and nothing on disk."""
+
+import os
+
+from absl.testing import absltest
+from absl.testing import parameterized
+
+from tests import testing
+
+
+class BadInputTest(parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.root = testing.make_tempdir(self)
+    self.logdir = os.path.join(self.root, 'runs')
+
+  def assert_usage_error(self, args, expected):
+    before = sorted(os.listdir(self.root))
+    result = testing.run_harness([f'--logdir={self.logdir}', *args], timeout=120)
+    self.assertEqual(result.returncode, 2, result.stderr)
+    lines = [l for l in result.stderr.splitlines() if l.startswith('harness.train: error:')]
+    self.assertLen(lines, 1, result.stderr)
+    self.assertIn(expected, lines[0])
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertEqual(sorted(os.listdir(self.root)), before)
+
+  @parameterized.named_parameters(
+      ('unknown_task', ['--task=cifar'], '--task'),
+      ('unknown_arch', ['--arch=transformer'], '--arch'),
+      ('unknown_optimizer', ['--optimizer=lamb'], '--optimizer'),
+      ('zero_batch', ['--batch_size=0'], '--batch_size'),
+      ('negative_batch', ['--batch_size=-3'], '--batch_size'),
+      ('non_integer_batch', ['--batch_size=2.5'], '--batch_size'),
+      ('non_integer_units', ['--units=12,x', '--arch=stacked_lstm'], '--units'),
+      ('units_do_not_fit_arch', ['--arch=lstm', '--units=32,64'], '--units'),
+      ('stacked_needs_two', ['--arch=stacked_lstm', '--units=32'], '--units'),
+      ('nan_learning_rate', ['--learning_rate=nan'], '--learning_rate'),
+      ('negative_learning_rate', ['--learning_rate=-1'], '--learning_rate'),
+      ('unknown_flag', ['--epochz=3'], 'epochz'),
+      ('stray_argument', ['fashion_mnist'], 'unexpected arguments'),
+      ('resume_missing_run', ['--resume', '--run_name=nope'], '--resume'),
+  )
+  def test_bad_flag(self, args, expected):
+    self.assert_usage_error(args, expected)
+
+  def test_logdir_is_a_file(self):
+    path = os.path.join(self.root, 'afile')
+    open(path, 'w').close()
+    result = testing.run_harness([f'--logdir={path}'], timeout=120)
+    self.assertEqual(result.returncode, 2)
+    self.assertIn('--logdir', result.stderr.strip().splitlines()[-1])
+
+  def test_data_dir_is_a_file(self):
+    path = os.path.join(self.root, 'afile')
+    open(path, 'w').close()
+    self.assert_usage_error([f'--data_dir={path}'], '--data_dir')
+
+  def test_existing_run_is_never_overwritten(self):
+    run_dir = os.path.join(self.logdir, 'taken')
+    os.makedirs(run_dir)
+    marker = os.path.join(run_dir, 'keep.txt')
+    with open(marker, 'w') as f:
+      f.write('precious')
+    self.assert_usage_error(['--run_name=taken'], 'already exists')
+    with open(marker) as f:
+      self.assertEqual(f.read(), 'precious')
+    self.assertEqual(os.listdir(run_dir), ['keep.txt'])
+
+
+if __name__ == '__main__':
+  absltest.main()
