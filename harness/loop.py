@@ -10,6 +10,7 @@ at step s describe the steps (s - summary_every, s].
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -216,12 +217,38 @@ def evaluate(eval_step, dataset):
   return np.concatenate(losses)[order], np.concatenate(predictions)[order]
 
 
-def _checkpoint_manager(checkpoint, workdir, chief):
-  """TF's multi-worker rule: every worker saves (saving is collective); non-chiefs into a temporary folder."""
-  directory = os.path.join(workdir, 'checkpoints')
-  if not chief:
-    directory = os.path.join(workdir, f'checkpoints_temp_worker_{os.getpid()}')
-  return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=CHECKPOINTS_TO_KEEP)
+class Checkpoints:
+  """Saves and restores under TF's multi-worker rules.
+
+  Every worker saves (a save reads the mirrored variables together): the chief
+  into <workdir>/checkpoints, the others into a temporary folder that they
+  delete at once. Every worker restores from the chief's folder.
+  """
+
+  def __init__(self, checkpoint, workdir, strategy):
+    self.checkpoint = checkpoint
+    self.directory = os.path.join(workdir, 'checkpoints')
+    self.chief = is_chief(strategy)
+    write_directory = self.directory
+    if not self.chief:
+      write_directory = os.path.join(workdir, f'checkpoints_temp_worker_{strategy.cluster_resolver.task_id}')
+    self.manager = tf.train.CheckpointManager(checkpoint, write_directory, max_to_keep=CHECKPOINTS_TO_KEEP)
+
+  @property
+  def latest(self):
+    return tf.train.latest_checkpoint(self.directory)
+
+  def restore(self):
+    """Restores the latest checkpoint, if any; returns its path or None."""
+    latest = self.latest
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    return latest
+
+  def save(self, step):
+    self.manager.save(checkpoint_number=step)
+    if not self.chief:
+      tf.io.gfile.rmtree(self.manager.directory)
 
 
 class _SignalCatcher:
@@ -275,7 +302,7 @@ class _Run:
     self.num_params = int(sum(np.prod(v.shape) for v in self.state.model.trainable_variables))
     self.checkpoint = tf.train.Checkpoint(model=self.state.model, optimizer=self.state.optimizer,
                                           carried_state=self.state.carried_state)
-    self.manager = _checkpoint_manager(self.checkpoint, workdir, self.chief)
+    self.checkpoints = Checkpoints(self.checkpoint, workdir, strategy)
     self.writers = {name: summaries.SummaryWriter(os.path.join(workdir, name) if name else workdir, self.chief)
                     for name in ('', 'train', 'eval')}
     self.eval_step = make_eval_step(self.state.model, task, strategy)
@@ -413,7 +440,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
   os.makedirs(workdir, exist_ok=True)
   run = _Run(config, workdir, task, strategy, total_steps)
   state = run.state
-  restored = run.manager.restore_or_initialize()
+  restored = run.checkpoints.restore()
   start_step = state.step
   logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
   logging.info('data: %s', task.source)
@@ -444,7 +471,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
       bad_step, what = step, 'weights'
     if bad_step:
       message = (f'{what} became non-finite (NaN or inf) at step {bad_step}; stopped, last good checkpoint kept: '
-                 f'{run.manager.latest_checkpoint or "none"}. Lower --learning_rate or set --clip_norm.')
+                 f'{run.checkpoints.latest or "none"}. Lower --learning_rate or set --clip_norm.')
       train_writer.text(bad_step, {'non_finite': message})
       train_writer.flush()
       raise NonFiniteLossError(message)
@@ -501,7 +528,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
         logging.info('eval at step %d: %s', step, ', '.join(f'{k} {v:.4f}' for k, v in eval_metrics.items()))
       if step % config.checkpoint_every == 0 or last or signals.received:
         check_finite()
-        run.manager.save(checkpoint_number=step)
+        run.checkpoints.save(step)
         for writer in run.writers.values():
           writer.flush()
       if step % config.summary_every == 0 or last:
@@ -512,11 +539,14 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
     tf.profiler.experimental.stop()
   if stopped_by:
     if step == start_step:  # Signalled before any step: keep the restart point on disk all the same.
-      run.manager.save(checkpoint_number=step)
+      run.checkpoints.save(step)
     logging.warning('%s received: checkpoint saved at step %d; continue with --resume.', stopped_by, step)
+  weights_sha256 = hashlib.sha256(b''.join(
+      v.numpy().tobytes() for v in state.model.trainable_variables)).hexdigest()
+  logging.info('final weights sha256: %s', weights_sha256)  # Equal on every worker of a synchronous run.
   final = {
       'step': step, 'total_steps': total_steps, 'data_source': task.source, 'params': run.num_params,
-      'train_seconds': train_seconds,
+      'train_seconds': train_seconds, 'weights_sha256': weights_sha256,
       **{f'eval_{name}': value for name, value in eval_metrics.items()},
   }
   if stopped_by:

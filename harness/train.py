@@ -26,13 +26,13 @@ flags.DEFINE_enum('task', _DEFAULTS.task, config_lib.TASKS, 'What to learn.')
 flags.DEFINE_enum('arch', _DEFAULTS.arch, config_lib.ARCHS, 'Recurrent architecture.')
 flags.DEFINE_string('units', config_lib.flag_value(_DEFAULTS.units),
                     'Units per recurrent layer, comma-separated: one for rnn/gru/lstm, two or more for stacked_lstm.')
-flags.DEFINE_integer('input_units', _DEFAULTS.input_units,
-                     'Linear input projection per step before the recurrent layers (0 = none).')
+flags.DEFINE_integer('input_units', None, 'Linear input projection per step before the recurrent layers '
+                     '(0 = none; default per task: images 128, sin2cos 0).')
 flags.DEFINE_float('forget_bias', _DEFAULTS.forget_bias, 'Initial LSTM forget-gate bias (lstm, stacked_lstm).')
 flags.DEFINE_integer('batch_size', None, 'Global batch size (default per task: images 128, sin2cos 50 streams).')
 flags.DEFINE_integer('epochs', None, 'Epochs to train (default per task: images 10, sin2cos 20).')
 flags.DEFINE_integer('train_steps', _DEFAULTS.train_steps, 'Steps to train; when set (> 0), overrides --epochs.')
-flags.DEFINE_float('learning_rate', None, 'Learning rate (default per task: images 2e-3, sin2cos 6e-3).')
+flags.DEFINE_float('learning_rate', None, 'Learning rate (default per task: images 3e-3, sin2cos 6e-3).')
 flags.DEFINE_enum('optimizer', _DEFAULTS.optimizer, config_lib.OPTIMIZERS, 'Optimizer.')
 flags.DEFINE_enum('lr_schedule', _DEFAULTS.lr_schedule, config_lib.LR_SCHEDULES,
                   'constant, or cosine decay from --learning_rate to 0 over the run\'s steps.')
@@ -112,11 +112,14 @@ def main(argv):
     from harness import data  # pylint: disable=g-import-not-at-top
     from harness import loop  # pylint: disable=g-import-not-at-top
     from harness import runs  # pylint: disable=g-import-not-at-top
-    if config.run_name and not config.resume and os.path.exists(os.path.join(config.logdir, config.run_name)):
-      runs.claim_run_dir(config)  # Raises the "already exists" error before any work.
     strategy = loop.make_strategy(config)
+    chief = loop.is_chief(strategy)
+    if chief and config.run_name and not config.resume and os.path.exists(
+        os.path.join(config.logdir, config.run_name)):
+      runs.claim_run_dir(config)  # Raises the "already exists" error before any work.
     task = data.load_task(config)
-    workdir = runs.claim_run_dir(config)
+    # Only the chief creates the run folder; other workers write nothing there but temporary checkpoints.
+    workdir = runs.claim_run_dir(config) if chief else os.path.join(config.logdir, config.run_name)
     logging.info('run folder: %s', workdir)
     metrics = loop.train_and_evaluate(config, workdir, task=task, strategy=strategy)
   except (UserError, NonFiniteLossError) as e:

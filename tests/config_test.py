@@ -16,7 +16,7 @@ class ConfigTest(parameterized.TestCase):
     self.assertEqual(config_lib.make_config(task='sin2cos').batch_size, 50)
     self.assertEqual(config_lib.make_config(task='sin2cos').learning_rate, 6e-3)
     self.assertEqual(config_lib.make_config(task='sin2cos', batch_size=7).batch_size, 7)
-    self.assertEqual(config_lib.make_config(task='fashion_mnist').learning_rate, 2e-3)
+    self.assertEqual(config_lib.make_config(task='fashion_mnist').learning_rate, 3e-3)
 
   @parameterized.named_parameters(
       ('unknown_task', dict(task='cifar'), '--task'),

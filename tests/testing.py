@@ -14,7 +14,7 @@ from harness import config as config_lib
 from harness import data
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(units=(8,), batch_size=8, train_steps=6, eval_every=3, checkpoint_every=3,
+TINY = dict(units=(8,), input_units=0, batch_size=8, train_steps=6, eval_every=3, checkpoint_every=3,
             summary_every=2, histogram_every=3)
 
 

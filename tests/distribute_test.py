@@ -1,0 +1,79 @@
+"""tf.distribute: mirrored over logical CPU devices, and two workers on 127.0.0.1."""
+
+import glob
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+from absl.testing import absltest
+
+from tests import testing
+
+FLAGS = ['--task=mnist', '--units=8', '--batch_size=16', '--train_steps=8', '--summary_every=1',
+         '--eval_every=4', '--checkpoint_every=4', '--histogram_every=0', '--deterministic']
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+class DistributeTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.logdir = os.path.join(testing.make_tempdir(self), 'runs')
+
+  def test_mirrored_on_two_cpu_devices_follows_the_single_device_trajectory(self):
+    for name, extra in (('one', ['--strategy=default']),
+                        ('two', ['--strategy=mirrored', '--num_cpu_devices=2'])):
+      result = testing.run_harness([f'--logdir={self.logdir}', f'--run_name={name}', *FLAGS, *extra])
+      self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    one = testing.load_run(os.path.join(self.logdir, 'one'))
+    two = testing.load_run(os.path.join(self.logdir, 'two'))
+    environment = testing.tensor_series(two, '.', 'environment')[0][1].item().decode()
+    self.assertIn('MirroredStrategy, 2 replica(s)', environment)
+    for run, tag in (('train', 'loss'), ('train', 'grad_norm'), ('eval', 'loss')):
+      single = testing.scalar_series(one, run, tag)
+      mirrored = testing.scalar_series(two, run, tag)
+      self.assertEqual([s for s, _ in single], [s for s, _ in mirrored])
+      for (step, a), (_, b) in zip(single, mirrored):
+        self.assertAlmostEqual(a, b, delta=1e-5 * max(1.0, abs(a)), msg=f'{run}/{tag} at step {step}')
+
+  def test_batch_that_does_not_split_over_replicas_is_a_usage_error(self):
+    result = testing.run_harness([f'--logdir={self.logdir}', *FLAGS, '--batch_size=15',
+                                  '--strategy=mirrored', '--num_cpu_devices=2'])
+    self.assertEqual(result.returncode, 2)
+    self.assertIn('--batch_size=15: must divide evenly over 2 replicas', result.stderr.strip().splitlines()[-1])
+
+  def test_two_workers_finish_with_identical_weights_and_only_the_chief_writes(self):
+    workers = [f'127.0.0.1:{free_port()}' for _ in range(2)]
+    processes = []
+    for index in range(2):
+      tf_config = json.dumps({'cluster': {'worker': workers}, 'task': {'type': 'worker', 'index': index}})
+      processes.append(subprocess.Popen(
+          [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', '--run_name=mw', *FLAGS,
+           '--strategy=multi_worker'], cwd=testing.REPO_ROOT, env={**os.environ, 'TF_CONFIG': tf_config},
+          stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=400)[1] for p in processes]
+    for process, output in zip(processes, outputs):
+      self.assertEqual(process.returncode, 0, output[-3000:])
+    fingerprints = [re.findall(r'final weights sha256: (\w+)', output) for output in outputs]
+    self.assertLen(fingerprints[0], 1)
+    self.assertEqual(fingerprints[0], fingerprints[1])
+    run_dir = os.path.join(self.logdir, 'mw')
+    event_files = sorted(os.path.relpath(p, run_dir)
+                         for p in glob.glob(os.path.join(run_dir, '**', 'events.out.tfevents.*'), recursive=True))
+    self.assertEqual(sorted(os.path.dirname(p) for p in event_files), ['', 'eval', 'train'])
+    self.assertEqual(sorted(p for p in os.listdir(run_dir) if not p.startswith('events.out')),
+                     ['checkpoints', 'config.json', 'eval', 'flags.txt', 'metrics.json', 'train'])
+    with open(os.path.join(run_dir, 'metrics.json')) as f:
+      self.assertEqual(json.load(f)['weights_sha256'], fingerprints[0][0])
+
+
+if __name__ == '__main__':
+  absltest.main()

@@ -1,0 +1,168 @@
+"""`python -m harness.train` and `python -m harness.data` as subprocesses: runs, kills, resumes, real data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from absl.testing import absltest
+import numpy as np
+
+from harness import data
+from tests import data_test
+from tests import testing
+
+TINY_FLAGS = ['--units=8', '--batch_size=16', '--summary_every=5', '--eval_every=10',
+              '--checkpoint_every=10', '--histogram_every=10']
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+class EndToEndTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.root = testing.make_tempdir(self)
+    self.logdir = os.path.join(self.root, 'runs')
+    self.data_dir = os.path.join(self.root, 'tfds')
+
+  def harness(self, *args, **kwargs):
+    return testing.run_harness([f'--logdir={self.logdir}', f'--data_dir={self.data_dir}', *TINY_FLAGS, *args],
+                               **kwargs)
+
+  def test_mnist_run_writes_events_flags_and_metrics_and_reruns_from_its_flagfile(self):
+    result = self.harness('--task=mnist', '--arch=gru', '--train_steps=20', '--run_name=first')
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    run_dir = os.path.join(self.logdir, 'first')
+    events = testing.load_run(run_dir)
+    self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'loss')], [5, 10, 15, 20])
+    self.assertEqual([s for s, _ in testing.scalar_series(events, 'eval', 'accuracy')], [10, 20])
+    self.assertIn('gradients/gru/recurrent_0/gru_cell/kernel',
+                  events.PluginRunToTagToContent('histograms')['train'])
+    metrics = read_json(os.path.join(run_dir, 'metrics.json'))
+    self.assertEqual(metrics['step'], 20)
+    self.assertAlmostEqual(metrics['eval_accuracy'], testing.scalar_series(events, 'eval', 'accuracy')[-1][1])
+    if 'mnist_sample' in metrics['data_source']:  # Offline: the shipped sample, said loudly.
+      self.assertIn('FULL MNIST IS NOT AVAILABLE', result.stderr)
+    with open(os.path.join(run_dir, 'flags.txt')) as f:
+      flags_text = f.read()
+    self.assertIn(f'# data_source: {metrics["data_source"]}', flags_text)
+
+    again = testing.run_harness([f'--flagfile={os.path.join(run_dir, "flags.txt")}', '--run_name=second'])
+    self.assertEqual(again.returncode, 0, again.stderr[-3000:])
+    self.assertEqual(read_json(os.path.join(self.logdir, 'second', 'config.json')),
+                     {**read_json(os.path.join(run_dir, 'config.json')), 'run_name': 'second'})
+    self.assertEqual(read_json(os.path.join(self.logdir, 'second', 'metrics.json'))['eval_loss'],
+                     metrics['eval_loss'])  # Same seed, same data order: the same run again.
+
+  def test_sigkill_at_any_moment_then_resume_ends_identical_to_an_uninterrupted_run(self):
+    flags = ['--task=sin2cos', '--stateful', '--deterministic', '--train_steps=60', '--checkpoint_every=7']
+    whole = self.harness(*flags, '--run_name=whole')
+    self.assertEqual(whole.returncode, 0, whole.stderr[-3000:])
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', *TINY_FLAGS, *flags,
+         '--run_name=killed'], cwd=testing.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+      if 'step 25/60' in line:
+        break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    metrics_path = os.path.join(self.logdir, 'killed', 'metrics.json')
+    self.assertFalse(os.path.exists(metrics_path))
+    resumed = self.harness(*flags, '--run_name=killed', '--resume')
+    self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
+    self.assertRegex(resumed.stderr, r'resumed from .*ckpt-(21|28) at step (21|28)')
+    expected = read_json(os.path.join(self.logdir, 'whole', 'metrics.json'))
+    actual = read_json(metrics_path)
+    self.assertEqual(actual['step'], 60)
+    self.assertEqual(actual['eval_mse'], expected['eval_mse'])
+    steps = [s for s, _ in testing.scalar_series(testing.load_run(os.path.join(self.logdir, 'killed')),
+                                                   'train', 'loss')]
+    self.assertEqual(steps, list(range(5, 61, 5)))
+
+  def test_sigterm_checkpoints_and_exits_cleanly(self):
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', *TINY_FLAGS, '--task=sin2cos',
+         '--train_steps=100000', '--checkpoint_every=100000', '--run_name=term'],
+        cwd=testing.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+      if 'step 10/' in line:
+        break
+    process.send_signal(signal.SIGTERM)
+    stderr = process.stderr.read()
+    self.assertEqual(process.wait(timeout=120), 128 + signal.SIGTERM)
+    self.assertNotIn('Traceback', stderr)
+    self.assertIn('stopped by SIGTERM', stderr)
+    metrics = read_json(os.path.join(self.logdir, 'term', 'metrics.json'))
+    self.assertEqual(metrics['stopped_by'], 'SIGTERM')
+    checkpoints = os.listdir(os.path.join(self.logdir, 'term', 'checkpoints'))
+    self.assertIn(f'ckpt-{metrics["step"]}.index', checkpoints)
+
+  def test_two_runs_started_at_once_never_collide(self):
+    command = [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', *TINY_FLAGS,
+               '--task=sin2cos', '--train_steps=3']
+    processes = [subprocess.Popen(command, cwd=testing.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    for process in processes:
+      self.assertEqual(process.wait(timeout=300), 0, process.stderr.read()[-2000:])
+    runs = os.listdir(self.logdir)
+    self.assertLen(runs, 2)
+    for run in runs:
+      self.assertEqual(read_json(os.path.join(self.logdir, run, 'metrics.json'))['step'], 3)
+
+  @absltest.skipUnless(os.path.isdir(data.DEBIAN_FASHION_MNIST_DIR) or os.environ.get('CI'),
+                       'needs Debian\'s dataset-fashion-mnist (CI installs it)')
+  def test_trains_on_real_fashion_mnist_imported_into_tfds(self):
+    result = self.harness('--task=fashion_mnist', '--arch=lstm', '--train_steps=3', '--eval_every=3',
+                          '--run_name=fashion', timeout=600)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    metrics = read_json(os.path.join(self.logdir, 'fashion', 'metrics.json'))
+    self.assertIn(f'imported from IDX files in {data.DEBIAN_FASHION_MNIST_DIR}', metrics['data_source'])
+    self.assertTrue(os.path.exists(os.path.join(self.data_dir, 'fashion_mnist', '3.0.1', 'dataset_info.json')))
+    events = testing.load_run(os.path.join(self.logdir, 'fashion'))
+    (step, confusion), = testing.tensor_series(events, 'eval', 'confusion_matrix')
+    self.assertEqual(step, 3)
+
+
+class ImporterCommandTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.idx_dir = testing.make_tempdir(self)
+    self.data_dir = os.path.join(testing.make_tempdir(self), 'tfds')
+
+  def import_command(self):
+    return subprocess.run([sys.executable, '-m', 'harness.data', 'import', '--task=fashion_mnist',
+                           f'--idx_dir={self.idx_dir}', f'--data_dir={self.data_dir}'],
+                          capture_output=True, text=True, cwd=testing.REPO_ROOT, timeout=300)
+
+  def test_import_then_refuse_a_second_import(self):
+    data_test.write_idx_dir(self.idx_dir)
+    result = self.import_command()
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    self.assertTrue(json.loads(result.stdout.strip().splitlines()[-1])['tfds_dir'].endswith('fashion_mnist/3.0.1'))
+    again = self.import_command()
+    self.assertNotEqual(again.returncode, 0)
+    self.assertIn('already present', again.stderr.strip().splitlines()[-1])
+
+  def test_corrupted_idx_is_one_line_and_creates_nothing(self):
+    data_test.write_idx_dir(self.idx_dir)
+    path = os.path.join(self.idx_dir, 'train-images-idx3-ubyte.gz')
+    with open(path, 'rb') as f:
+      raw = f.read()
+    with open(path, 'wb') as f:
+      f.write(raw[:len(raw) // 2])
+    result = self.import_command()
+    self.assertNotEqual(result.returncode, 0)
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertIn('train-images-idx3-ubyte.gz', result.stderr.strip().splitlines()[-1])
+    self.assertFalse(os.path.exists(os.path.join(self.data_dir, 'fashion_mnist', '3.0.1', 'dataset_info.json')))
+
+
+if __name__ == '__main__':
+  absltest.main()
