@@ -23,8 +23,10 @@ setuptools.setup(
     extras_require={
         'test': ['pytest>=8.0'],
         'profile': ['tensorboard-plugin-profile>=2.15'],
+        'bench': ['torch>=2.0'],  # CPU-only machines: pip install torch==2.13.0 (BUILD.md).
     },
     entry_points={'console_scripts': [
         'harness-train=harness.train:run',
+        'harness-bench=harness.bench:run',
     ]},
 )

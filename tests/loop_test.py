@@ -1,5 +1,6 @@
 """Steps, the loop, checkpoints and resume, the non-finite guard, and what lands in TensorBoard."""
 
+import glob
 import json
 import os
 
@@ -152,7 +153,7 @@ class InstrumentationTest(absltest.TestCase):
     import tempfile  # pylint: disable=g-import-not-at-top
     cls.workdir = os.path.join(tempfile.mkdtemp(), 'run')
     cls.task = testing.learnable_image_task()
-    cls.config = testing.tiny_config(arch='stacked_lstm', units=(4, 6), clip_norm=0.5)
+    cls.config = testing.tiny_config(arch='stacked_lstm', units=(4, 6), clip_norm=0.5, profile_steps=(2, 4))
     cls.metrics = loop.train_and_evaluate(cls.config, cls.workdir, task=cls.task)
     cls.events = testing.load_run(cls.workdir)
 
@@ -243,6 +244,11 @@ class InstrumentationTest(absltest.TestCase):
       self.assertTrue(value[2].startswith(b'\x89PNG'))
       width, height = int(value[0]), int(value[1])
       self.assertEqual(tf.image.decode_png(value[2]).shape[:2], (height, width))
+
+  def test_profile_steps_write_a_trace_for_the_profile_plugin(self):
+    traces = glob.glob(os.path.join(self.workdir, 'train', 'plugins', 'profile', '*', '*.xplane.pb'))
+    self.assertLen(traces, 1)
+    self.assertGreater(os.path.getsize(traces[0]), 1000)
 
   def test_text_has_the_config_and_environment(self):
     config_text = testing.tensor_series(self.events, '.', 'config')[0][1].item().decode()
