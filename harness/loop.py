@@ -460,7 +460,11 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
   last_log_time, last_log_step = time.time(), step
   train_seconds = 0.0
   stopped_by = None
-  trace_graph = start_step == 0 and run.chief
+  if start_step == 0 and run.chief:
+    # The step's own graph, taken from its trace: a profiler-style trace window
+    # would also catch whatever else runs eagerly meanwhile.
+    with train_writer.as_default(0):
+      tf.summary.graph(train_step.get_concrete_function(iterator).graph)
   profiling = False
 
   def check_finite():
@@ -485,14 +489,8 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
       if config.profile_steps and run.chief and step == config.profile_steps[0]:
         tf.profiler.experimental.start(os.path.join(workdir, 'train'))
         profiling = True
-      if trace_graph:
-        tf.summary.trace_on(graph=True)
       train_step(iterator)
       step += 1
-      if trace_graph:
-        with train_writer.as_default(step):
-          tf.summary.trace_export('train_step')
-        trace_graph = False
       if profiling and step >= config.profile_steps[1]:
         tf.profiler.experimental.stop()
         profiling = False
