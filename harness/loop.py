@@ -281,13 +281,14 @@ def _format_seconds(seconds):
   return f'{hours}h{minutes:02d}m{seconds:02d}s' if hours else f'{minutes}m{seconds:02d}s'
 
 
-def _hparams(config, task, num_params):
+def _hparams(config, task, strategy, num_params):
   return {
       'task': config.task, 'arch': config.arch, 'units': config_lib.flag_value(config.units),
       'input_units': config.input_units, 'forget_bias': config.forget_bias,
-      'batch_size': config.batch_size, 'optimizer': config.optimizer,
-      'learning_rate': config.learning_rate, 'lr_schedule': config.lr_schedule, 'clip_norm': config.clip_norm, 'seed': config.seed,
+      'batch_size': config.batch_size, 'optimizer': config.optimizer, 'learning_rate': config.learning_rate,
+      'lr_schedule': config.lr_schedule, 'clip_norm': config.clip_norm, 'seed': config.seed,
       'stateful': config.stateful, 'seq_len': config.seq_len if task.kind == 'regression' else 0,
+      'replicas': strategy.num_replicas_in_sync,
       'data_source': task.source, 'params': num_params,
   }
 
@@ -310,7 +311,7 @@ class _Run:
     self.probe_inputs, self.probe_targets = task.probe_batch()
 
   def eval_dataset(self):
-    kwargs = {'carry_state': self.config.stateful} if task_has_streams(self.task) else {}
+    kwargs = {'carry_state': self.config.stateful} if isinstance(self.task, data_lib.SeriesTask) else {}
     return self.strategy.distribute_datasets_from_function(
         lambda context: self.task.eval_dataset(self.config.batch_size, context, **kwargs))
 
@@ -378,7 +379,7 @@ class _Run:
     metrics = {('eval', 'loss'): 'eval loss'}
     if task.kind == 'classification':
       metrics[('eval', 'accuracy')] = 'eval accuracy'
-    self.writers[''].hparams(_hparams(config, task, self.num_params), metrics)
+    self.writers[''].hparams(_hparams(config, task, self.strategy, self.num_params), metrics)
     environment = [
         ('tensorflow', tf.__version__), ('keras', keras.__version__),
         ('devices', ', '.join(d.name for d in tf.config.list_logical_devices())),
@@ -400,10 +401,6 @@ class _Run:
         f.write(config_lib.to_flagfile(config, comments))
       with open(os.path.join(self.workdir, 'config.json'), 'w') as f:
         f.write(config_lib.to_json(config))
-
-
-def task_has_streams(task):
-  return isinstance(task, data_lib.SeriesTask)
 
 
 def train_and_evaluate(config, workdir, task=None, strategy=None):
@@ -456,15 +453,16 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
   iterator = iter(dataset)
   train_writer = run.writers['train']
   eval_metrics = {}
-  step = start_step
-  last_log_time, last_log_step = time.time(), step
-  train_seconds = 0.0
-  stopped_by = None
   if start_step == 0 and run.chief:
     # The step's own graph, taken from its trace: a profiler-style trace window
     # would also catch whatever else runs eagerly meanwhile.
     with train_writer.as_default(0):
       tf.summary.graph(train_step.get_concrete_function(iterator).graph)
+  step = start_step
+  # examples/s covers the training steps between summaries; evaluation,
+  # checkpoints and histograms at a summary step fall outside it.
+  last_log_time, last_log_step = time.time(), step
+  train_seconds = 0.0
   profiling = False
 
   def check_finite():
@@ -531,7 +529,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
           writer.flush()
       if step % config.summary_every == 0 or last:
         last_log_time, last_log_step = time.time(), step
-    stopped_by = signals.received
+    stopped_by = signals.received if step < total_steps else None
 
   if profiling:
     tf.profiler.experimental.stop()

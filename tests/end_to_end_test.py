@@ -85,23 +85,34 @@ class EndToEndTest(absltest.TestCase):
                                                    'train', 'loss')]
     self.assertEqual(steps, list(range(5, 61, 5)))
 
-  def test_sigterm_checkpoints_and_exits_cleanly(self):
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', *TINY_FLAGS, '--task=sin2cos',
-         '--train_steps=100000', '--checkpoint_every=100000', '--run_name=term'],
-        cwd=testing.REPO_ROOT, stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-      if 'step 10/' in line:
-        break
-    process.send_signal(signal.SIGTERM)
-    stderr = process.stderr.read()
-    self.assertEqual(process.wait(timeout=120), 128 + signal.SIGTERM)
-    self.assertNotIn('Traceback', stderr)
-    self.assertIn('stopped by SIGTERM', stderr)
-    metrics = read_json(os.path.join(self.logdir, 'term', 'metrics.json'))
-    self.assertEqual(metrics['stopped_by'], 'SIGTERM')
-    checkpoints = os.listdir(os.path.join(self.logdir, 'term', 'checkpoints'))
-    self.assertIn(f'ckpt-{metrics["step"]}.index', checkpoints)
+  def test_sigterm_and_sigint_checkpoint_and_exit_cleanly(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      process = subprocess.Popen(
+          [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', *TINY_FLAGS, '--task=sin2cos',
+           '--train_steps=100000', '--checkpoint_every=100000', f'--run_name={sig.name}'],
+          cwd=testing.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+      for line in process.stderr:
+        if 'step 10/' in line:
+          break
+      process.send_signal(sig)
+      stderr = process.stderr.read()
+      self.assertEqual(process.wait(timeout=120), 128 + sig)
+      self.assertNotIn('Traceback', stderr)
+      self.assertIn(f'stopped by {sig.name}', stderr)
+      metrics = read_json(os.path.join(self.logdir, sig.name, 'metrics.json'))
+      self.assertEqual(metrics['stopped_by'], sig.name)
+      checkpoints = os.listdir(os.path.join(self.logdir, sig.name, 'checkpoints'))
+      self.assertIn(f'ckpt-{metrics["step"]}.index', checkpoints)
+
+  def test_non_finite_loss_is_a_one_line_error_and_keeps_the_run(self):
+    result = self.harness('--task=sin2cos', '--optimizer=sgd', '--learning_rate=1e30', '--lr_schedule=constant',
+                          '--train_steps=50', '--summary_every=1', '--checkpoint_every=1', '--run_name=nan')
+    self.assertEqual(result.returncode, 2)
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertRegex(result.stderr.strip().splitlines()[-1],
+                     r'^harness.train: error: loss became non-finite \(NaN or inf\) at step \d+; stopped, '
+                     r'last good checkpoint kept: .*ckpt-\d+')
+    self.assertTrue(os.path.isdir(os.path.join(self.logdir, 'nan', 'checkpoints')))
 
   def test_two_runs_started_at_once_never_collide(self):
     command = [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', *TINY_FLAGS,

@@ -1,5 +1,6 @@
 """Steps, the loop, checkpoints and resume, the non-finite guard, and what lands in TensorBoard."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -98,6 +99,35 @@ class TrainAndEvaluateTest(parameterized.TestCase):
     (step, image), = testing.tensor_series(testing.load_run(self.workdir), 'eval', 'prediction_vs_target')[-1:]
     self.assertEqual(step, 120)
     self.assertEqual(tf.image.decode_png(image[2]).shape[-1], 4)
+
+  @parameterized.parameters(('rnn', (4,)), ('gru', (4,)), ('lstm', (4,)), ('stacked_lstm', (3, 4)))
+  def test_every_arch_trains_stateful_sin2cos(self, arch, units):
+    config = testing.tiny_config(task='sin2cos', arch=arch, units=units, batch_size=4, seq_len=5,
+                                 stateful=True, input_units=3, train_steps=4, eval_every=4)
+    metrics = loop.train_and_evaluate(config, self.workdir)
+    self.assertEqual(metrics['step'], 4)
+    self.assertTrue(np.isfinite(metrics['eval_mse']))
+    reader = tf.train.load_checkpoint(os.path.join(self.workdir, 'checkpoints'))
+    carried = [name for name in reader.get_variable_to_shape_map() if name.startswith('carried_state/')]
+    self.assertLen(carried, sum(len(s) for s in models.state_sizes(arch, units)))
+
+  def test_stateful_on_shuffled_images_warns(self):
+    config = testing.tiny_config(stateful=True, train_steps=2, histogram_every=0)
+    with self.assertLogs(level='WARNING') as logs:
+      loop.train_and_evaluate(config, self.workdir, task=testing.learnable_image_task())
+    self.assertTrue(any('state crosses from one example into another' in line for line in logs.output))
+
+  def test_a_write_cut_short_never_hides_the_previous_checkpoint(self):
+    task = testing.learnable_image_task()
+    config = testing.tiny_config(train_steps=6, checkpoint_every=3)
+    loop.train_and_evaluate(config, self.workdir, task=task)
+    checkpoints = os.path.join(self.workdir, 'checkpoints')
+    for suffix in ('.index', '.data-00000-of-00001'):  # What a kill in the middle of saving step 9 leaves.
+      with open(os.path.join(checkpoints, f'ckpt-9{suffix}'), 'wb') as f:
+        f.write(b'\x00' * 10)
+    resumed = loop.train_and_evaluate(dataclasses.replace(config, train_steps=8), self.workdir, task=task)
+    self.assertEqual(resumed['step'], 8)
+    self.assertIn('ckpt-8', tf.train.latest_checkpoint(checkpoints))
 
   def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(self):
     task = testing.learnable_image_task()
