@@ -38,7 +38,8 @@ def learnable_image_task(num_train=64, num_test=32, size=8, num_classes=4, seed=
 
 def load_run(run_dir):
   """A reloaded TensorBoard multiplexer over one run folder (sub-runs '.', 'train', 'eval')."""
-  multiplexer = plugin_event_multiplexer.EventMultiplexer()
+  # Keep every scalar: TensorBoard's loader otherwise samples down to 500 per tag.
+  multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={'scalars': 0})
   multiplexer.AddRunsFromDirectory(run_dir)
   multiplexer.Reload()
   return multiplexer
