@@ -53,6 +53,7 @@ _SUMMARY_EVERY = flags.DEFINE_integer('summary_every', config_lib.Config.summary
                                       'harness: scalar summary interval.')
 _HISTOGRAM_EVERY = flags.DEFINE_integer('histogram_every', config_lib.Config.histogram_every,
                                         'harness: histogram interval.')
+_BATCH_SPLITS = flags.DEFINE_integer('batch_splits', 0, 'harness: sub-batches per step (0 = auto).')
 _DATA_DIR = flags.DEFINE_string('data_dir', '', 'tfds data_dir.')
 _OUT = flags.DEFINE_string('out', '', 'Write the JSON report here too.')
 
@@ -187,6 +188,7 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
                   'keras': keras.__version__, 'gpus': len(tf.config.list_physical_devices('GPU'))},
       'config': {'task': config.task, 'arch': config.arch, 'units': list(config.units),
                  'input_units': config.input_units, 'batch_size': config.batch_size,
+                 'batch_splits': loop.batch_splits(config),
                  'summary_every': config.summary_every, 'histogram_every': config.histogram_every},
       'warmup_steps': warmup, 'steps': steps, 'rounds': rounds,
       'rounds_results': results,
@@ -212,10 +214,12 @@ def main(argv):
     config = config_lib.make_config(
         task=_TASK.value, arch=_ARCH.value, units=units, input_units=_INPUT_UNITS.value,
         batch_size=_BATCH_SIZE.value, learning_rate=_LEARNING_RATE.value, lr_schedule='constant',
-        summary_every=_SUMMARY_EVERY.value, histogram_every=_HISTOGRAM_EVERY.value, data_dir=_DATA_DIR.value)
+        summary_every=_SUMMARY_EVERY.value, histogram_every=_HISTOGRAM_EVERY.value, data_dir=_DATA_DIR.value,
+        batch_splits=_BATCH_SPLITS.value)
     contenders = [c for c in _CONTENDERS.value if c != 'torch' or _torch_available()]
     if len(contenders) < len(_CONTENDERS.value):
       logging.warning('PyTorch is not installed: skipping the torch contender (pip install torch==2.13.0).')
+    loop.configure_threads(config)
     full = data_lib.load_image_task(config.task, config.data_dir)
   except (UserError, ValueError) as e:
     print(f'harness.bench: error: {e}', file=sys.stderr)

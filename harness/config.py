@@ -33,7 +33,7 @@ TASK_DEFAULTS = {
 # Fields a resumed run may change: they schedule the run, they do not define it.
 RESUMABLE_OVERRIDES = frozenset({
     'epochs', 'train_steps', 'eval_every', 'checkpoint_every', 'summary_every',
-    'histogram_every', 'profile_steps', 'logdir', 'run_name', 'resume', 'data_dir',
+    'histogram_every', 'profile_steps', 'logdir', 'run_name', 'resume', 'data_dir', 'batch_splits',
 })
 
 _RUN_NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=,-]*$')
@@ -68,6 +68,7 @@ class Config:
   profile_steps: tuple = ()
   strategy: str = 'default'
   num_cpu_devices: int = 0
+  batch_splits: int = 0
   resume: bool = False
 
 
@@ -149,10 +150,12 @@ def validate(config):
   _finite('forget_bias', config.forget_bias)
   for name in ('batch_size', 'epochs', 'seq_len', 'eval_every', 'checkpoint_every', 'summary_every'):
     _positive_int(name, getattr(config, name))
-  for name in ('train_steps', 'seed', 'histogram_every', 'num_cpu_devices'):
+  for name in ('train_steps', 'seed', 'histogram_every', 'num_cpu_devices', 'batch_splits'):
     _positive_int(name, getattr(config, name), allow_zero=True)
   _finite('learning_rate', config.learning_rate, minimum=0, strictly=True)
   _finite('clip_norm', config.clip_norm, minimum=0)
+  if config.batch_splits and config.batch_size % config.batch_splits:
+    raise UserError(f'--batch_splits={config.batch_splits}: must divide --batch_size={config.batch_size}')
   if config.profile_steps:
     if len(config.profile_steps) != 2:
       raise UserError(f'--profile_steps={config.profile_steps}: give two steps, START,STOP')

@@ -38,10 +38,14 @@ class SummaryWriter:
         tf.summary.scalar(tag, value)
 
   def histograms(self, step, arrays):
-    """arrays: {tag: tensor of any shape}."""
+    """arrays: {tag: tensor of any shape}. Written by one graph call, not op by op."""
     with self.as_default(step):
-      for tag, value in arrays.items():
-        tf.summary.histogram(tag, value)
+      self._write_histograms(tf.constant(step, tf.int64), arrays)
+
+  @tf.function
+  def _write_histograms(self, step, arrays):
+    for tag, value in arrays.items():
+      tf.summary.histogram(tag, value, step=step)
 
   def images(self, step, images):
     """images: {tag: uint8 [k, height, width, channels]}."""

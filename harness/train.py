@@ -59,6 +59,10 @@ flags.DEFINE_enum('strategy', _DEFAULTS.strategy, config_lib.STRATEGIES,
                   'multi_worker (hosts in TF_CONFIG).')
 flags.DEFINE_integer('num_cpu_devices', _DEFAULTS.num_cpu_devices,
                      'Split the CPU into this many logical devices (0 = leave it whole).')
+flags.DEFINE_integer('batch_splits', _DEFAULTS.batch_splits,
+                     'Split each step\'s batch into this many sub-batches whose forward and backward passes run in '
+                     'parallel (the summed gradient is the same update). 0 = auto: one per CPU core on a '
+                     'CPU-only single device, else 1.')
 flags.DEFINE_bool('resume', _DEFAULTS.resume, 'Continue --run_name from its latest checkpoint.')
 
 FLAGS = flags.FLAGS
@@ -112,6 +116,7 @@ def main(argv):
     from harness import data  # pylint: disable=g-import-not-at-top
     from harness import loop  # pylint: disable=g-import-not-at-top
     from harness import runs  # pylint: disable=g-import-not-at-top
+    loop.configure_threads(config)  # Before TensorFlow's runtime starts.
     strategy = loop.make_strategy(config)
     chief = loop.is_chief(strategy)
     if chief and config.run_name and not config.resume and os.path.exists(

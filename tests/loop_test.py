@@ -58,6 +58,37 @@ class StepTest(parameterized.TestCase):
     moved = np.sqrt(sum(np.sum((v.numpy() - b) ** 2) for v, b in zip(state.model.trainable_variables, before)))
     self.assertAlmostEqual(moved, config.learning_rate * 1e-3, places=7)
 
+  @parameterized.parameters(('lstm', (6,), False), ('stacked_lstm', (4, 5), True))
+  def test_sub_batches_make_the_same_update_as_one_batch(self, arch, units, stateful):
+    task = data.SeriesTask(8, 5, 0) if stateful else testing.learnable_image_task()
+    base = dict(arch=arch, units=units, clip_norm=0.1, stateful=stateful)
+    if stateful:
+      base.update(task='sin2cos', seq_len=5)
+    strategy = tf.distribute.get_strategy()
+    results = []
+    for splits in (1, 2, 4):
+      config = testing.tiny_config(batch_splits=splits, **base)
+      tf.keras.utils.set_random_seed(0)
+      state = loop.create_train_state(config, task, strategy, total_steps=10)
+      step = loop.make_train_step(state, task.kind, config, strategy)
+      iterator = iter(task.train_dataset(8, 0))
+      step(iterator)
+      step(iterator)
+      results.append([v.numpy() for v in state.model.trainable_variables]
+                     + [float(state.sums['loss'].numpy()), float(state.sums['grad_norm'].numpy())]
+                     + [v.numpy() for layer in state.carried_state for v in layer])
+    for other in results[1:]:
+      for expected, actual in zip(results[0], other):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+  def test_auto_splits_use_every_core_only_for_big_enough_sub_batches(self):
+    cores = len(os.sched_getaffinity(0))
+    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=8)), 1)
+    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=64 * cores)), cores)
+    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=64)), 1)
+    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=256, batch_splits=4)), 4)
+    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=256, strategy='mirrored')), 1)
+
   def test_stateful_step_carries_the_final_state(self):
     config = testing.tiny_config(task='sin2cos', units=(5,), batch_size=4, seq_len=6, stateful=True)
     task = data.SeriesTask(4, 6, 0)
