@@ -152,9 +152,10 @@ def make_train_step(state, task_kind, config, strategy):
   """Returns train_step(iterator): one update from the next batch, under `strategy`.
 
   The loss is averaged over the global batch; gradients are summed over
-  replicas, their global norm is taken before clipping by `config.clip_norm`,
-  and the running sums in `state.sums` are updated. Nothing is read back to the
-  host, so steps queue without waiting.
+  sub-batches (`batch_splits`) and replicas, their global norm is taken before
+  clipping by `config.clip_norm`, and the running sums in `state.sums` are
+  updated. Nothing is read back to the host: the loop reads the sums only at
+  summary steps.
   """
   model, optimizer = state.model, state.optimizer
   replicas = strategy.num_replicas_in_sync
@@ -276,8 +277,9 @@ class Checkpoints:
   """Saves and restores under TF's multi-worker rules.
 
   Every worker saves (a save reads the mirrored variables together): the chief
-  into <workdir>/checkpoints, the others into a temporary folder that they
-  delete at once. Every worker restores from the chief's folder.
+  into <workdir>/checkpoints, the others into a temporary folder beside the run
+  folder (never inside it, which only the chief creates) that they delete at
+  once. Every worker restores from the chief's folder.
   """
 
   def __init__(self, checkpoint, workdir, strategy):
@@ -286,7 +288,8 @@ class Checkpoints:
     self.chief = is_chief(strategy)
     write_directory = self.directory
     if not self.chief:
-      write_directory = os.path.join(workdir, f'checkpoints_temp_worker_{strategy.cluster_resolver.task_id}')
+      run_parent, run_name = os.path.split(os.path.normpath(workdir))
+      write_directory = os.path.join(run_parent, f'.{run_name}-worker{strategy.cluster_resolver.task_id}-tmp')
     self.manager = tf.train.CheckpointManager(checkpoint, write_directory, max_to_keep=CHECKPOINTS_TO_KEEP)
 
   @property
@@ -492,7 +495,8 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
                     'crosses from one example into another (as the source tutorial did).', task.name)
   steps_per_epoch = task.steps_per_epoch(config.batch_size)
   total_steps = config.train_steps or config.epochs * steps_per_epoch
-  os.makedirs(workdir, exist_ok=True)
+  if is_chief(strategy):
+    os.makedirs(workdir, exist_ok=True)
   run = _Run(config, workdir, task, strategy, total_steps)
   state = run.state
   restored = run.checkpoints.restore()

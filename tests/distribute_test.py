@@ -71,6 +71,7 @@ class DistributeTest(absltest.TestCase):
     self.assertEqual(sorted(os.path.dirname(p) for p in event_files), ['', 'eval', 'train'])
     self.assertEqual(sorted(p for p in os.listdir(run_dir) if not p.startswith('events.out')),
                      ['checkpoints', 'config.json', 'eval', 'flags.txt', 'metrics.json', 'train'])
+    self.assertEqual(os.listdir(self.logdir), ['mw'])  # The worker's temporary checkpoints are gone.
     with open(os.path.join(run_dir, 'metrics.json')) as f:
       self.assertEqual(json.load(f)['weights_sha256'], fingerprints[0][0])
 
