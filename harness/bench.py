@@ -16,6 +16,7 @@ of steps W..W+N inside one run. `torch` is skipped when PyTorch is not installed
 
 import dataclasses
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -159,11 +160,7 @@ def torch_contender(config, task, warmup, steps):
 
 
 def _torch_available():
-  try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
-    return True
-  except ImportError:
-    return False
+  return importlib.util.find_spec('torch') is not None
 
 
 def benchmark(config, task, contenders, warmup, steps, rounds):

@@ -456,7 +456,7 @@ class _Run:
     })
     self.writers[''].flush()
     if self.chief:
-      comments = [f'harness run config; re-run with --flagfile=<this file> (a new run is named for it)',
+      comments = ['harness run config; re-run with --flagfile=<this file> (a new run is named for it)',
                   f'data_source: {task.source}', f'tensorflow: {tf.__version__}']
       with open(os.path.join(self.workdir, 'flags.txt'), 'w') as f:
         f.write(config_lib.to_flagfile(config, comments))

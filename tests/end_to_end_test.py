@@ -5,10 +5,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from absl.testing import absltest
-import numpy as np
 
 from harness import data
 from tests import data_test
