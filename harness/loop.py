@@ -282,12 +282,12 @@ class Checkpoints:
   once. Every worker restores from the chief's folder.
   """
 
-  def __init__(self, checkpoint, workdir, strategy):
+  def __init__(self, checkpoint, workdir, strategy, chief):
     self.checkpoint = checkpoint
     self.directory = os.path.join(workdir, 'checkpoints')
-    self.chief = is_chief(strategy)
+    self.chief = chief
     write_directory = self.directory
-    if not self.chief:
+    if not chief:
       run_parent, run_name = os.path.split(os.path.normpath(workdir))
       write_directory = os.path.join(run_parent, f'.{run_name}-worker{strategy.cluster_resolver.task_id}-tmp')
     self.manager = tf.train.CheckpointManager(checkpoint, write_directory, max_to_keep=CHECKPOINTS_TO_KEEP)
@@ -361,7 +361,7 @@ class _Run:
     self.num_params = int(sum(np.prod(v.shape) for v in self.state.model.trainable_variables))
     self.checkpoint = tf.train.Checkpoint(model=self.state.model, optimizer=self.state.optimizer,
                                           carried_state=self.state.carried_state)
-    self.checkpoints = Checkpoints(self.checkpoint, workdir, strategy)
+    self.checkpoints = Checkpoints(self.checkpoint, workdir, strategy, self.chief)
     self.writers = {name: summaries.SummaryWriter(os.path.join(workdir, name) if name else workdir, self.chief)
                     for name in ('', 'train', 'eval')}
     self.eval_step = make_eval_step(self.state.model, task, strategy)

@@ -123,7 +123,7 @@ def main(argv):
         os.path.join(config.logdir, config.run_name)):
       runs.claim_run_dir(config)  # Raises the "already exists" error before any work.
     task = data.load_task(config)
-    # Only the chief creates the run folder; other workers write nothing there but temporary checkpoints.
+    # Only the chief creates the run folder; other workers write nothing in it.
     workdir = runs.claim_run_dir(config) if chief else os.path.join(config.logdir, config.run_name)
     logging.info('run folder: %s', workdir)
     metrics = loop.train_and_evaluate(config, workdir, task=task, strategy=strategy)
