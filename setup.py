@@ -9,7 +9,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['harness', 'harness.*']),
     package_data={'harness': ['sample_data/mnist_sample/*']},
     python_requires='>=3.10',
-    # Lower bounds are the versions tested (BUILD.md); constraints.txt pins them exactly.
+    # Lower bounds are the versions tested (BUILD.md); constraints.txt pins every package exactly.
     install_requires=[
         'tensorflow>=2.21',
         'keras>=3.15',
@@ -28,5 +28,6 @@ setuptools.setup(
     entry_points={'console_scripts': [
         'harness-train=harness.train:run',
         'harness-bench=harness.bench:run',
+        'harness-data=harness.data:run',
     ]},
 )

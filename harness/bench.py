@@ -28,7 +28,6 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 
@@ -39,29 +38,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness import cli
 from harness import config as config_lib
-from harness import data as data_lib
 from harness import loop
+from harness import runtime
+from harness.tasks import images
+from harness.tasks import sources
 from harness.errors import UserError
 
 CONTENDERS = ('harness', 'harness_no_summaries', 'harness_keras_lstm', 'keras_fit', 'torch')
 
-_TASK = flags.DEFINE_enum('task', 'fashion_mnist', ['mnist', 'fashion_mnist'], 'Image task to train on.')
-_ARCH = flags.DEFINE_enum('arch', 'lstm', ['lstm', 'stacked_lstm'], 'Recurrent architecture.')
-_UNITS = flags.DEFINE_list('units', ['128'], 'Units per recurrent layer.')
-_INPUT_UNITS = flags.DEFINE_integer('input_units', 0, 'Input projection units (0 = none).')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Batch size.')
-_LEARNING_RATE = flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
+_CONFIG_FLAGS = ('task', 'arch', 'units', 'input_units', 'batch_size', 'learning_rate', 'summary_every',
+                 'histogram_every', 'batch_splits', 'data_dir')
+cli.define_config_flags(_CONFIG_FLAGS, defaults=dict(
+    task='fashion_mnist', arch='lstm', units=(128,), input_units=0, batch_size=256, learning_rate=1e-3))
 _STEPS = flags.DEFINE_integer('steps', 200, 'N: measured steps per contender and round.')
 _WARMUP_STEPS = flags.DEFINE_integer('warmup_steps', 20, 'W: steps before measuring.')
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Interleaved rounds.')
 _CONTENDERS = flags.DEFINE_list('contenders', list(CONTENDERS), f'Any of {", ".join(CONTENDERS)}.')
-_SUMMARY_EVERY = flags.DEFINE_integer('summary_every', config_lib.Config.summary_every,
-                                      'harness: scalar summary interval.')
-_HISTOGRAM_EVERY = flags.DEFINE_integer('histogram_every', config_lib.Config.histogram_every,
-                                        'harness: histogram interval.')
-_BATCH_SPLITS = flags.DEFINE_integer('batch_splits', 0, 'harness: sub-batches per step (0 = auto).')
-_DATA_DIR = flags.DEFINE_string('data_dir', '', 'tfds data_dir.')
 _OUT = flags.DEFINE_string('out', '', 'Write the JSON report here too.')
 
 
@@ -198,7 +192,7 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
                   'keras': keras.__version__, 'gpus': len(tf.config.list_physical_devices('GPU'))},
       'config': {'task': config.task, 'arch': config.arch, 'units': list(config.units),
                  'input_units': config.input_units, 'batch_size': config.batch_size,
-                 'batch_splits': loop.batch_splits(config),
+                 'batch_splits': runtime.batch_splits(config),
                  'summary_every': config.summary_every, 'histogram_every': config.histogram_every},
       'warmup_steps': warmup, 'steps': steps, 'rounds': rounds,
       'rounds_results': results,
@@ -215,28 +209,25 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
 def main(argv):
   del argv
   try:
-    units = tuple(int(u) for u in _UNITS.value)
     unknown = set(_CONTENDERS.value) - set(CONTENDERS)
     if unknown:
       raise UserError(f'--contenders: unknown {", ".join(sorted(unknown))}; choose from {", ".join(CONTENDERS)}')
     if _STEPS.value < 1 or _WARMUP_STEPS.value < 1 or _ROUNDS.value < 1:
       raise UserError('--steps, --warmup_steps and --rounds must be positive')
-    config = config_lib.make_config(
-        task=_TASK.value, arch=_ARCH.value, units=units, input_units=_INPUT_UNITS.value,
-        batch_size=_BATCH_SIZE.value, learning_rate=_LEARNING_RATE.value, lr_schedule='constant',
-        summary_every=_SUMMARY_EVERY.value, histogram_every=_HISTOGRAM_EVERY.value, data_dir=_DATA_DIR.value,
-        batch_splits=_BATCH_SPLITS.value)
+    config = config_lib.make_config(**cli.config_values(_CONFIG_FLAGS), lr_schedule='constant')
+    if config.task not in sources.IMPORTABLE_TASKS or config.arch not in ('lstm', 'stacked_lstm'):
+      raise UserError('harness.bench compares LSTM models on image tasks: --task=mnist or fashion_mnist, '
+                      '--arch=lstm or stacked_lstm')
     contenders = [c for c in _CONTENDERS.value if c != 'torch' or _torch_available()]
     if len(contenders) < len(_CONTENDERS.value):
       logging.warning('PyTorch is not installed: skipping the torch contender (pip install torch==2.13.0).')
-    loop.configure_threads(config)
-    full = data_lib.load_image_task(config.task, config.data_dir)
-  except (UserError, ValueError) as e:
-    print(f'harness.bench: error: {e}', file=sys.stderr)
-    sys.exit(2)
+    runtime.configure_threads(config)
+    data = sources.load_images(config.task, config.data_dir)
+  except UserError as e:
+    cli.fail('harness.bench', e)
   # Only training speed is measured: a small test split keeps the end-of-run eval short.
-  task = data_lib.ImageTask(full.name, (full.train_images, full.train_labels),
-                            (full.test_images[:512], full.test_labels[:512]), full.class_names, full.source)
+  task = images.ImageTask(config.task, data._replace(test_images=data.test_images[:512],
+                                                     test_labels=data.test_labels[:512]))
   report = benchmark(config, task, contenders, _WARMUP_STEPS.value, _STEPS.value, _ROUNDS.value)
   text = json.dumps(report, indent=2)
   print(text)
@@ -245,9 +236,16 @@ def main(argv):
       f.write(text + '\n')
 
 
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    cli.fail('harness.bench', e)
+
+
 def run():
   """Console-script entry point (`harness-bench`)."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == '__main__':

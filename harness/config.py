@@ -1,8 +1,11 @@
 """The run configuration: one frozen dataclass, its per-task defaults and its validation.
 
-Field names equal flag names, so a config round-trips through an absl flagfile
-(`to_flagfile`) and through `config.json` (`to_json` / `from_json`). Tests build
-configs directly with `make_config`; only `harness.train` touches FLAGS.
+Every field is a flag of `harness.train` (`harness.cli` generates the flags
+from the field metadata: help text, choices, bounds), so a config round-trips
+through an absl flagfile (`to_flagfile`) and through `config.json`
+(`to_json` / `from_json`). Tests build configs directly with `make_config`;
+only the command-line entries touch FLAGS. Nothing here imports TensorFlow, so
+usage errors come back at once.
 """
 
 import dataclasses
@@ -10,15 +13,11 @@ import json
 import math
 import os
 import re
+import tempfile
 
 from harness.errors import UserError
 
-TASKS = ('mnist', 'fashion_mnist', 'sin2cos')
 ARCHS = ('rnn', 'gru', 'lstm', 'stacked_lstm')
-OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
-LR_SCHEDULES = ('constant', 'cosine')
-STRATEGIES = ('default', 'mirrored', 'multi_worker')
-LSTM_KERNELS = ('auto', 'fused', 'keras')
 
 # Defaults that depend on the task; every other default is in `Config`.
 # Images: a 128-unit input projection, LSTM(128), Adam 3e-3 with cosine decay
@@ -30,49 +29,84 @@ TASK_DEFAULTS = {
     'fashion_mnist': _IMAGE_DEFAULTS,
     'sin2cos': dict(batch_size=50, learning_rate=6e-3, epochs=20, input_units=0),
 }
-
-# Fields a resumed run may change: they schedule the run, they do not define it.
-RESUMABLE_OVERRIDES = frozenset({
-    'epochs', 'train_steps', 'eval_every', 'checkpoint_every', 'summary_every',
-    'histogram_every', 'profile_steps', 'logdir', 'run_name', 'resume', 'data_dir', 'batch_splits',
-    'lstm_kernel',
-})
+TASKS = tuple(TASK_DEFAULTS)
 
 _RUN_NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=,-]*$')
+RUN_NAME_MAX_LENGTH = 200  # File names stop at 255 bytes; room for the suffixes of temporary folders.
+
+
+def _field(default, help_text, *, choices=None, minimum=None, above=None, per_task=False, resumable=False,
+           flag_default=None):
+  """A Config field with the metadata that flags and validation are generated from.
+
+  Args:
+    default: the value when neither the task nor the user sets one.
+    help_text: the flag's help.
+    choices: the allowed values of a str field (an enum flag).
+    minimum: numbers (every element of a tuple) must be >= this.
+    above: numbers must be > this.
+    per_task: the default comes from TASK_DEFAULTS (the flag's own default is None).
+    resumable: a resumed run may change it (it schedules the run, it does not define it).
+    flag_default: the flag's default where it differs from `default` (e.g. '' for an empty tuple).
+  """
+  metadata = dict(help=help_text, choices=choices, minimum=minimum, above=above, per_task=per_task,
+                  resumable=resumable, flag_default=flag_default)
+  return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """Everything that defines a run. See `harness.train --helpfull` for each field."""
-  task: str = 'mnist'
-  arch: str = 'lstm'
-  units: tuple = (128,)
-  input_units: int = 128
-  forget_bias: float = 1.0
-  lstm_kernel: str = 'auto'
-  batch_size: int = 128
-  epochs: int = 10
-  train_steps: int = 0
-  learning_rate: float = 3e-3
-  optimizer: str = 'adam'
-  lr_schedule: str = 'cosine'
-  clip_norm: float = 0.0
-  seed: int = 0
-  seq_len: int = 20
-  stateful: bool = False
-  deterministic: bool = False
-  logdir: str = 'runs'
-  run_name: str = ''
-  data_dir: str = ''
-  eval_every: int = 1000
-  checkpoint_every: int = 1000
-  summary_every: int = 100
-  histogram_every: int = 500
-  profile_steps: tuple = ()
-  strategy: str = 'default'
-  num_cpu_devices: int = 0
-  batch_splits: int = 0
-  resume: bool = False
+  """Everything that defines a run. See `python -m harness.train --helpfull` for each field."""
+  task: str = _field('mnist', 'What to learn.', choices=TASKS)
+  arch: str = _field('lstm', 'Recurrent architecture.', choices=ARCHS)
+  units: tuple = _field((128,), 'Units per recurrent layer, comma-separated: one for rnn/gru/lstm, two or more '
+                        'for stacked_lstm.', minimum=1)
+  input_units: int = _field(128, 'Linear input projection per step before the recurrent layers (0 = none).',
+                            minimum=0, per_task=True)
+  forget_bias: float = _field(1.0, 'Initial LSTM forget-gate bias (lstm, stacked_lstm).')
+  lstm_kernel: str = _field(
+      'auto', 'LSTM implementation; same weights and math, and cuDNN on a GPU whatever the choice. On the CPU: '
+      'fused = TensorFlow\'s BlockLSTM op, one op per sequence; keras = keras.layers.LSTM\'s per-step '
+      'tf.while_loop; auto = fused for layers of up to 128 units (where it is faster), keras above.',
+      choices=('auto', 'fused', 'keras'), resumable=True)
+  batch_size: int = _field(128, 'Global batch size.', minimum=1, per_task=True)
+  epochs: int = _field(10, 'Epochs to train.', minimum=1, per_task=True, resumable=True)
+  train_steps: int = _field(0, 'Steps to train; when set (> 0), overrides --epochs.', minimum=0, resumable=True)
+  learning_rate: float = _field(3e-3, 'Learning rate.', above=0, per_task=True)
+  optimizer: str = _field('adam', 'Optimizer.', choices=('adam', 'sgd', 'rmsprop'))
+  lr_schedule: str = _field('cosine', 'constant, or cosine decay from --learning_rate to 0 over the run\'s steps.',
+                            choices=('constant', 'cosine'))
+  clip_norm: float = _field(0.0, 'Clip gradients to this global norm (0 = off).', minimum=0)
+  seed: int = _field(0, 'Seed for weights and data order.', minimum=0)
+  seq_len: int = _field(20, 'sin2cos: steps per window.', minimum=1)
+  stateful: bool = _field(False, 'Carry each stream\'s final state into the next batch (reset at each epoch).')
+  deterministic: bool = _field(False, 'Deterministic ops: a resumed run then ends bit-identical to an '
+                               'uninterrupted one.')
+  logdir: str = _field('runs', 'Folder that holds the runs.', resumable=True)
+  run_name: str = _field('', 'Run folder name under --logdir (default: task-arch-units-time-random).',
+                         resumable=True)
+  data_dir: str = _field('', 'tfds data_dir (default: tfds\'s own, ~/tensorflow_datasets).', resumable=True)
+  eval_every: int = _field(1000, 'Evaluate every this many steps (and at the end).', minimum=1, resumable=True)
+  checkpoint_every: int = _field(1000, 'Checkpoint every this many steps (and at the end).', minimum=1,
+                                 resumable=True)
+  summary_every: int = _field(100, 'Write train scalars every this many steps.', minimum=1, resumable=True)
+  histogram_every: int = _field(500, 'Write weight, gradient and activation histograms every this many steps '
+                                '(0 = never).', minimum=0, resumable=True)
+  profile_steps: tuple = _field((), 'START,STOP: profile the steps between them (TensorBoard profile plugin).',
+                                minimum=1, resumable=True, flag_default='')
+  strategy: str = _field('default', 'tf.distribute strategy: default (one device), mirrored (local devices), '
+                         'multi_worker (hosts in TF_CONFIG).', choices=('default', 'mirrored', 'multi_worker'))
+  num_cpu_devices: int = _field(0, 'Split the CPU into this many logical devices (0 = leave it whole).', minimum=0)
+  batch_splits: int = _field(
+      0, 'Split each step\'s batch into this many sub-batches whose forward and backward passes run in '
+      'parallel (the summed gradient is the same update). 0 = auto: one per CPU core on a CPU-only single '
+      'device if each gets 16+ examples (64+ unless every layer is a fused LSTM), else 1.', minimum=0,
+      resumable=True)
+  resume: bool = _field(False, 'Continue --run_name from its latest checkpoint.', resumable=True)
+
+
+FIELDS = {field.name: field for field in dataclasses.fields(Config)}
+RESUMABLE_OVERRIDES = frozenset(name for name, field in FIELDS.items() if field.metadata['resumable'])
 
 
 def make_config(**overrides):
@@ -83,37 +117,58 @@ def make_config(**overrides):
       another value; the message names the flag.
   """
   task = overrides.get('task', Config.task)
-  if task not in TASKS:
-    raise UserError(f'--task={task!r}: unknown task; choose one of {", ".join(TASKS)}')
+  _check_field('task', task)
   values = dict(TASK_DEFAULTS[task])
   values.update(overrides)
   for key in ('units', 'profile_steps'):
     if key in values:
       values[key] = tuple(values[key])
-  try:
-    config = Config(**values)
-  except TypeError as e:
-    raise UserError(f'unknown config field: {e}') from None
+  unknown = sorted(set(values) - set(FIELDS))
+  if unknown:
+    raise UserError(f'unknown config field(s): {", ".join(unknown)}')
+  config = Config(**values)
   validate(config)
   return config
 
 
-def _positive_int(name, value, allow_zero=False):
-  if isinstance(value, bool) or not isinstance(value, int):
+def _check_number(name, value, metadata):
+  is_int_field = isinstance(FIELDS[name].default, (int, tuple)) and not isinstance(FIELDS[name].default, bool)
+  if is_int_field and (isinstance(value, bool) or not isinstance(value, int)):
     raise UserError(f'--{name}={value!r}: must be an integer')
-  if value < 0 or (value == 0 and not allow_zero):
-    raise UserError(f'--{name}={value}: must be {"0 or more" if allow_zero else "positive"}')
-
-
-def _finite(name, value, minimum=None, strictly=False):
-  if not isinstance(value, (int, float)) or not math.isfinite(value):
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
     raise UserError(f'--{name}={value!r}: must be a finite number')
-  if minimum is not None and (value < minimum or (strictly and value == minimum)):
-    raise UserError(f'--{name}={value}: must be {">" if strictly else ">="} {minimum}')
+  if metadata['minimum'] is not None and value < metadata['minimum']:
+    bound = 'positive' if metadata['minimum'] == 1 and is_int_field else f'>= {metadata["minimum"]}'
+    raise UserError(f'--{name}={value}: must be {"0 or more" if metadata["minimum"] == 0 else bound}')
+  if metadata['above'] is not None and value <= metadata['above']:
+    raise UserError(f'--{name}={value}: must be > {metadata["above"]}')
 
 
-def _check_directory_flag(name, path):
-  """A directory flag must name a directory, or a place one can be made, that is writable."""
+def _check_field(name, value):
+  """Checks one field against its metadata (type, choices, bounds)."""
+  metadata = FIELDS[name].metadata
+  default = FIELDS[name].default
+  if metadata['choices'] is not None:
+    if value not in metadata['choices']:
+      raise UserError(f'--{name}={value!r}: unknown {name}; choose one of {", ".join(metadata["choices"])}')
+  elif isinstance(default, bool):
+    if not isinstance(value, bool):
+      raise UserError(f'--{name}={value!r}: must be true or false')
+  elif isinstance(default, tuple):
+    for element in value:
+      _check_number(name, element, metadata)
+  elif isinstance(default, (int, float)):
+    _check_number(name, value, metadata)
+  elif not isinstance(value, str):
+    raise UserError(f'--{name}={value!r}: must be text')
+
+
+def check_directory(name, path):
+  """A directory flag must name a directory, or a place one can be made, where files can be written.
+
+  Writes and removes one temporary file in the nearest existing folder (access
+  bits lie for root and for /proc or /sys); creates nothing that stays.
+  """
   if not path:
     return
   if os.path.exists(path) and not os.path.isdir(path):
@@ -123,60 +178,51 @@ def _check_directory_flag(name, path):
     existing = os.path.dirname(existing)
   if not os.path.isdir(existing):
     raise UserError(f'--{name}={path}: {existing} is a file, not a directory')
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise UserError(f'--{name}={path}: {existing} is not writable')
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as e:
+    raise UserError(f'--{name}={path}: cannot write in {existing} ({e.strerror or e})') from None
 
 
 def validate(config):
   """Raises UserError naming the first flag whose value is invalid."""
-  if config.task not in TASKS:
-    raise UserError(f'--task={config.task!r}: unknown task; choose one of {", ".join(TASKS)}')
-  if config.arch not in ARCHS:
-    raise UserError(f'--arch={config.arch!r}: unknown arch; choose one of {", ".join(ARCHS)}')
-  if config.optimizer not in OPTIMIZERS:
-    raise UserError(f'--optimizer={config.optimizer!r}: unknown optimizer; choose one of {", ".join(OPTIMIZERS)}')
-  if config.lr_schedule not in LR_SCHEDULES:
-    raise UserError(f'--lr_schedule={config.lr_schedule!r}: unknown schedule; choose one of {", ".join(LR_SCHEDULES)}')
-  if config.lstm_kernel not in LSTM_KERNELS:
-    raise UserError(f'--lstm_kernel={config.lstm_kernel!r}: unknown kernel; choose one of {", ".join(LSTM_KERNELS)}')
-  if config.strategy not in STRATEGIES:
-    raise UserError(f'--strategy={config.strategy!r}: unknown strategy; choose one of {", ".join(STRATEGIES)}')
+  for name in FIELDS:
+    _check_field(name, getattr(config, name))
+  units = ','.join(map(str, config.units))
   if not config.units:
     raise UserError('--units: needs at least one layer size')
-  for size in config.units:
-    _positive_int('units', size)
   if config.arch == 'stacked_lstm' and len(config.units) < 2:
-    raise UserError(f'--units={",".join(map(str, config.units))}: --arch=stacked_lstm needs two or more '
-                    'comma-separated sizes, one per layer (e.g. 32,64)')
+    raise UserError(f'--units={units}: --arch=stacked_lstm needs two or more comma-separated sizes, one per '
+                    'layer (e.g. 32,64)')
   if config.arch != 'stacked_lstm' and len(config.units) != 1:
-    raise UserError(f'--units={",".join(map(str, config.units))}: --arch={config.arch} has one layer; '
-                    'give one size, or use --arch=stacked_lstm')
-  _positive_int('input_units', config.input_units, allow_zero=True)
-  _finite('forget_bias', config.forget_bias)
-  for name in ('batch_size', 'epochs', 'seq_len', 'eval_every', 'checkpoint_every', 'summary_every'):
-    _positive_int(name, getattr(config, name))
-  for name in ('train_steps', 'seed', 'histogram_every', 'num_cpu_devices', 'batch_splits'):
-    _positive_int(name, getattr(config, name), allow_zero=True)
-  _finite('learning_rate', config.learning_rate, minimum=0, strictly=True)
-  _finite('clip_norm', config.clip_norm, minimum=0)
+    raise UserError(f'--units={units}: --arch={config.arch} has one layer; give one size, or use '
+                    '--arch=stacked_lstm')
   if config.batch_splits and config.batch_size % config.batch_splits:
     raise UserError(f'--batch_splits={config.batch_splits}: must divide --batch_size={config.batch_size}')
   if config.profile_steps:
     if len(config.profile_steps) != 2:
-      raise UserError(f'--profile_steps={config.profile_steps}: give two steps, START,STOP')
+      raise UserError(f'--profile_steps={",".join(map(str, config.profile_steps))}: give two steps, START,STOP')
     start, stop = config.profile_steps
-    _positive_int('profile_steps', start)
-    _positive_int('profile_steps', stop)
     if stop <= start:
       raise UserError(f'--profile_steps={start},{stop}: STOP must be after START')
-  if config.run_name and not _RUN_NAME_PATTERN.match(config.run_name):
-    raise UserError(f'--run_name={config.run_name!r}: use letters, digits and ._=,- only (no slashes)')
+  check_run_name(config.run_name)
   if config.strategy == 'multi_worker' and not config.run_name:
     raise UserError('--strategy=multi_worker needs --run_name: every worker must name the same run')
   if config.resume and not config.run_name:
     raise UserError('--resume needs --run_name: the run to continue')
-  _check_directory_flag('logdir', config.logdir)
-  _check_directory_flag('data_dir', config.data_dir)
+  check_directory('logdir', config.logdir)
+  check_directory('data_dir', config.data_dir)
+
+
+def check_run_name(name):
+  if not name:
+    return
+  if not _RUN_NAME_PATTERN.match(name):
+    raise UserError(f'--run_name={name!r}: use only ASCII letters, digits and . _ = , - (no spaces, accents or '
+                    'slashes), starting with a letter or digit')
+  if len(name) > RUN_NAME_MAX_LENGTH:
+    raise UserError(f'--run_name: {len(name)} characters; at most {RUN_NAME_MAX_LENGTH}')
 
 
 def flag_value(value):
@@ -191,10 +237,10 @@ def flag_value(value):
 def to_flagfile(config, comments=()):
   """Returns an absl flagfile that re-runs `config` (as a new run: no run name, no resume)."""
   lines = [f'# {comment}' for comment in comments]
-  for field in dataclasses.fields(config):
-    if field.name in ('run_name', 'resume'):
+  for name in FIELDS:
+    if name in ('run_name', 'resume'):
       continue
-    lines.append(f'--{field.name}={flag_value(getattr(config, field.name))}')
+    lines.append(f'--{name}={flag_value(getattr(config, name))}')
   return '\n'.join(lines) + '\n'
 
 
@@ -203,4 +249,6 @@ def to_json(config):
 
 
 def from_json(text):
-  return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items()})
+  """The Config of a config.json; fields added since it was written take their defaults."""
+  values = json.loads(text)
+  return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in FIELDS})

@@ -1,7 +1,16 @@
-"""Run folders under --logdir: unique names, no overwrites, resuming with the saved config."""
+"""The run folder: its name, claiming it, and the files that describe the run.
+
+  <logdir>/<run>/flags.txt      an absl flagfile that re-runs the config as a new run
+  <logdir>/<run>/config.json    the exact config (read by --resume)
+  <logdir>/<run>/metrics.json   final step, eval metrics, data source, weights checksum
+
+Nothing here imports TensorFlow, so the command line can check a run folder
+before paying for TensorFlow's start.
+"""
 
 import dataclasses
 import datetime
+import json
 import os
 import secrets
 
@@ -68,3 +77,37 @@ def claim_run_dir(config):
         raise UserError(f'--run_name={name}: {workdir} already exists; pass --resume to continue it, '
                         'or choose another name') from None
   raise UserError(f'--logdir={config.logdir}: could not find a free run name')
+
+
+def write_config_files(workdir, config, comments):
+  """flags.txt (re-runs the config as a new run, with `comments` on top) and config.json."""
+  with open(os.path.join(workdir, 'flags.txt'), 'w') as f:
+    f.write(config_lib.to_flagfile(config, comments))
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config_lib.to_json(config))
+
+
+def write_metrics(workdir, metrics):
+  with open(os.path.join(workdir, 'metrics.json'), 'w') as f:
+    json.dump(metrics, f, indent=2, sort_keys=True)
+
+
+def hparams(config, task_hparams, extra):
+  """The run's hyperparameters for the HParams dashboard: what defines the model, data and optimizer.
+
+  Args:
+    config: the run's Config.
+    task_hparams: the task's own settings ({name: value}).
+    extra: facts known once the run starts ({name: value}: replicas, sub-batches, data source, parameters).
+  """
+  values = {
+      'task': config.task, 'arch': config.arch, 'units': config_lib.flag_value(config.units),
+      'input_units': config.input_units, 'batch_size': config.batch_size, 'optimizer': config.optimizer,
+      'learning_rate': config.learning_rate, 'lr_schedule': config.lr_schedule, 'clip_norm': config.clip_norm,
+      'seed': config.seed, 'stateful': config.stateful,
+  }
+  if config.arch in ('lstm', 'stacked_lstm'):
+    values.update(forget_bias=config.forget_bias, lstm_kernel=config.lstm_kernel)
+  values.update(task_hparams)
+  values.update(extra)
+  return values

@@ -9,8 +9,11 @@ import subprocess
 import sys
 
 from absl.testing import absltest
+import pytest
 
 from tests import testing
+
+pytestmark = pytest.mark.slow  # Each test starts TensorFlow in subprocesses.
 
 FLAGS = ['--task=mnist', '--units=8', '--batch_size=16', '--train_steps=8', '--summary_every=1',
          '--eval_every=4', '--checkpoint_every=4', '--histogram_every=0', '--deterministic']

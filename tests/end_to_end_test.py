@@ -1,4 +1,4 @@
-"""`python -m harness.train` and `python -m harness.data` as subprocesses: runs, kills, resumes, real data."""
+"""`python -m harness.train` as a subprocess: runs, kills, resumes, real data."""
 
 import json
 import os
@@ -7,10 +7,12 @@ import subprocess
 import sys
 
 from absl.testing import absltest
+import pytest
 
-from harness import data
-from tests import data_test
+from harness.tasks import sources
 from tests import testing
+
+pytestmark = pytest.mark.slow  # Each test starts TensorFlow in subprocesses.
 
 TINY_FLAGS = ['--units=8', '--batch_size=16', '--summary_every=5', '--eval_every=10',
               '--checkpoint_every=10', '--histogram_every=10']
@@ -124,53 +126,18 @@ class EndToEndTest(absltest.TestCase):
     for run in runs:
       self.assertEqual(read_json(os.path.join(self.logdir, run, 'metrics.json'))['step'], 3)
 
-  @absltest.skipUnless(os.path.isdir(data.DEBIAN_FASHION_MNIST_DIR) or os.environ.get('CI'),
+  @absltest.skipUnless(os.path.isdir(sources.DEBIAN_FASHION_MNIST_DIR) or os.environ.get('CI'),
                        'needs Debian\'s dataset-fashion-mnist (CI installs it)')
   def test_trains_on_real_fashion_mnist_imported_into_tfds(self):
     result = self.harness('--task=fashion_mnist', '--arch=lstm', '--train_steps=3', '--eval_every=3',
                           '--run_name=fashion', timeout=600)
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     metrics = read_json(os.path.join(self.logdir, 'fashion', 'metrics.json'))
-    self.assertIn(f'imported from IDX files in {data.DEBIAN_FASHION_MNIST_DIR}', metrics['data_source'])
+    self.assertIn(f'imported from IDX files in {sources.DEBIAN_FASHION_MNIST_DIR}', metrics['data_source'])
     self.assertTrue(os.path.exists(os.path.join(self.data_dir, 'fashion_mnist', '3.0.1', 'dataset_info.json')))
     events = testing.load_run(os.path.join(self.logdir, 'fashion'))
     (step, confusion), = testing.tensor_series(events, 'eval', 'confusion_matrix')
     self.assertEqual(step, 3)
-
-
-class ImporterCommandTest(absltest.TestCase):
-
-  def setUp(self):
-    super().setUp()
-    self.idx_dir = testing.make_tempdir(self)
-    self.data_dir = os.path.join(testing.make_tempdir(self), 'tfds')
-
-  def import_command(self):
-    return subprocess.run([sys.executable, '-m', 'harness.data', 'import', '--task=fashion_mnist',
-                           f'--idx_dir={self.idx_dir}', f'--data_dir={self.data_dir}'],
-                          capture_output=True, text=True, cwd=testing.REPO_ROOT, timeout=300)
-
-  def test_import_then_refuse_a_second_import(self):
-    data_test.write_idx_dir(self.idx_dir)
-    result = self.import_command()
-    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
-    self.assertTrue(json.loads(result.stdout.strip().splitlines()[-1])['tfds_dir'].endswith('fashion_mnist/3.0.1'))
-    again = self.import_command()
-    self.assertNotEqual(again.returncode, 0)
-    self.assertIn('already present', again.stderr.strip().splitlines()[-1])
-
-  def test_corrupted_idx_is_one_line_and_creates_nothing(self):
-    data_test.write_idx_dir(self.idx_dir)
-    path = os.path.join(self.idx_dir, 'train-images-idx3-ubyte.gz')
-    with open(path, 'rb') as f:
-      raw = f.read()
-    with open(path, 'wb') as f:
-      f.write(raw[:len(raw) // 2])
-    result = self.import_command()
-    self.assertNotEqual(result.returncode, 0)
-    self.assertNotIn('Traceback', result.stderr)
-    self.assertIn('train-images-idx3-ubyte.gz', result.stderr.strip().splitlines()[-1])
-    self.assertFalse(os.path.exists(os.path.join(self.data_dir, 'fashion_mnist', '3.0.1', 'dataset_info.json')))
 
 
 if __name__ == '__main__':

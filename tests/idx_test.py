@@ -6,7 +6,7 @@ import os
 from absl.testing import absltest
 import numpy as np
 
-from harness import idx
+from harness.tasks import idx
 from harness.errors import UserError
 from tests import testing
 

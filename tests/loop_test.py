@@ -4,145 +4,45 @@ import dataclasses
 import glob
 import json
 import os
+import shutil
+import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import pytest
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from harness import data
 from harness import loop
 from harness import models
+from harness import steps
+from harness.tasks import base
 from harness.errors import NonFiniteLossError
 from tests import testing
 
 
-def first_batch(task, config):
-  return next(iter(task.train_dataset(config.batch_size, config.seed)))
+def next_event(step, total_steps, config, steps_per_epoch):
+  return loop.Schedule(config, steps_per_epoch, total_steps).steps_to_next_event(step)
 
 
-class StepTest(parameterized.TestCase):
-
-  @parameterized.parameters(('rnn', (6,)), ('gru', (6,)), ('lstm', (6,)), ('stacked_lstm', (4, 5)))
-  def test_one_step_changes_every_trainable_variable(self, arch, units):
-    config = testing.tiny_config(arch=arch, units=units, input_units=3, clip_norm=1.0)
-    task = testing.learnable_image_task()
-    strategy = tf.distribute.get_strategy()
-    state = loop.create_train_state(config, task, strategy, total_steps=10)
-    before = [v.numpy().copy() for v in state.model.trainable_variables]
-    loop.make_train_step(state, task.kind, config, strategy)(iter(task.train_dataset(8, 0)))
-    self.assertEqual(state.step, 1)
-    for variable, old in zip(state.model.trainable_variables, before):
-      self.assertFalse(np.allclose(variable.numpy(), old), f'{variable.path} did not change')
-    self.assertEqual(float(state.sums['steps'].numpy()), 1.0)
-    self.assertEqual(float(state.sums['examples'].numpy()), 8.0)
-
-  def test_step_loss_and_norm_match_a_direct_computation(self):
-    config = testing.tiny_config(clip_norm=1e-3, optimizer='sgd', lr_schedule='constant')
-    task = testing.learnable_image_task()
-    strategy = tf.distribute.get_strategy()
-    state = loop.create_train_state(config, task, strategy, total_steps=10)
-    inputs, labels = first_batch(task, config)
-    with tf.GradientTape() as tape:
-      logits, _ = state.model(inputs)
-      loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-    grads = tape.gradient(loss, state.model.trainable_variables)
-    before = [v.numpy().copy() for v in state.model.trainable_variables]
-    loop.make_train_step(state, task.kind, config, strategy)(iter(task.train_dataset(8, 0)))
-    self.assertAlmostEqual(float(state.sums['loss'].numpy()), float(loss), places=5)
-    norm = float(tf.linalg.global_norm(grads))
-    self.assertAlmostEqual(float(state.sums['grad_norm'].numpy()), norm, places=4)
-    self.assertEqual(float(state.sums['clipped'].numpy()), 1.0)
-    # SGD applied the gradient clipped to global norm 1e-3.
-    moved = np.sqrt(sum(np.sum((v.numpy() - b) ** 2) for v, b in zip(state.model.trainable_variables, before)))
-    self.assertAlmostEqual(moved, config.learning_rate * 1e-3, places=7)
-
-  @parameterized.parameters(('lstm', (6,), False), ('stacked_lstm', (4, 5), True))
-  def test_sub_batches_make_the_same_update_as_one_batch(self, arch, units, stateful):
-    task = data.SeriesTask(8, 5, 0) if stateful else testing.learnable_image_task()
-    base = dict(arch=arch, units=units, clip_norm=0.1, stateful=stateful)
-    if stateful:
-      base.update(task='sin2cos', seq_len=5)
-    strategy = tf.distribute.get_strategy()
-    results = []
-    for splits in (1, 2, 4):
-      config = testing.tiny_config(batch_splits=splits, **base)
-      tf.keras.utils.set_random_seed(0)
-      state = loop.create_train_state(config, task, strategy, total_steps=10)
-      step = loop.make_train_step(state, task.kind, config, strategy)
-      iterator = iter(task.train_dataset(8, 0))
-      step(iterator)
-      step(iterator)
-      results.append([v.numpy() for v in state.model.trainable_variables]
-                     + [float(state.sums['loss'].numpy()), float(state.sums['grad_norm'].numpy())]
-                     + [v.numpy() for layer in state.carried_state for v in layer])
-    for other in results[1:]:
-      for expected, actual in zip(results[0], other):
-        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+class ScheduleTest(absltest.TestCase):
 
   def test_steps_to_next_event(self):
     config = testing.tiny_config(summary_every=10, eval_every=25, checkpoint_every=40, histogram_every=0)
-    self.assertEqual(loop.steps_to_next_event(0, 100, config, 1000), 10)
-    self.assertEqual(loop.steps_to_next_event(20, 100, config, 1000), 5)  # Eval at 25.
-    self.assertEqual(loop.steps_to_next_event(37, 100, config, 1000), 3)  # Checkpoint at 40.
-    self.assertEqual(loop.steps_to_next_event(97, 99, config, 1000), 2)  # The end.
-    self.assertEqual(loop.steps_to_next_event(
+    self.assertEqual(next_event(0, 100, config, 1000), 10)
+    self.assertEqual(next_event(20, 100, config, 1000), 5)  # Eval at 25.
+    self.assertEqual(next_event(37, 100, config, 1000), 3)  # Checkpoint at 40.
+    self.assertEqual(next_event(97, 99, config, 1000), 2)  # The end.
+    self.assertEqual(next_event(
         0, 100, dataclasses.replace(config, histogram_every=4), 1000), 4)
-    self.assertEqual(loop.steps_to_next_event(
+    self.assertEqual(next_event(
         3, 100, dataclasses.replace(config, profile_steps=(5, 7)), 1000), 2)
-    self.assertEqual(loop.steps_to_next_event(
+    self.assertEqual(next_event(
         5, 100, dataclasses.replace(config, profile_steps=(5, 7)), 1000), 2)
-    self.assertEqual(loop.steps_to_next_event(0, 100, dataclasses.replace(config, stateful=True), 6), 6)
-    self.assertEqual(loop.steps_to_next_event(0, 100, config, 6), 10)  # Epochs matter only when stateful.
-
-  def test_multi_step_runs_count_steps(self):
-    task = testing.learnable_image_task()
-    config = testing.tiny_config()
-    strategy = tf.distribute.get_strategy()
-    results = []
-    for counts in ([1, 1, 1, 1, 1], [3, 2], [5]):
-      tf.keras.utils.set_random_seed(0)
-      state = loop.create_train_state(config, task, strategy, total_steps=10)
-      train_steps = loop.make_multi_step(loop.make_train_step(state, task.kind, config, strategy))
-      iterator = iter(task.train_dataset(8, 0))
-      for count in counts:
-        train_steps(iterator, tf.constant(count))
-      self.assertEqual(int(state.optimizer.iterations.numpy()), 5)
-      self.assertEqual(float(state.sums['steps'].numpy()), 5.0)
-      results.append([v.numpy() for v in state.model.trainable_variables])
-    for other in results[1:]:
-      for expected, actual in zip(results[0], other):
-        np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-7)
-
-  def test_auto_splits_use_every_core_only_for_big_enough_sub_batches(self):
-    cores = len(os.sched_getaffinity(0))
-    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=8)), 1)
-    # Fused LSTMs: sub-batches of 16 or more; Keras's per-step loops: 64 or more.
-    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=16 * cores)), cores)
-    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=16)), 1)
-    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=16 * cores, lstm_kernel='keras')), 1)
-    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=16 * cores, units=(256,))), 1)
-    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=64 * cores, units=(256,))), cores)
-    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=16 * cores, arch='gru')), 1)
-    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=64 * cores, arch='gru')), cores)
-    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=256, batch_splits=4)), 4)
-    self.assertEqual(loop.batch_splits(testing.tiny_config(batch_size=256, strategy='mirrored')), 1)
-
-  def test_stateful_step_carries_the_final_state(self):
-    config = testing.tiny_config(task='sin2cos', units=(5,), batch_size=4, seq_len=6, stateful=True)
-    task = data.SeriesTask(4, 6, 0)
-    strategy = tf.distribute.get_strategy()
-    state = loop.create_train_state(config, task, strategy, total_steps=10)
-    inputs, _ = first_batch(task, config)
-    _, expected_state = state.model(inputs)
-    loop.make_train_step(state, task.kind, config, strategy)(iter(task.train_dataset(4, 0)))
-    for variable, expected in zip(state.carried_state[0], expected_state[0]):
-      np.testing.assert_allclose(variable.numpy(), expected.numpy(), atol=1e-6)
-    second_inputs = task.windows(1, 1, tf.range(4))[0]
-    carried, _ = state.model(second_inputs, initial_state=[[v.value() for v in state.carried_state[0]]])
-    reset, _ = state.model(second_inputs)
-    self.assertGreater(float(tf.reduce_max(tf.abs(carried - reset))), 1e-3)
+    self.assertEqual(next_event(0, 100, dataclasses.replace(config, stateful=True), 6), 6)
+    self.assertEqual(next_event(0, 100, config, 6), 10)  # Epochs matter only when stateful.
 
 
 class TrainAndEvaluateTest(parameterized.TestCase):
@@ -171,6 +71,34 @@ class TrainAndEvaluateTest(parameterized.TestCase):
     self.assertEqual(step, 120)
     self.assertEqual(tf.image.decode_png(image[2]).shape[-1], 4)
 
+  def test_non_finite_loss_stops_naming_the_step_and_keeps_a_good_checkpoint(self):
+    # Step 1's update makes the regression head ~1e30, so step 2's squared error overflows.
+    config = testing.tiny_config(task='sin2cos', train_steps=50, optimizer='sgd', learning_rate=1e30,
+                                 lr_schedule='constant', summary_every=1, checkpoint_every=1, eval_every=100,
+                                 histogram_every=0)
+    with self.assertRaisesRegex(NonFiniteLossError, r'non-finite \(NaN or inf\) at step (\d+)') as raised:
+      loop.train_and_evaluate(config, self.workdir)
+    bad_step = int(__import__('re').search(r'at step (\d+)', str(raised.exception)).group(1))
+    latest = tf.train.latest_checkpoint(os.path.join(self.workdir, 'checkpoints'))
+    self.assertIsNotNone(latest)
+    self.assertLess(int(latest.rsplit('-', 1)[1]), bad_step)
+    reader = tf.train.load_checkpoint(latest)
+    for name in reader.get_variable_to_shape_map():
+      value = reader.get_tensor(name)
+      if np.issubdtype(np.asarray(value).dtype, np.floating):
+        self.assertTrue(np.all(np.isfinite(value)), name)
+    texts = testing.tensor_series(testing.load_run(self.workdir), 'train', 'non_finite')
+    self.assertEqual(texts[0][0], bad_step)
+
+
+@pytest.mark.slow
+class ResumeAndEveryArchTest(parameterized.TestCase):
+  """Several runs each: resumes, restarts, every arch end to end."""
+
+  def setUp(self):
+    super().setUp()
+    self.workdir = os.path.join(testing.make_tempdir(self), 'run')
+
   @parameterized.parameters(('rnn', (4,)), ('gru', (4,)), ('lstm', (4,)), ('stacked_lstm', (3, 4)))
   def test_every_arch_trains_stateful_sin2cos(self, arch, units):
     config = testing.tiny_config(task='sin2cos', arch=arch, units=units, batch_size=4, seq_len=5,
@@ -181,12 +109,6 @@ class TrainAndEvaluateTest(parameterized.TestCase):
     reader = tf.train.load_checkpoint(os.path.join(self.workdir, 'checkpoints'))
     carried = [name for name in reader.get_variable_to_shape_map() if name.startswith('carried_state/')]
     self.assertLen(carried, sum(len(s) for s in models.state_sizes(arch, units)))
-
-  def test_stateful_on_shuffled_images_warns(self):
-    config = testing.tiny_config(stateful=True, train_steps=2, histogram_every=0)
-    with self.assertLogs(level='WARNING') as logs:
-      loop.train_and_evaluate(config, self.workdir, task=testing.learnable_image_task())
-    self.assertTrue(any('state crosses from one example into another' in line for line in logs.output))
 
   def test_a_write_cut_short_never_hides_the_previous_checkpoint(self):
     task = testing.learnable_image_task()
@@ -224,25 +146,6 @@ class TrainAndEvaluateTest(parameterized.TestCase):
     steps = [s for s, _ in testing.scalar_series(testing.load_run(self.workdir), 'train', 'loss')]
     self.assertEqual(steps, [1, 2, 3, 4, 5, 6])
 
-  def test_non_finite_loss_stops_naming_the_step_and_keeps_a_good_checkpoint(self):
-    # Step 1's update makes the regression head ~1e30, so step 2's squared error overflows.
-    config = testing.tiny_config(task='sin2cos', train_steps=50, optimizer='sgd', learning_rate=1e30,
-                                 lr_schedule='constant', summary_every=1, checkpoint_every=1, eval_every=100,
-                                 histogram_every=0)
-    with self.assertRaisesRegex(NonFiniteLossError, r'non-finite \(NaN or inf\) at step (\d+)') as raised:
-      loop.train_and_evaluate(config, self.workdir)
-    bad_step = int(__import__('re').search(r'at step (\d+)', str(raised.exception)).group(1))
-    latest = tf.train.latest_checkpoint(os.path.join(self.workdir, 'checkpoints'))
-    self.assertIsNotNone(latest)
-    self.assertLess(int(latest.rsplit('-', 1)[1]), bad_step)
-    reader = tf.train.load_checkpoint(latest)
-    for name in reader.get_variable_to_shape_map():
-      value = reader.get_tensor(name)
-      if np.issubdtype(np.asarray(value).dtype, np.floating):
-        self.assertTrue(np.all(np.isfinite(value)), name)
-    texts = testing.tensor_series(testing.load_run(self.workdir), 'train', 'non_finite')
-    self.assertEqual(texts[0][0], bad_step)
-
 
 class InstrumentationTest(absltest.TestCase):
   """One tiny run, read back plugin by plugin."""
@@ -250,12 +153,17 @@ class InstrumentationTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    import tempfile  # pylint: disable=g-import-not-at-top
-    cls.workdir = os.path.join(tempfile.mkdtemp(), 'run')
+    cls.root = tempfile.mkdtemp()
+    cls.workdir = os.path.join(cls.root, 'run')
     cls.task = testing.learnable_image_task()
     cls.config = testing.tiny_config(arch='stacked_lstm', units=(4, 6), clip_norm=0.5, profile_steps=(2, 4))
     cls.metrics = loop.train_and_evaluate(cls.config, cls.workdir, task=cls.task)
     cls.events = testing.load_run(cls.workdir)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.root, ignore_errors=True)
+    super().tearDownClass()
 
   def tags(self, plugin, run):
     return set(self.events.PluginRunToTagToContent(plugin).get(run, {}))
@@ -277,11 +185,11 @@ class InstrumentationTest(absltest.TestCase):
     self.assertAlmostEqual(lr[-1][1], 0.0, places=6)
 
   def test_logged_eval_loss_equals_a_recomputation_from_the_checkpoint(self):
-    state = loop.create_train_state(self.config, self.task, tf.distribute.get_strategy(), total_steps=6)
+    state = steps.create_train_state(self.config, self.task, tf.distribute.get_strategy(), total_steps=6)
     tf.train.Checkpoint(model=state.model).read(
         tf.train.latest_checkpoint(os.path.join(self.workdir, 'checkpoints'))).expect_partial()
     logits, _ = state.model(tf.cast(self.task.test_images, tf.float32) / 255.0)
-    loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+    loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
         self.task.test_labels, logits, from_logits=True))
     accuracy = np.mean(np.argmax(logits, -1) == self.task.test_labels)
     (step, logged_loss), = testing.scalar_series(self.events, 'eval', 'loss')[-1:]
@@ -294,17 +202,17 @@ class InstrumentationTest(absltest.TestCase):
     config = testing.tiny_config(train_steps=1, summary_every=1, histogram_every=0)
     workdir = self.workdir + '_one_step'
     loop.train_and_evaluate(config, workdir, task=self.task)
-    tf.keras.utils.set_random_seed(config.seed)  # The loop seeds the same way before building.
-    state = loop.create_train_state(config, self.task, tf.distribute.get_strategy(), total_steps=1)
-    inputs, labels = first_batch(self.task, config)
+    keras.utils.set_random_seed(config.seed)  # The loop seeds the same way before building.
+    state = steps.create_train_state(config, self.task, tf.distribute.get_strategy(), total_steps=1)
+    inputs, labels = next(iter(self.task.train_dataset(config.batch_size, config.seed)))
     logits, _ = state.model(inputs)
-    expected = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    expected = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
     (step, logged), = testing.scalar_series(testing.load_run(workdir), 'train', 'loss')
     self.assertEqual(step, 1)
     self.assertAlmostEqual(logged, float(expected), places=5)
 
   def test_histograms_cover_weights_gradients_and_activations_with_full_counts(self):
-    variables = loop.create_train_state(self.config, self.task, tf.distribute.get_strategy(), 6)
+    variables = steps.create_train_state(self.config, self.task, tf.distribute.get_strategy(), 6)
     sizes = {v.path: int(np.prod(v.shape)) for v in variables.model.trainable_variables}
     tags = self.tags('histograms', 'train')
     self.assertEqual(tags, {f'{kind}/{path}' for kind in ('weights', 'gradients') for path in sizes}
@@ -315,7 +223,7 @@ class InstrumentationTest(absltest.TestCase):
         self.assertEqual([s for s, _ in series], [3, 6])
         self.assertAlmostEqual(series[-1][1][:, 2].sum(), size)  # Bucket counts add up to the size.
     activations = testing.tensor_series(self.events, 'train', 'activations/recurrent_1')[-1][1]
-    self.assertAlmostEqual(activations[:, 2].sum(), data.PROBE_SIZE * 8 * 6)
+    self.assertAlmostEqual(activations[:, 2].sum(), base.PROBE_SIZE * 8 * 6)
 
   def test_graph_of_the_train_step_has_nodes(self):
     graph = self.events.Graph('train')
@@ -357,7 +265,7 @@ class InstrumentationTest(absltest.TestCase):
     environment = testing.tensor_series(self.events, '.', 'environment')[0][1].item().decode()
     self.assertIn(tf.__version__, environment)
     self.assertIn(models.recurrent_kernel_name(
-        loop.create_train_state(self.config, self.task, tf.distribute.get_strategy(), 6).model), environment)
+        steps.create_train_state(self.config, self.task, tf.distribute.get_strategy(), 6).model), environment)
 
 
 if __name__ == '__main__':

@@ -11,7 +11,9 @@ from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
 from harness import config as config_lib
-from harness import data
+from harness.tasks import idx
+from harness.tasks import images
+from harness.tasks import sources
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(units=(8,), input_units=0, batch_size=8, train_steps=6, eval_every=3, checkpoint_every=3,
@@ -32,8 +34,8 @@ def learnable_image_task(num_train=64, num_test=32, size=8, num_classes=4, seed=
     images[np.arange(n), labels * (size // num_classes)] = 255
     return images, labels
 
-  return data.ImageTask('tiny', split(num_train), split(num_test),
-                        [f'class{i}' for i in range(num_classes)], 'tiny synthetic bars')
+  return images.ImageTask('tiny', sources.image_data(split(num_train), split(num_test),
+                                                    [f'class{i}' for i in range(num_classes)], 'tiny synthetic bars'))
 
 
 def load_run(run_dir):
@@ -66,3 +68,28 @@ def make_tempdir(test_case):
   path = tempfile.mkdtemp()
   test_case.addCleanup(shutil.rmtree, path, ignore_errors=True)
   return path
+
+
+def write_idx_dir(directory, num_train=6, num_test=4, seed=0):
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for split, (images_file, labels_file), count in zip(sources.IDX_FILES, sources.IDX_FILES.values(),
+                                                      (num_train, num_test)):
+    images = rng.integers(0, 256, (count, 28, 28)).astype(np.uint8)
+    labels = rng.integers(0, 10, count).astype(np.uint8)
+    idx.write_idx_gz(os.path.join(directory, images_file), images)
+    idx.write_idx_gz(os.path.join(directory, labels_file), labels)
+    arrays[split] = (images, labels)
+  return arrays
+
+
+class InputContext:
+  """A stand-in tf.distribute.InputContext."""
+
+  def __init__(self, pipelines, pipeline_id, replicas):
+    self.num_input_pipelines = pipelines
+    self.input_pipeline_id = pipeline_id
+    self.num_replicas_in_sync = replicas
+
+  def get_per_replica_batch_size(self, batch_size):
+    return batch_size // self.num_replicas_in_sync

@@ -18,7 +18,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from harness import idx
+from harness.tasks import idx
 
 _PACKAGE_DIR = flags.DEFINE_string(
     'package_dir', 'package', 'The unpacked npm package (holds src/digits/*.json).')

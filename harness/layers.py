@@ -1,0 +1,103 @@
+"""Custom recurrent layers: the forget-gate bias initializer and the fused CPU LSTM.
+
+`FusedLSTM` is Keras's LSTM (same weights, same math) whose whole sequence runs
+as one op on the CPU too, not only on a GPU.
+"""
+
+import keras
+import tensorflow as tf
+
+
+class ForgetGateBias(keras.initializers.Initializer):
+  """LSTM bias [4 * units] in Keras gate order (i, f, c, o): `forget_bias` on f, zeros elsewhere.
+
+  The TF1 `BasicLSTMCell` added a constant forget bias at every step; starting
+  the trainable bias there has the same effect at initialization (the gates
+  start open, so gradients reach early time steps) and lets training move it.
+  """
+
+  def __init__(self, forget_bias):
+    self.forget_bias = forget_bias
+
+  def __call__(self, shape, dtype=None):
+    units = shape[0] // 4
+    dtype = dtype or 'float32'
+    return tf.concat([
+        tf.zeros([units], dtype),
+        tf.fill([units], tf.cast(self.forget_bias, dtype)),
+        tf.zeros([2 * units], dtype),
+    ], axis=0)
+
+  def get_config(self):
+    return {'forget_bias': self.forget_bias}
+
+
+def gpu_available():
+  return bool(tf.config.list_logical_devices('GPU'))
+
+
+# BlockLSTM's gate order (i, c, f, o), taken from Keras's (i, f, c, o).
+_KERAS_TO_BLOCK_GATES = (0, 2, 1, 3)
+
+
+class FusedLSTM(keras.layers.LSTM):
+  """`keras.layers.LSTM` whose whole sequence is one fused op on every device.
+
+  On a GPU this is Keras's own path: the cuDNN kernel. On the CPU Keras runs a
+  `tf.while_loop` of ~15 small ops per step forward and ~30 backward, whose
+  per-op cost dominates at research sizes; here TensorFlow's `BlockLSTM` op
+  (the kernel behind TF1's `LSTMBlockFusedCell`) runs the forward pass over all
+  steps and `BlockLSTMGrad` the backward pass. Same variables (`kernel`
+  [features, 4 * units], `recurrent_kernel` [units, 4 * units], `bias`
+  [4 * units], gates in Keras order i, f, c, o), same math:
+
+    i, f, o = sigmoid(.), c~ = tanh(.) of x_t @ kernel + h_{t-1} @ recurrent_kernel + bias
+    c_t = f * c_{t-1} + i * c~,  h_t = o * tanh(c_t)
+
+  so checkpoints move between this layer, `keras.layers.LSTM` and a GPU. The
+  op takes its gates as i, c, f, o, so the weights are reordered on the way in
+  (their gradients on the way back), with its constant forget bias and cell
+  clipping off. (`BlockLSTMV2` takes Keras's order, but TensorFlow registers
+  BlockLSTM's gradient for it, which assumes the other order.) What the op
+  cannot express (masks, dropout, other activations, reversed or unrolled
+  sequences) falls back to Keras's loop.
+  """
+
+  def _runs_fused_on_cpu(self, mask, training):
+    return (not gpu_available() and mask is None and not self.go_backwards and not self.unroll
+            and self.cell.use_bias and not (training and (self.dropout or self.recurrent_dropout))
+            and self.cell.activation is keras.activations.tanh
+            and self.cell.recurrent_activation is keras.activations.sigmoid)
+
+  def inner_loop(self, sequences, initial_state, mask, training=False):
+    """sequences [batch, time, features], initial_state [h, c] each [batch, units].
+
+    Returns (last_output [batch, units], outputs [batch, time, units], [h, c]).
+    """
+    if not self._runs_fused_on_cpu(mask, training):
+      return super().inner_loop(sequences, initial_state, mask, training=training)
+    h_initial, c_initial = initial_state
+    units = self.cell.units
+
+    def block_gate_order(tensor):
+      return tf.concat([tf.split(tensor, 4, axis=-1)[g] for g in _KERAS_TO_BLOCK_GATES], axis=-1)
+
+    weights = block_gate_order(tf.concat([self.cell.kernel, self.cell.recurrent_kernel], axis=0))
+    no_peephole = tf.zeros([units], sequences.dtype)
+    time_major = tf.transpose(sequences, [1, 0, 2])
+    # The op logs a warning at every call when batch x features or batch x units
+    # is odd; an odd batch gets one zero row (its outputs are dropped, so it adds
+    # nothing to any gradient).
+    batch = sequences.shape[0] if sequences.shape[0] is not None else tf.shape(sequences)[0]
+    pad_rows = batch % 2
+    if not isinstance(pad_rows, int) or pad_rows:
+      time_major = tf.pad(time_major, [[0, 0], [0, pad_rows], [0, 0]])
+      h_initial, c_initial = (tf.pad(s, [[0, pad_rows], [0, 0]]) for s in (h_initial, c_initial))
+    # Outputs: i, cs, f, o, ci, co, h, each [time, batch (+ pad), units].
+    _, cell_states, _, _, _, _, hidden = tf.raw_ops.BlockLSTM(
+        seq_len_max=tf.cast(tf.shape(time_major)[0], tf.int64), x=time_major, cs_prev=c_initial,
+        h_prev=h_initial, w=weights, wci=no_peephole, wcf=no_peephole, wco=no_peephole,
+        b=block_gate_order(self.cell.bias), forget_bias=0.0, cell_clip=0.0, use_peephole=False)
+    hidden, cell_states = hidden[:, :batch], cell_states[:, :batch]
+    outputs = tf.transpose(hidden, [1, 0, 2]) if self.return_sequences else hidden[-1]
+    return hidden[-1], outputs, [hidden[-1], cell_states[-1]]

@@ -1,0 +1,179 @@
+"""Where and how a run executes: tf.distribute strategy, chief, threads, sub-batches, checkpoints, signals."""
+
+import os
+import signal
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from harness import models
+from harness.errors import UserError
+
+CHECKPOINTS_TO_KEEP = 3
+
+
+def make_strategy(config):
+  """The tf.distribute strategy `config.strategy` names (see BUILD.md for multi-host setup)."""
+  if config.num_cpu_devices:
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    wanted = [tf.config.LogicalDeviceConfiguration()] * config.num_cpu_devices
+    if tf.config.get_logical_device_configuration(cpu) != wanted:
+      try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+      except RuntimeError:
+        raise UserError(f'--num_cpu_devices={config.num_cpu_devices}: TensorFlow already started '
+                        'with another device layout in this process') from None
+  if config.strategy == 'default':
+    return tf.distribute.get_strategy()
+  if config.strategy == 'mirrored':
+    devices = [d.name for d in tf.config.list_logical_devices('GPU')]
+    if not devices or config.num_cpu_devices:
+      devices = [d.name for d in tf.config.list_logical_devices('CPU')]
+    return tf.distribute.MirroredStrategy(devices)
+  return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy):
+  """Whether this process writes summaries, flags and metrics (TF's multi-worker chief rule)."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.task_type:
+    return True
+  if resolver.task_type == 'chief':
+    return True
+  has_chief = 'chief' in resolver.cluster_spec().as_dict()
+  return resolver.task_type == 'worker' and resolver.task_id == 0 and not has_chief
+
+
+def batch_splits(config):
+  """Sub-batches per replica step: `config.batch_splits`, or for 0 one per CPU core.
+
+  Auto splits only a single replica on a CPU-only machine, into sub-batches of
+  at least 16 examples when every recurrent layer is a `FusedLSTM`, else 64.
+  Measured on 2 cores (BUILD.md), with one intra-op thread per sub-batch: the
+  fused LSTM(32)->LSTM(64) trains 1.4x faster in two sub-batches of 16 than in
+  one batch of 32; Keras's per-step loops gain from halves of 128 examples
+  (~1.9x for LSTM(128)) but lose on halves of 32.
+  """
+  if config.batch_splits:
+    return config.batch_splits
+  if config.strategy != 'default' or tf.config.list_physical_devices('GPU'):
+    return 1
+  min_rows = 16 if models.all_layers_fused(config) else 64
+  cores = len(os.sched_getaffinity(0))
+  return max([n for n in range(1, cores + 1)
+              if config.batch_size % n == 0 and config.batch_size // n >= min_rows] or [1])
+
+
+def configure_threads(config):
+  """With sub-batches, one intra-op thread per op and one inter-op thread per sub-batch.
+
+  Must run before TensorFlow starts its runtime (the first op); afterwards the
+  pools stay as they are, which costs speed, not correctness.
+  """
+  splits = batch_splits(config)
+  if splits == 1:
+    return
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(splits)
+  except RuntimeError:
+    logging.warning('TensorFlow already started: its thread pools stay as they are.')
+
+
+class Checkpoints:
+  """Saves and restores under TF's multi-worker rules.
+
+  Every worker saves (a save reads the mirrored variables together): the chief
+  into <workdir>/checkpoints, the others into a temporary folder beside the run
+  folder (never inside it, which only the chief creates) that they delete at
+  once. Every worker restores from the chief's folder.
+  """
+
+  def __init__(self, checkpoint, workdir, strategy, chief):
+    self.checkpoint = checkpoint
+    self.directory = os.path.join(workdir, 'checkpoints')
+    self.chief = chief
+    write_directory = self.directory
+    if not chief:
+      run_parent, run_name = os.path.split(os.path.normpath(workdir))
+      write_directory = os.path.join(run_parent, f'.{run_name}-worker{strategy.cluster_resolver.task_id}-tmp')
+    self.manager = tf.train.CheckpointManager(checkpoint, write_directory, max_to_keep=CHECKPOINTS_TO_KEEP)
+
+  @property
+  def latest(self):
+    return tf.train.latest_checkpoint(self.directory)
+
+  def restore(self):
+    """Restores the latest checkpoint, if any; returns its path or None."""
+    latest = self.latest
+    if latest:
+      self.checkpoint.restore(latest).assert_existing_objects_matched()
+    return latest
+
+  def save(self, step):
+    self.manager.save(checkpoint_number=step)
+    if not self.chief:
+      tf.io.gfile.rmtree(self.manager.directory)
+
+
+class SignalCatcher:
+  """Turns SIGTERM/SIGINT into a flag the loop checks between steps (then it checkpoints and stops)."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # Not the main thread: leave signals alone.
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def environment(config, strategy, model):
+  """Where and how this run executes, as (name, value) rows for the environment text."""
+  return [
+      ('tensorflow', tf.__version__), ('keras', keras.__version__),
+      ('devices', ', '.join(d.name for d in tf.config.list_logical_devices())),
+      ('strategy', f'{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)'),
+      ('recurrent kernel', models.recurrent_kernel_name(model)),
+      ('sub-batches per step (parallel)', str(batch_splits(config))),
+      ('threads (intra-op, inter-op)', f'{tf.config.threading.get_intra_op_parallelism_threads()}, '
+                                       f'{tf.config.threading.get_inter_op_parallelism_threads()} (0 = TF default)'),
+  ]
+
+
+class Profiler:
+  """Profiles the steps in [start, stop) of `profile_steps` into `logdir` for TensorBoard's profile plugin (chief only)."""
+
+  def __init__(self, profile_steps, logdir, chief):
+    self.window = profile_steps if chief else ()
+    self.logdir = logdir
+    self.running = False
+
+  def before(self, step):
+    """Called before running the steps from `step` on."""
+    if self.window and step == self.window[0]:
+      tf.profiler.experimental.start(self.logdir)
+      self.running = True
+
+  def after(self, step):
+    """Called once the steps up to `step` have run."""
+    if self.running and step >= self.window[1]:
+      self.stop()
+
+  def stop(self):
+    if self.running:
+      tf.profiler.experimental.stop()
+      self.running = False

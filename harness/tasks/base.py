@@ -1,0 +1,148 @@
+"""What every task offers the loop, and the input-pipeline pieces tasks share.
+
+The loop knows tasks only through `Task`'s interface: datasets, a loss, the
+metrics to average during training and evaluation, figures, hparams. A task
+owns everything particular to it; the loop never asks which task it has.
+
+Training order is a pure function of (seed, step), so a resumed run continues
+at exactly the right data position without checkpointing the iterator.
+"""
+
+import keras
+import tensorflow as tf
+
+from harness.errors import UserError
+
+PROBE_SIZE = 32  # Examples in the fixed batch that histograms and probes read.
+MAX_EPOCHS = 2**31 - 1
+
+
+class Task:
+  """The interface of a task. Subclasses set the attributes and implement the datasets.
+
+  Attributes:
+    name: the task's name (`--task`).
+    source: where the data came from, in words (logged, in hparams and metrics.json).
+    num_features: features per input step.
+    num_outputs: classes, or outputs per step.
+    per_step_outputs: whether the model's head reads every step (else the last).
+    examples_are_independent: whether consecutive batches are unrelated examples
+      (so carrying state between them is unusual).
+    train_metric_names: per-example metrics averaged over training steps.
+    eval_metric_names: the metrics `eval_metrics` returns (the first is 'loss').
+  """
+  name = ''
+  source = ''
+  num_features = 0
+  num_outputs = 0
+  per_step_outputs = False
+  examples_are_independent = True
+  train_metric_names = ()
+  eval_metric_names = ('loss',)
+
+  def steps_per_epoch(self, batch_size):
+    raise NotImplementedError
+
+  def train_dataset(self, batch_size, seed, start_step=0, input_context=None):
+    """Yields (inputs [b, time, features], targets) for global steps `start_step`, `start_step + 1`, ..."""
+    raise NotImplementedError
+
+  def eval_dataset(self, batch_size, input_context=None):
+    """Yields (inputs, targets, example index [b]) covering the test set once."""
+    raise NotImplementedError
+
+  def probe_batch(self):
+    """A fixed batch (inputs, targets) of PROBE_SIZE training examples, for histograms and probes."""
+    raise NotImplementedError
+
+  def per_example_loss(self, targets, outputs):
+    """The training loss per example [b]."""
+    raise NotImplementedError
+
+  def train_metrics(self, targets, outputs):
+    """{name: per-example value [b]} for each of `train_metric_names`."""
+    del targets, outputs
+    return {}
+
+  def eval_outputs(self, targets, outputs):
+    """{name: per-example tensor [b, ...]} that `eval_metrics` and `eval_figures` read, 'loss' included."""
+    return {'loss': self.per_example_loss(targets, outputs)}
+
+  def eval_metrics(self, results):
+    """{name: float} from `eval_outputs` gathered over the test set (numpy, in example order)."""
+    return {'loss': float(results['loss'].mean())}
+
+  def eval_figures(self, results, model):
+    """{tag: uint8 image [k, h, w, c]} drawn at each evaluation (the chief only)."""
+    del results, model
+    return {}
+
+  def hparams(self):
+    """{name: value} of the task's own settings, for the HParams dashboard."""
+    return {}
+
+
+class ClassificationTask(Task):
+  """One label per example; the head reads the last step's output: logits [b, classes]."""
+  train_metric_names = ('accuracy',)
+  eval_metric_names = ('loss', 'accuracy')
+
+  def per_example_loss(self, targets, outputs):
+    return keras.losses.sparse_categorical_crossentropy(targets, outputs, from_logits=True)
+
+  def train_metrics(self, targets, outputs):
+    return {'accuracy': tf.cast(tf.equal(tf.argmax(outputs, -1, output_type=tf.int32), targets), tf.float32)}
+
+  def eval_outputs(self, targets, outputs):
+    return {'loss': self.per_example_loss(targets, outputs),
+            'prediction': tf.argmax(outputs, -1, output_type=tf.int32)}
+
+
+def replica_rows(global_rows, batch_size, input_context):
+  """Splits a dataset of global-batch row vectors into this pipeline's per-replica batches.
+
+  Args:
+    global_rows: dataset of int vectors [batch_size], one per step.
+    batch_size: the global batch size.
+    input_context: a `tf.distribute.InputContext`, or None for one device.
+
+  Returns:
+    A dataset of [batch_size / replicas] vectors: for each step, one per local
+    replica, in replica order (how tf.distribute hands them out).
+  """
+  if input_context is None:
+    return global_rows
+  replicas = input_context.num_replicas_in_sync
+  if batch_size % replicas:
+    raise UserError(f'--batch_size={batch_size}: must divide evenly over {replicas} replicas')
+  per_replica = batch_size // replicas
+  local_replicas = replicas // input_context.num_input_pipelines
+  start = input_context.input_pipeline_id * local_replicas * per_replica
+  return global_rows.flat_map(lambda rows: tf.data.Dataset.from_tensor_slices(
+      tf.reshape(rows[start:start + local_replicas * per_replica], [local_replicas, per_replica])))
+
+
+def eval_indices(num_examples, batch_size, input_context):
+  """Batches of example indices covering [0, num_examples) once, sharded per input pipeline."""
+  indices = tf.data.Dataset.range(num_examples)
+  if input_context is None:
+    return indices.batch(batch_size)
+  indices = indices.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+  return indices.batch(input_context.get_per_replica_batch_size(batch_size))
+
+
+def shuffled_epochs(num_examples, batch_size, seed, start_step, input_context):
+  """Dataset of example-index batches: epoch e is a stateless permutation seeded by (seed, e).
+
+  Returns per-replica index vectors from global step `start_step` on.
+  """
+  steps = num_examples // batch_size
+  start_epoch, offset = divmod(start_step, steps)
+
+  def epoch_batches(epoch):
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(num_examples), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+    return tf.data.Dataset.from_tensor_slices(tf.reshape(order[:steps * batch_size], [steps, batch_size]))
+
+  rows = tf.data.Dataset.range(start_epoch, MAX_EPOCHS).flat_map(epoch_batches).skip(offset)
+  return replica_rows(rows, batch_size, input_context)

@@ -1,0 +1,120 @@
+"""Image classification read as a sequence: each 28x28 image row by row, 28 steps of 28 pixels.
+
+Eval figures: the confusion matrix and the worst-misclassified test images.
+"""
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from harness import summaries
+from harness.errors import UserError
+from harness.tasks import base
+from harness.tasks import sources
+
+WORST_MISCLASSIFIED = 12
+
+
+class ImageTask(base.ClassificationTask):
+  """Inputs [batch, 28, 28] floats in [0, 1] (rows as steps); labels [batch] int32."""
+
+  def __init__(self, name, data):
+    """data: a `sources.ImageData`."""
+    self.name = name
+    self.train_images, self.train_labels = data.train_images, data.train_labels
+    self.test_images, self.test_labels = data.test_images, data.test_labels
+    self.class_names = data.class_names
+    self.num_outputs = len(self.class_names)
+    self.num_features = self.train_images.shape[-1]
+    self.source = data.source
+
+  def steps_per_epoch(self, batch_size):
+    steps = len(self.train_labels) // batch_size
+    if steps == 0:
+      raise UserError(f'--batch_size={batch_size}: larger than the {len(self.train_labels)} training examples')
+    return steps
+
+  @staticmethod
+  def _to_inputs(images):
+    return tf.cast(images, tf.float32) / 255.0
+
+  def train_dataset(self, batch_size, seed, start_step=0, input_context=None):
+    """Yields (inputs [b, 28, 28] float32, labels [b] int32) from global step `start_step` on."""
+    self.steps_per_epoch(batch_size)
+    rows = base.shuffled_epochs(len(self.train_labels), batch_size, seed, start_step, input_context)
+    images, labels = tf.constant(self.train_images), tf.constant(self.train_labels)
+    return rows.map(lambda i: (self._to_inputs(tf.gather(images, i)), tf.gather(labels, i)),
+                    num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+  def eval_dataset(self, batch_size, input_context=None):
+    """Yields (inputs, labels, example indices) over the whole test split, once."""
+    images, labels = tf.constant(self.test_images), tf.constant(self.test_labels)
+    return base.eval_indices(len(self.test_labels), batch_size, input_context).map(
+        lambda i: (self._to_inputs(tf.gather(images, i)), tf.gather(labels, i), i)).prefetch(tf.data.AUTOTUNE)
+
+  def probe_batch(self):
+    """The first PROBE_SIZE training examples: (inputs, labels)."""
+    return (self._to_inputs(self.train_images[:base.PROBE_SIZE]),
+            tf.constant(self.train_labels[:base.PROBE_SIZE]))
+
+  def eval_metrics(self, results):
+    return {'loss': float(results['loss'].mean()),
+            'accuracy': float(np.mean(results['prediction'] == self.test_labels))}
+
+  def eval_figures(self, results, model):
+    del model
+    labels, predictions, losses = self.test_labels, results['prediction'], results['loss']
+    confusion = np.zeros([self.num_outputs] * 2, np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    figures = {'confusion_matrix': confusion_matrix_image(confusion, self.class_names)}
+    wrong = np.flatnonzero(predictions != labels)
+    worst = wrong[np.argsort(-losses[wrong])][:WORST_MISCLASSIFIED]
+    if len(worst):
+      figures['worst_misclassified'] = misclassified_grid_image(
+          self.test_images[worst], labels[worst], predictions[worst], losses[worst], self.class_names)
+    return figures
+
+
+def build(config):
+  """The image task `config.task`, loaded through tfds (see `sources`)."""
+  data = sources.load_images(config.task, config.data_dir)
+  if config.stateful:
+    logging.warning('--stateful on %s: batches are shuffled, unrelated examples, so the carried state '
+                    'crosses from one example into another (as the source tutorial did).', config.task)
+  return ImageTask(config.task, data)
+
+
+def confusion_matrix_image(confusion, class_names):
+  """confusion: int [classes, classes], rows true, columns predicted. Returns uint8 [1, h, w, 4]."""
+  figure, axes = summaries.subplots(figsize=(6.4, 5.6))
+  row_totals = np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+  axes.imshow(confusion / row_totals, cmap='Blues', vmin=0, vmax=1)
+  ticks = np.arange(len(class_names))
+  axes.set_xticks(ticks, class_names, rotation=45, ha='right', fontsize=8)
+  axes.set_yticks(ticks, class_names, fontsize=8)
+  axes.set_xlabel('predicted')
+  axes.set_ylabel('true')
+  for (row, column), count in np.ndenumerate(confusion):
+    if count:
+      axes.text(column, row, str(count), ha='center', va='center', fontsize=6,
+                color='white' if count / row_totals[row, 0] > 0.5 else 'black')
+  axes.set_title(f'confusion matrix, {confusion.sum()} test examples (colour: row fraction)', fontsize=9)
+  figure.tight_layout()
+  return summaries.figure_to_image(figure)
+
+
+def misclassified_grid_image(images, true_labels, predicted_labels, losses, class_names):
+  """A grid of the given test images titled true / predicted. images: [k, 28, 28] uint8."""
+  count = len(images)
+  columns = min(count, 6)
+  rows = max(1, -(-count // columns))
+  figure, axes = summaries.subplots(rows, columns, figsize=(1.6 * columns, 2.2 * rows), squeeze=False)
+  for i, ax in enumerate(axes.flat):
+    ax.axis('off')
+    if i < count:
+      ax.imshow(images[i], cmap='gray', vmin=0, vmax=255)
+      ax.set_title(f'true {class_names[true_labels[i]]}\npred {class_names[predicted_labels[i]]}\n'
+                   f'loss {losses[i]:.2f}', fontsize=7)
+  figure.suptitle('worst-misclassified test images', fontsize=9)
+  figure.tight_layout()
+  return summaries.figure_to_image(figure)

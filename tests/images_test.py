@@ -1,0 +1,75 @@
+"""The image task's input pipelines: values, seeded epochs, resume position, replicas, eval coverage."""
+
+from absl.testing import absltest
+import numpy as np
+import tensorflow_datasets as tfds
+
+from harness.tasks import images
+from tests import testing
+
+
+def take(dataset, count):
+  return [tuple(t.numpy() for t in element) for element in dataset.take(count)]
+
+
+class ImageTaskTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.task = testing.learnable_image_task(num_train=40, num_test=10)
+
+  def test_batches_are_float_sequences_in_unit_range(self):
+    inputs, labels = take(self.task.train_dataset(8, seed=0), 1)[0]
+    self.assertEqual(inputs.shape, (8, 8, 8))
+    self.assertEqual(inputs.dtype, np.float32)
+    self.assertEqual(labels.shape, (8,))
+    self.assertGreaterEqual(inputs.min(), 0.0)
+    self.assertEqual(inputs.max(), 1.0)
+
+  def test_each_epoch_is_a_seeded_permutation(self):
+    batches = take(self.task.train_dataset(8, seed=3), 10)  # 5 steps per epoch, 2 epochs.
+    first_epoch = np.concatenate([b[0] for b in batches[:5]])
+    second_epoch = np.concatenate([b[0] for b in batches[5:]])
+    expected = np.sort(self.task.train_images.reshape(40, -1) / 255.0, axis=0)
+    np.testing.assert_allclose(np.sort(first_epoch.reshape(40, -1), axis=0), expected, rtol=1e-6)
+    self.assertFalse(np.array_equal(first_epoch, second_epoch))
+    again = take(self.task.train_dataset(8, seed=3), 10)
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in again]),
+                                  np.concatenate([b[0] for b in batches]))
+
+  def test_start_step_continues_at_the_same_data_position(self):
+    full = take(self.task.train_dataset(8, seed=1), 12)
+    resumed = take(self.task.train_dataset(8, seed=1, start_step=7), 5)
+    for expected, actual in zip(full[7:], resumed):
+      np.testing.assert_array_equal(expected[0], actual[0])
+      np.testing.assert_array_equal(expected[1], actual[1])
+
+  def test_replica_batches_tile_the_global_batch(self):
+    full = take(self.task.train_dataset(8, seed=0), 2)
+    per_pipeline = [take(self.task.train_dataset(8, seed=0, input_context=testing.InputContext(2, p, 4)), 4)
+                    for p in range(2)]
+    for step in range(2):
+      pieces = [per_pipeline[p][step * 2 + r][1] for p in range(2) for r in range(2)]
+      np.testing.assert_array_equal(np.concatenate(pieces), full[step][1])
+
+  def test_eval_covers_the_test_split_once(self):
+    seen = []
+    for pipeline in range(2):
+      for inputs, labels, index in take(self.task.eval_dataset(4, testing.InputContext(2, pipeline, 2)), 100):
+        np.testing.assert_array_equal(labels, self.task.test_labels[index])
+        seen.extend(index)
+    self.assertEqual(sorted(seen), list(range(10)))
+
+
+class BuildTest(absltest.TestCase):
+
+  def test_loads_through_tfds_and_warns_when_state_would_cross_examples(self):
+    config = testing.tiny_config(task='mnist', stateful=True, data_dir=testing.make_tempdir(self))
+    with tfds.testing.mock_data(num_examples=12), self.assertLogs(level='WARNING') as logs:
+      task = images.build(config)
+    self.assertEqual(task.train_images.shape, (12, 28, 28))
+    self.assertTrue(any('state crosses from one example into another' in line for line in logs.output))
+
+
+if __name__ == '__main__':
+  absltest.main()

@@ -1,0 +1,69 @@
+"""tfds loading, the IDX importer into tfds, and the offline fallbacks."""
+
+import os
+from unittest import mock
+
+from absl.testing import absltest
+import numpy as np
+import tensorflow_datasets as tfds
+
+from harness.errors import UserError
+from harness.tasks import idx
+from harness.tasks import sources
+from tests import testing
+
+
+class ImportAndFallbackTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.idx_dir = testing.make_tempdir(self)
+    self.data_dir = testing.make_tempdir(self)
+
+  def test_import_round_trips_through_tfds(self):
+    arrays = testing.write_idx_dir(self.idx_dir)
+    sources.import_idx('fashion_mnist', self.idx_dir, self.data_dir)
+    for split, (images, labels) in arrays.items():
+      loaded = tfds.as_numpy(tfds.load('fashion_mnist', split=split, data_dir=self.data_dir,
+                                       download=False, batch_size=-1))
+      order = np.lexsort(loaded['image'].reshape(len(labels), -1).T)
+      expected_order = np.lexsort(images.reshape(len(labels), -1).T)
+      np.testing.assert_array_equal(loaded['image'][order, ..., 0], images[expected_order])
+      np.testing.assert_array_equal(loaded['label'][order], labels[expected_order])
+    with mock.patch.object(sources, 'host_reachable', return_value=False):
+      data = sources.load_images('fashion_mnist', self.data_dir)
+    self.assertIn(f'imported from IDX files in {self.idx_dir}', data.source)
+    self.assertEqual(data.train_images.shape, (6, 28, 28))
+    self.assertEqual(data.class_names[0], 'T-shirt/top')
+
+  def test_import_refuses_mismatched_counts(self):
+    testing.write_idx_dir(self.idx_dir)
+    idx.write_idx_gz(os.path.join(self.idx_dir, 't10k-labels-idx1-ubyte.gz'), np.zeros(3, np.uint8))
+    with self.assertRaisesRegex(UserError, 'holds 4 images but .* holds 3 labels'):
+      sources.import_idx('fashion_mnist', self.idx_dir, self.data_dir)
+    self.assertFalse(os.path.exists(os.path.join(self.data_dir, 'fashion_mnist', '3.0.1', 'dataset_info.json')))
+
+  def test_offline_mnist_falls_back_to_the_shipped_sample(self):
+    with mock.patch.object(sources, 'host_reachable', return_value=False):
+      data = sources.load_images('mnist', self.data_dir)
+    self.assertIn('mnist_sample', data.source)
+    self.assertIn('NOT full MNIST', data.source)
+    self.assertEqual(data.train_images.shape, (8000, 28, 28))
+    self.assertEqual(data.test_images.shape, (2000, 28, 28))
+    self.assertEqual(sorted(set(data.test_labels.tolist())), list(range(10)))
+
+  def test_offline_fashion_mnist_without_local_files_is_a_clear_error(self):
+    with mock.patch.object(sources, 'host_reachable', return_value=False), \
+         mock.patch.dict(sources.OFFLINE_IDX_DIRS, {'fashion_mnist': os.path.join(self.idx_dir, 'absent')}):
+      with self.assertRaisesRegex(UserError, '--task=fashion_mnist: no data.*harness.data import'):
+        sources.load_images('fashion_mnist', self.data_dir)
+
+  def test_tfds_mock_data_loads_through_tfds(self):
+    with tfds.testing.mock_data(num_examples=12):
+      data = sources.load_images('mnist', self.data_dir)
+    self.assertEqual(data.train_images.shape, (12, 28, 28))
+    self.assertTrue(data.source.startswith('tfds:mnist'))
+
+
+if __name__ == '__main__':
+  absltest.main()
