@@ -6,6 +6,7 @@ source of truth. Fields whose default depends on the task get a None default
 and say the task's values in their help.
 """
 
+import os
 import sys
 
 from absl import flags
@@ -74,6 +75,41 @@ def config_values(names=None, flag_values=flags.FLAGS):
         raise UserError(f'--{name}={",".join(value)}: must be comma-separated integers') from None
     values[name] = value
   return values
+
+
+def _flagfile_arguments(arguments):
+  """The paths of the --flagfile=PATH (or --flagfile PATH) arguments in a list of arguments."""
+  paths = []
+  for i, argument in enumerate(arguments):
+    if argument.startswith(('--flagfile=', '-flagfile=')):
+      paths.append(argument.split('=', 1)[1])
+    elif argument in ('--flagfile', '-flagfile') and i + 1 < len(arguments):
+      paths.append(arguments[i + 1])
+  return paths
+
+
+def check_flagfiles(argv, _including=()):
+  """Every --flagfile in `argv` (and in the flagfiles it names) is a readable text file that includes no cycle.
+
+  absl reports a missing file oddly, a binary one with a traceback, and one
+  that includes itself with only a warning (then it trains the defaults).
+
+  Raises:
+    UserError: naming the flagfile.
+  """
+  for path in _flagfile_arguments(argv):
+    real = os.path.realpath(path)
+    if real in _including:
+      chain = ' -> '.join(list(_including[_including.index(real):]) + [real])
+      raise UserError(f'--flagfile={path}: includes itself ({chain})')
+    try:
+      with open(path, encoding='utf-8') as f:
+        lines = [line.strip() for line in f]
+    except UnicodeDecodeError:
+      raise UserError(f'--flagfile={path}: not a text file of flags') from None
+    except OSError as e:
+      raise UserError(f'--flagfile={path}: cannot be read ({e.strerror or e})') from None
+    check_flagfiles(lines, _including + (real,))
 
 
 def fail(program, message, status=2):

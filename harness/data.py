@@ -15,6 +15,7 @@ from absl import flags
 from absl import logging
 
 from harness import cli
+from harness import runs
 from harness.errors import UserError
 
 _TASK = flags.DEFINE_enum('task', None, ['mnist', 'fashion_mnist'], 'The tfds dataset to create.')
@@ -39,6 +40,8 @@ def main(argv):
     path = sources.import_idx(_TASK.value, _IDX_DIR.value, _DATA_DIR.value)
   except UserError as e:
     cli.fail(_PROGRAM, e)
+  except OSError as e:
+    cli.fail(_PROGRAM, runs.describe_os_error(e), status=1)
   print(json.dumps({'task': _TASK.value, 'tfds_dir': path}))
   sys.stdout.flush()
 

@@ -52,8 +52,11 @@ class Schedule:
     return min(next_steps) - step
 
 
-def train_and_evaluate(config, workdir, task=None, strategy=None):
-  """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
+  """Trains `config` in `workdir`, resuming from its newest good checkpoint if there is one.
+
+  Everything that can fail on the input (the data, the batch size, the model's
+  size) is checked before the run folder is claimed.
 
   Args:
     config: a validated `harness.config.Config`.
@@ -61,13 +64,17 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
       config.json and metrics.json.
     task: a loaded task (tests pass small ones); loaded from `config` if None.
     strategy: a tf.distribute strategy; made from `config` if None.
+    fresh: the folder must not hold a started run (a new run of the command line).
 
   Returns:
-    The final metrics (also written to metrics.json). If a SIGTERM or SIGINT
-    arrived, training stopped early after a checkpoint, and
-    metrics['stopped_by'] names the signal.
+    The final metrics (also in metrics.json). If a SIGTERM or SIGINT arrived,
+    training stopped early after a checkpoint, and metrics['stopped_by'] names
+    the signal. A run already at its last step returns its saved metrics (or
+    completes only the missing final evaluation) and trains nothing.
 
   Raises:
+    UserError: bad input, found before anything is written.
+    EnvironmentFault: a checkpoint or file could not be written.
     NonFiniteLossError: the loss became NaN or infinite; the last good
       checkpoint is kept and the event is in TensorBoard.
   """
@@ -80,14 +87,31 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
   task = task or tasks.load_task(config)
   steps_per_epoch = task.steps_per_epoch(config.batch_size)
   schedule = Schedule(config, steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch)
-  run = _Run(config, workdir, task, strategy, schedule)
-  state, writers = run.state, run.writers
-  start_step = state.step
-  run.write_run_info(start_step)
-  step, eval_metrics = start_step, {}
+  models.check_memory(config, task.num_features, task.num_outputs)
+  folder = runs.RunFolder(workdir, runtime.is_chief(strategy))
+  state = steps.create_train_state(config, task, strategy, schedule.total_steps)
+  folder.claim(fresh)
+  try:
+    run = _Run(config, folder, task, strategy, schedule, state)
+    if run.start_step >= schedule.total_steps:
+      return run.complete()
+    return _train(run)
+  finally:
+    folder.release()
+
+
+def _train(run):
+  """The schedule: train calls up to each event, then the event's work, until the end or a signal."""
+  config, schedule, writers = run.config, run.schedule, run.open_writers()
+  step = run.start_step
   with runtime.SignalCatcher() as signals:
-    while step < schedule.total_steps and not signals.received:
-      step = run.train_until_next_event(step)
+    run.start_training(signals)
+    # Multi-worker: a signal stops every worker through the preemption handler, at one step.
+    while step < schedule.total_steps and not (signals.received and not run.preemption):
+      try:
+        step = run.train_until_next_event(step)
+      except runtime.Preempted:
+        return run.finish(step, signals.received or 'SIGTERM')
       if schedule.due(step, config.summary_every):
         run.check_finite(step)
         run.write_train_scalars(step)
@@ -95,71 +119,70 @@ def train_and_evaluate(config, workdir, task=None, strategy=None):
         writers['train'].histograms(step, run.probe_step(*run.probe_batch))
       if schedule.due(step, config.eval_every):
         run.check_finite(step)
-        eval_metrics = run.evaluate(step)
-      if schedule.due(step, config.checkpoint_every) or signals.received:
+        run.eval_metrics = run.evaluate(step)
+      if schedule.due(step, config.checkpoint_every) or (signals.received and not run.preemption):
         run.check_finite(step)
         run.checkpoints.save(step)
         for writer in writers.values():
           writer.flush()
     stopped_by = signals.received if step < schedule.total_steps else None
-  run.profiler.stop()
-  if stopped_by:
-    if step == start_step:  # Signalled before any step: keep the restart point on disk all the same.
-      run.checkpoints.save(step)
-    logging.warning('%s received: checkpoint saved at step %d; continue with --resume.', stopped_by, step)
-  weights_sha256 = hashlib.sha256(b''.join(
-      v.numpy().tobytes() for v in state.model.trainable_variables)).hexdigest()
-  logging.info('final weights sha256: %s', weights_sha256)  # Equal on every worker of a synchronous run.
-  final = {
-      'step': step, 'total_steps': schedule.total_steps, 'data_source': task.source, 'params': run.num_params,
-      'train_seconds': run.train_seconds, 'weights_sha256': weights_sha256,
-      **{f'eval_{name}': value for name, value in eval_metrics.items()},
-  }
-  if stopped_by:
-    final['stopped_by'] = stopped_by
-  if run.chief:
-    runs.write_metrics(workdir, final)
-  for writer in writers.values():
-    writer.close()
-  return final
+  return run.finish(step, stopped_by)
 
 
 class _Run:
   """One call of `train_and_evaluate`: its state, steps, writers and timers."""
 
-  def __init__(self, config, workdir, task, strategy, schedule):
-    self.config, self.workdir, self.task, self.strategy, self.schedule = config, workdir, task, strategy, schedule
-    self.chief = runtime.is_chief(strategy)
-    if self.chief:
-      os.makedirs(workdir, exist_ok=True)
-    self.state = steps.create_train_state(config, task, strategy, schedule.total_steps)
-    model = self.state.model
+  def __init__(self, config, folder, task, strategy, schedule, state):
+    self.config, self.folder, self.task, self.strategy, self.schedule = config, folder, task, strategy, schedule
+    self.workdir, self.chief, self.state = folder.workdir, folder.chief, state
+    model = state.model
     self.num_params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-    self.checkpoints = runtime.Checkpoints(self.state.checkpoint(), workdir, strategy, self.chief)
+    self.checkpoints = runtime.Checkpoints(state.checkpoint(), self.workdir, strategy, self.chief)
     restored = self.checkpoints.restore()
-    self.writers = {name: summaries.SummaryWriter(os.path.join(workdir, name) if name else workdir, self.chief)
-                    for name in ('', 'train', 'eval')}
+    self.start_step = state.step
+    if self.start_step > schedule.total_steps:
+      raise UserError(f'--train_steps={schedule.total_steps}: the run is already at step {self.start_step}; give a '
+                      'larger target to train on')
     logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
     logging.info('data: %s', task.source)
     logging.info('model: %s, %s trainable parameters; recurrent kernel: %s', config.arch, f'{self.num_params:,}',
                  models.recurrent_kernel_name(model))
     if restored:
-      logging.info('resumed from %s at step %d', restored, self.state.step)
-    self.train_step = steps.make_train_step(self.state, task, config, strategy)
-    self.train_steps = steps.make_multi_step(self.train_step)
-    self.read_sums = steps.make_sums_reader(self.state)
+      logging.info('resumed from %s at step %d', restored, self.start_step)
     self.eval_step = steps.make_eval_step(model, task, strategy)
-    self.probe_step = probes.make_probe_step(model, task)
+    self.eval_metrics = {}
+    self.writers = {}
+    self.preemption = None
+
+  def open_writers(self):
+    self.writers = {name: summaries.SummaryWriter(os.path.join(self.workdir, name) if name else self.workdir,
+                                                  self.chief)
+                    for name in ('', 'train', 'eval')}
+    return self.writers
+
+  def start_training(self, signals):
+    """Builds the train steps and the input pipeline; writes the run's description."""
+    config, state, task = self.config, self.state, self.task
+    self.train_step = steps.make_train_step(state, task, config, self.strategy)
+    self.train_steps = steps.make_multi_step(self.train_step)
+    self.read_sums = steps.make_sums_reader(state)
+    self.probe_step = probes.make_probe_step(state.model, task)
     self.probe_batch = task.probe_batch()
-    dataset = strategy.distribute_datasets_from_function(
-        lambda context: task.train_dataset(config.batch_size, config.seed, self.state.step, context))
+    dataset = self.strategy.distribute_datasets_from_function(
+        lambda context: task.train_dataset(config.batch_size, config.seed, self.start_step, context))
     self.iterator = iter(dataset)
-    self.profiler = runtime.Profiler(config.profile_steps, os.path.join(workdir, 'train'), self.chief)
+    self.profiler = runtime.Profiler(config.profile_steps, os.path.join(self.workdir, 'train'), self.chief)
+    if config.strategy == 'multi_worker':
+      self.preemption = runtime.MultiWorkerPreemption(self.strategy, self.checkpoints, signals,
+                                                      save=lambda: self.checkpoints.save(state.step))
     self.steps_per_call = 1  # Then sized from the time calls take (multi-worker: always 1).
-    # examples/s covers the training steps between summaries; evaluation,
-    # checkpoints and histograms at a summary step fall outside it.
+    # examples/s covers the training calls between summaries; evaluation,
+    # checkpoints and histograms fall outside it.
     self.interval_seconds = 0.0
-    self.train_seconds = 0.0
+    self.folder.write_config(config, [
+        'harness run config; re-run with --flagfile=<this file> (a new run is named for it)',
+        f'data_source: {task.source}', f'tensorflow: {tf.__version__}'])
+    self.write_run_info()
 
   def train_until_next_event(self, step):
     """Runs the steps up to the next event (in calls of ~SECONDS_PER_CALL); returns the new step."""
@@ -171,11 +194,15 @@ class _Run:
     self.profiler.before(step)
     count = min(self.steps_per_call, schedule.steps_to_next_event(step))
     call_start = time.perf_counter()
-    self.train_steps(self.iterator, tf.constant(count))
+    if self.preemption:
+      self.preemption.run(self.train_steps, self.iterator, tf.constant(count))
+    else:
+      self.train_steps(self.iterator, tf.constant(count))
     seconds = time.perf_counter() - call_start
     self.interval_seconds += seconds
+    self.state.train_seconds.assign_add(seconds)
     # Multi-worker: one step per call on every worker, so all make the same calls (their timings differ).
-    if config.strategy != 'multi_worker':
+    if not self.preemption:
       self.steps_per_call = max(1, min(MAX_STEPS_PER_CALL, int(SECONDS_PER_CALL * count / max(seconds, 1e-9))))
     self.profiler.after(step + count)
     return step + count
@@ -183,7 +210,6 @@ class _Run:
   def write_train_scalars(self, step):
     sums = self.read_sums()
     seconds, self.interval_seconds = self.interval_seconds, 0.0
-    self.train_seconds += seconds
     scalars = {
         'loss': sums['loss'] / sums['steps'],
         'grad_norm': sums['grad_norm'] / sums['steps'],
@@ -200,15 +226,16 @@ class _Run:
                  scalars['examples_per_sec'], _format_seconds(eta))
 
   def evaluate(self, step):
-    """Evaluates on the test set; writes eval scalars and the task's figures; returns the metrics."""
+    """Evaluates on the test set; writes eval scalars and the task's figures (if writing); returns the metrics."""
     dataset = self.strategy.distribute_datasets_from_function(
         lambda context: self.task.eval_dataset(self.config.batch_size, context))
     results = steps.evaluate(self.eval_step, dataset)
     metrics = self.task.eval_metrics(results)
-    self.writers['eval'].scalars(step, metrics)
-    if self.chief:
-      self.writers['eval'].images(step, self.task.eval_figures(results, self.state.model))
-    self.writers['eval'].flush()
+    if self.writers:
+      self.writers['eval'].scalars(step, metrics)
+      if self.chief:
+        self.writers['eval'].images(step, self.task.eval_figures(results, self.state.model))
+      self.writers['eval'].flush()
     logging.info('eval at step %d: %s', step, ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
     return metrics
 
@@ -223,12 +250,12 @@ class _Run:
       self.writers['train'].flush()
       raise NonFiniteLossError(message)
 
-  def write_run_info(self, start_step):
-    """Once per start: the restart marker; on the first start hparams, flags and environment text, config files."""
+  def write_run_info(self):
+    """Once per start: the restart marker; on the first start hparams, flags and environment text."""
     config, task = self.config, self.task
     for writer in self.writers.values():
-      writer.session_start(start_step + 1 if start_step else 0)
-    if start_step:
+      writer.session_start(self.start_step + 1 if self.start_step else 0)
+    if self.start_step:
       return
     hparams = runs.hparams(config, task.hparams(), {
         'replicas': self.strategy.num_replicas_in_sync, 'batch_splits': runtime.batch_splits(config),
@@ -247,10 +274,41 @@ class _Run:
       # would also catch whatever else runs eagerly meanwhile.
       with self.writers['train'].as_default(0):
         tf.summary.graph(self.train_step.get_concrete_function(self.iterator).graph)
-      runs.write_config_files(self.workdir, config, [
-          'harness run config; re-run with --flagfile=<this file> (a new run is named for it)',
-          f'data_source: {task.source}', f'tensorflow: {tf.__version__}'])
     self.writers[''].flush()
+
+  def complete(self):
+    """A run already at its last step: its saved metrics, or the missing final evaluation and metrics.json."""
+    saved = runs.read_metrics(self.workdir)
+    if runs.is_finished(saved) and saved['step'] == self.start_step:
+      logging.info('%s is finished at step %d; nothing to do.', self.workdir, self.start_step)
+      return saved
+    logging.info('%s reached its last step %d; completing its final evaluation.', self.workdir, self.start_step)
+    self.eval_metrics = self.evaluate(self.start_step)
+    return self.finish(self.start_step, None)
+
+  def finish(self, step, stopped_by):
+    """metrics.json, the final log lines, closed writers; returns the metrics."""
+    if hasattr(self, 'profiler'):
+      self.profiler.stop()
+    if stopped_by and step == self.start_step and not self.preemption:
+      self.checkpoints.save(step)  # Signalled before any step: keep the restart point on disk all the same.
+    weights_sha256 = hashlib.sha256(b''.join(
+        v.numpy().tobytes() for v in self.state.model.trainable_variables)).hexdigest()
+    final = {
+        'step': step, 'total_steps': self.schedule.total_steps, 'status': 'stopped' if stopped_by else 'finished',
+        'data_source': self.task.source, 'params': self.num_params,
+        'train_seconds': float(self.state.train_seconds.numpy()), 'weights_sha256': weights_sha256,
+        **{f'eval_{name}': value for name, value in self.eval_metrics.items()},
+    }
+    if stopped_by:
+      final['stopped_by'] = stopped_by
+      logging.warning('%s received: checkpoint saved at step %d; continue with --resume.', stopped_by, step)
+    else:
+      logging.info('final weights sha256: %s', weights_sha256)  # Equal on every worker of a synchronous run.
+    self.folder.write_metrics(final)
+    for writer in self.writers.values():
+      writer.close()
+    return final
 
 
 def _format_seconds(seconds):

@@ -14,10 +14,13 @@ LSTM layers of up to 128 units are `FusedLSTM` by default: Keras's LSTM
 not only on a GPU; `--lstm_kernel` chooses otherwise.
 """
 
+import os
+
 import keras
 import tensorflow as tf
 
 from harness import layers
+from harness.errors import UserError
 
 
 # Measured on 2 cores (BUILD.md), BlockLSTM against Keras's CPU loop: 1.9x as
@@ -58,6 +61,42 @@ ARCHS = {
     'stacked_lstm': lambda units, forget_bias, lstm_kernel: [
         _lstm(n, forget_bias, f'recurrent_{i}', lstm_kernel) for i, n in enumerate(units)],
 }
+
+
+_GATES = {'rnn': 1, 'gru': 3, 'lstm': 4, 'stacked_lstm': 4}
+# Bytes per parameter a training step holds at least: float32 weights, their
+# gradients, and two optimizer slots (Adam's moments).
+_BYTES_PER_PARAMETER = 16
+
+
+def parameter_count(config, num_features, num_outputs):
+  """Trainable parameters of the model `config` builds, computed without building it."""
+  count, width = 0, num_features
+  if config.input_units:
+    count += (num_features + 1) * config.input_units
+    width = config.input_units
+  gates = _GATES[config.arch]
+  for units in config.units:
+    biases = 2 * gates * units if config.arch == 'gru' else gates * units  # Keras's GRU: reset_after biases.
+    count += gates * units * (width + units) + biases
+    width = units
+  return count + (width + 1) * num_outputs
+
+
+def check_memory(config, num_features, num_outputs):
+  """Refuses a model whose weights, gradients and optimizer state alone exceed this machine's memory.
+
+  Raises:
+    UserError: naming the size flags, the parameter count, and the memory it needs and has.
+  """
+  needed = parameter_count(config, num_features, num_outputs) * _BYTES_PER_PARAMETER
+  available = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  if needed > available:
+    sizes = f'--units={",".join(map(str, config.units))}' + (
+        f' --input_units={config.input_units}' if config.input_units else '')
+    raise UserError(f'{sizes}: the model has {parameter_count(config, num_features, num_outputs):,} parameters and '
+                    f'needs at least {needed / 2**30:,.1f} GiB for weights, gradients and optimizer state; this '
+                    f'machine has {available / 2**30:,.1f} GiB of memory')
 
 
 def state_sizes(arch, units):

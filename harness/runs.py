@@ -1,28 +1,107 @@
-"""The run folder: its name, claiming it, and the files that describe the run.
+"""The run folder: its name, its state, claiming and locking it, and the files that describe the run.
 
   <logdir>/<run>/flags.txt      an absl flagfile that re-runs the config as a new run
-  <logdir>/<run>/config.json    the exact config (read by --resume)
+  <logdir>/<run>/config.json    the config the run trains with (read by --resume)
   <logdir>/<run>/metrics.json   final step, eval metrics, data source, weights checksum
+  <logdir>/<run>/.lock          held (flock) by the process training in the folder
 
-Nothing here imports TensorFlow, so the command line can check a run folder
+A folder is *started* once it holds config.json or a checkpoint; before that it
+is *unstarted* and a new run of the same name takes it over. Files are written
+whole (a temporary file, then a rename), so a kill never leaves half a file.
+Nothing here imports TensorFlow, so the command line checks a run folder
 before paying for TensorFlow's start.
 """
 
 import dataclasses
 import datetime
+import errno
+import fcntl
 import json
 import os
+import re
 import secrets
+import socket
 
 from harness import config as config_lib
+from harness.errors import EnvironmentFault
+from harness.errors import RunFinished
 from harness.errors import UserError
+
+LOCK_FILE = '.lock'
+CHECKPOINT_DIR = 'checkpoints'
+# What a run folder holds before its config is written (events of an old
+# version, a lock): such a folder has not started.
+_UNSTARTED_ENTRIES = frozenset({LOCK_FILE, 'train', 'eval', CHECKPOINT_DIR})
+_CHECKPOINT_FILE = re.compile(r'^ckpt-(\d+)\.(index|data-\d+-of-\d+)$')
 
 
 def default_run_name(config):
   """Readable and unique: task, arch, units, time, and a random suffix against same-second starts."""
   stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
-  units = 'x'.join(map(str, config.units))
+  units = 'x'.join(map(str, config.units))[:60]
   return f'{config.task}-{config.arch}-{units}-{stamp}-{secrets.token_hex(2)}'
+
+
+def run_dir(config):
+  """The folder a run trains in: --run_name's, or a new derived name no folder has yet."""
+  if config.run_name:
+    return os.path.join(config.logdir, config.run_name)
+  while True:
+    workdir = os.path.join(config.logdir, default_run_name(config))
+    if not os.path.exists(workdir):
+      return workdir
+
+
+def checkpoint_steps(workdir):
+  """Steps of the checkpoint files in <workdir>/checkpoints, newest first (whole or not)."""
+  try:
+    names = os.listdir(os.path.join(workdir, CHECKPOINT_DIR))
+  except OSError:
+    return []
+  return sorted({int(m.group(1)) for m in map(_CHECKPOINT_FILE.match, names) if m}, reverse=True)
+
+
+def run_state(workdir):
+  """'absent', 'unstarted' (no config, no checkpoint), 'started', or 'foreign' (holds files no run writes)."""
+  if not os.path.isdir(workdir):
+    return 'absent'
+  entries = os.listdir(workdir)
+  if 'config.json' in entries or checkpoint_steps(workdir):
+    return 'started'
+  if all(name in _UNSTARTED_ENTRIES or name.startswith('events.out.tfevents') for name in entries):
+    return 'unstarted'
+  return 'foreign'
+
+
+def check_new_run(config):
+  """A run without --resume may take a folder only if it is absent or unstarted."""
+  if not config.run_name:
+    return
+  workdir = os.path.join(config.logdir, config.run_name)
+  state = run_state(workdir)
+  if state == 'started':
+    raise UserError(f'--run_name={config.run_name}: {workdir} already exists; pass --resume to continue it, '
+                    'or choose another name')
+  if state == 'foreign':
+    raise UserError(f'--run_name={config.run_name}: {workdir} already exists and holds files that are not a '
+                    'harness run\'s; choose another name')
+
+
+def read_metrics(workdir):
+  """metrics.json as a dict, or None if the run has not written one (or it cannot be read)."""
+  try:
+    with open(os.path.join(workdir, 'metrics.json')) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def is_finished(metrics):
+  """Whether metrics.json records a run that reached its last step (not stopped by a signal, not failed)."""
+  if not metrics:
+    return False
+  status = metrics.get('status', 'stopped' if 'stopped_by' in metrics else 'finished')
+  return status == 'finished' and metrics.get('step') == metrics.get('total_steps')
 
 
 def resumed_config(config, explicit_flags):
@@ -33,15 +112,23 @@ def resumed_config(config, explicit_flags):
     explicit_flags: names of the flags given on this command line.
 
   Raises:
-    UserError: the run does not exist, or a flag that defines the run
-      (model, data, optimizer) differs from the saved value.
+    UserError: the run does not exist or never started, a flag that defines
+      the run (model, data, optimizer) differs from the saved value, or
+      --train_steps is below the step the run has reached.
+    RunFinished: the run has completed and no flag asks for more steps.
   """
   workdir = os.path.join(config.logdir, config.run_name)
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
+    if run_state(workdir) == 'unstarted':
+      raise UserError(f'--resume: {workdir} never started (no config.json, no checkpoint); start it again '
+                      'without --resume')
     raise UserError(f'--resume: no run {workdir} to resume (no {path})')
-  with open(path) as f:
-    saved = config_lib.from_json(f.read())
+  try:
+    with open(path) as f:
+      saved = config_lib.from_json(f.read())
+  except (OSError, ValueError, TypeError) as e:
+    raise UserError(f'--resume: {path} cannot be read ({e})') from None
   changes = {}
   for name in explicit_flags:
     if not hasattr(saved, name) or getattr(saved, name) == getattr(config, name):
@@ -54,42 +141,117 @@ def resumed_config(config, explicit_flags):
   changes.update(logdir=config.logdir, run_name=config.run_name, resume=True)
   resumed = dataclasses.replace(saved, **changes)
   config_lib.validate(resumed)
+  metrics = read_metrics(workdir) or {}
+  reached = max([metrics.get('step', 0)] + checkpoint_steps(workdir)[:1])
+  if 'train_steps' in changes and 0 < resumed.train_steps < reached:
+    raise UserError(f'--train_steps={resumed.train_steps}: the run is already at step {reached}; give a larger '
+                    'target to train on')
+  if is_finished(metrics) and not {'train_steps', 'epochs'} & set(changes):
+    scores = ', '.join(f'{k[5:]} {v:.4f}' for k, v in sorted(metrics.items()) if k.startswith('eval_'))
+    raise RunFinished(f'{workdir} is finished (step {metrics["step"]} of {metrics["total_steps"]}'
+                      f'{"; eval " + scores if scores else ""}); nothing to do. To train on, add '
+                      f'--train_steps=N with N > {metrics["step"]}.')
   return resumed
 
 
-def claim_run_dir(config):
-  """Creates the run folder atomically and returns its path; never reuses one unless resuming.
+class RunLock:
+  """An exclusive flock on <workdir>/.lock while this process trains there; the OS drops it when the process dies.
 
-  A derived name that collides (two runs started in the same second) draws a
-  new suffix; an explicit `--run_name` that exists is refused.
+  Re-entrant within a process (flock locks on two descriptors of one file
+  exclude each other, even in one process).
   """
-  if config.resume:
-    return os.path.join(config.logdir, config.run_name)
-  os.makedirs(config.logdir, exist_ok=True)
-  for _ in range(100):
-    name = config.run_name or default_run_name(config)
-    workdir = os.path.join(config.logdir, name)
+  _held = {}  # Real path of the lock file -> [descriptor, holds].
+
+  def __init__(self, workdir):
+    self.workdir = workdir
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._key = None
+
+  def acquire(self):
+    self._key = os.path.realpath(self.path)
+    if self._key in RunLock._held:
+      RunLock._held[self._key][1] += 1
+      return
+    descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-      os.mkdir(workdir)
-      return workdir
+      fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.read(descriptor, 500).decode(errors='replace').strip() or 'another process'
+      os.close(descriptor)
+      raise UserError(f'{self.workdir} is in use by {holder}; wait for it to end or stop it first') from None
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, f'harness.train pid {os.getpid()} on {socket.gethostname()} since '
+                         f'{datetime.datetime.now().isoformat(timespec="seconds")}\n'.encode())
+    RunLock._held[self._key] = [descriptor, 1]
+
+  def release(self):
+    held = RunLock._held.get(self._key)
+    if not held:
+      return
+    held[1] -= 1
+    if not held[1]:
+      os.close(held[0])  # Closing the last descriptor drops the flock.
+      del RunLock._held[self._key]
+
+
+def _write_whole(path, text):
+  """Writes `text` to `path` through a temporary file and a rename: the file is old or new, never half."""
+  temporary = f'{path}.tmp-{os.getpid()}'
+  try:
+    with open(temporary, 'w') as f:
+      f.write(text)
+    os.replace(temporary, path)
+  except OSError as e:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+    raise EnvironmentFault(f'cannot write {path} ({e.strerror or e})') from None
+
+
+class RunFolder:
+  """A run folder held by this process: created (or an unstarted one taken over) and locked by the chief.
+
+  Other workers of a multi-worker run never touch the folder: every method is
+  then a no-op.
+  """
+
+  def __init__(self, workdir, chief):
+    self.workdir = workdir
+    self.chief = chief
+    self.lock = RunLock(workdir)
+
+  def claim(self, fresh):
+    """Creates or takes over the folder and locks it; `fresh`: it must not hold a started run."""
+    if not self.chief:
+      return
+    try:
+      os.makedirs(os.path.dirname(os.path.abspath(self.workdir)), exist_ok=True)
+      os.mkdir(self.workdir)
     except FileExistsError:
-      if config.run_name:
-        raise UserError(f'--run_name={name}: {workdir} already exists; pass --resume to continue it, '
-                        'or choose another name') from None
-  raise UserError(f'--logdir={config.logdir}: could not find a free run name')
+      state = run_state(self.workdir)
+      if state == 'foreign' or (fresh and state == 'started'):
+        raise UserError(f'{self.workdir} already exists ({"not a harness run" if state == "foreign" else "started"}); '
+                        'pass --resume to continue it, or choose another name') from None
+    except OSError as e:
+      raise EnvironmentFault(f'cannot create the run folder {self.workdir} ({e.strerror or e})') from None
+    try:
+      self.lock.acquire()
+    except OSError as e:
+      raise EnvironmentFault(f'cannot lock the run folder {self.workdir} ({e.strerror or e})') from None
 
+  def release(self):
+    self.lock.release()
 
-def write_config_files(workdir, config, comments):
-  """flags.txt (re-runs the config as a new run, with `comments` on top) and config.json."""
-  with open(os.path.join(workdir, 'flags.txt'), 'w') as f:
-    f.write(config_lib.to_flagfile(config, comments))
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config_lib.to_json(config))
+  def write_config(self, config, comments):
+    """flags.txt (re-runs the config as a new run, `comments` on top) and config.json: the run as it is."""
+    if not self.chief:
+      return
+    config = dataclasses.replace(config, run_name=os.path.basename(os.path.normpath(self.workdir)), resume=False)
+    _write_whole(os.path.join(self.workdir, 'flags.txt'), config_lib.to_flagfile(config, comments))
+    _write_whole(os.path.join(self.workdir, 'config.json'), config_lib.to_json(config))
 
-
-def write_metrics(workdir, metrics):
-  with open(os.path.join(workdir, 'metrics.json'), 'w') as f:
-    json.dump(metrics, f, indent=2, sort_keys=True)
+  def write_metrics(self, metrics):
+    if self.chief:
+      _write_whole(os.path.join(self.workdir, 'metrics.json'), json.dumps(metrics, indent=2, sort_keys=True))
 
 
 def hparams(config, task_hparams, extra):
@@ -111,3 +273,12 @@ def hparams(config, task_hparams, extra):
   values.update(task_hparams)
   values.update(extra)
   return values
+
+
+def describe_os_error(error):
+  """One line for an OSError from the file system: what failed, on which path, and why."""
+  reasons = {errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded',
+             errno.EROFS: 'read-only file system', errno.EACCES: 'permission denied',
+             errno.ENAMETOOLONG: 'file name too long'}
+  reason = reasons.get(error.errno, error.strerror or str(error))
+  return f'{error.filename}: {reason}' if error.filename else reason

@@ -8,6 +8,8 @@ import keras
 import tensorflow as tf
 
 from harness import models
+from harness import runs
+from harness.errors import EnvironmentFault
 from harness.errors import UserError
 
 CHECKPOINTS_TO_KEEP = 3
@@ -82,39 +84,103 @@ def configure_threads(config):
 
 
 class Checkpoints:
-  """Saves and restores under TF's multi-worker rules.
+  """Saves and restores under TF's multi-worker rules, and never loses a good checkpoint.
 
   Every worker saves (a save reads the mirrored variables together): the chief
   into <workdir>/checkpoints, the others into a temporary folder beside the run
   folder (never inside it, which only the chief creates) that they delete at
   once. Every worker restores from the chief's folder.
+
+  `restore` takes the newest checkpoint that restores: one whose files are
+  missing or cut short (a kill or a full disk during its save) is moved into
+  checkpoints/broken/ for inspection, with a warning, and the one before it is
+  tried. The checkpoint list that rotation works on is then rewritten to the
+  checkpoints up to the restored one, so rotation never deletes it or a newer
+  one to make room.
   """
 
   def __init__(self, checkpoint, workdir, strategy, chief):
     self.checkpoint = checkpoint
-    self.directory = os.path.join(workdir, 'checkpoints')
+    self.workdir = workdir
+    self.directory = os.path.join(workdir, runs.CHECKPOINT_DIR)
     self.chief = chief
-    write_directory = self.directory
+    self.write_directory = self.directory
     if not chief:
       run_parent, run_name = os.path.split(os.path.normpath(workdir))
-      write_directory = os.path.join(run_parent, f'.{run_name}-worker{strategy.cluster_resolver.task_id}-tmp')
-    self.manager = tf.train.CheckpointManager(checkpoint, write_directory, max_to_keep=CHECKPOINTS_TO_KEEP)
+      self.write_directory = os.path.join(run_parent, f'.{run_name}-worker{strategy.cluster_resolver.task_id}-tmp')
+    self.manager = None  # Made by `restore`, from the checkpoints that remain.
 
   @property
   def latest(self):
     return tf.train.latest_checkpoint(self.directory)
 
   def restore(self):
-    """Restores the latest checkpoint, if any; returns its path or None."""
-    latest = self.latest
-    if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-    return latest
+    """Restores the newest checkpoint that restores; returns its path, or None for a run with none.
+
+    Raises:
+      UserError: the run has checkpoints but none restores, or they hold
+        another model than this config's.
+    """
+    if self.chief:
+      for name in tf.io.gfile.glob(os.path.join(self.directory, 'ckpt-*_temp*')):
+        tf.io.gfile.rmtree(name)  # The scratch folder of a save that was cut short.
+    steps = runs.checkpoint_steps(self.workdir)
+    restored, broken = None, []
+    for step in steps:
+      prefix = os.path.join(self.directory, f'ckpt-{step}')
+      try:
+        if not tf.io.gfile.exists(prefix + '.index'):
+          raise FileNotFoundError(f'{prefix}.index is missing')
+        self.checkpoint.restore(prefix).assert_existing_objects_matched()
+        restored = prefix
+        break
+      except (tf.errors.OpError, IndexError, OSError) as e:  # Files missing or cut short.
+        broken.append(f'ckpt-{step}: {_first_line(e)}')
+        logging.warning('checkpoint ckpt-%d cannot be restored (%s); %s', step, _first_line(e),
+                        'moved to checkpoints/broken/; trying the one before' if self.chief else 'trying the one before')
+        if self.chief:
+          self._move_aside(step)
+      except (ValueError, AssertionError) as e:  # Whole files that hold another model.
+        raise UserError(f'{prefix} does not match this config\'s model ({_first_line(e)}); was the run made by '
+                        'another version of harness?') from None
+    if steps and not restored:
+      raise UserError(f'no checkpoint of {self.workdir} restores ({"; ".join(broken)}); they are kept in '
+                      f'{os.path.join(self.directory, "broken")}. Start a new run, or restore one by hand.')
+    if self.chief and broken:
+      kept = [os.path.join(self.directory, f'ckpt-{s}') for s in sorted(runs.checkpoint_steps(self.workdir))]
+      tf.compat.v1.train.update_checkpoint_state(self.directory, restored, all_model_checkpoint_paths=kept)
+    self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_directory, max_to_keep=CHECKPOINTS_TO_KEEP)
+    return restored
+
+  def _move_aside(self, step):
+    broken_directory = os.path.join(self.directory, 'broken')
+    tf.io.gfile.makedirs(broken_directory)
+    for path in tf.io.gfile.glob(os.path.join(self.directory, f'ckpt-{step}.*')):
+      tf.io.gfile.rename(path, os.path.join(broken_directory, os.path.basename(path)), overwrite=True)
 
   def save(self, step):
-    self.manager.save(checkpoint_number=step)
-    if not self.chief:
-      tf.io.gfile.rmtree(self.manager.directory)
+    """Saves the checkpoint of `step`.
+
+    Raises:
+      EnvironmentFault: it could not be written (a full disk, say); the
+        checkpoints before it are untouched.
+    """
+    try:
+      self.manager.save(checkpoint_number=step)
+      if not self.chief:
+        tf.io.gfile.rmtree(self.manager.directory)
+    except (tf.errors.OpError, OSError) as e:
+      for name in tf.io.gfile.glob(os.path.join(self.write_directory, f'ckpt-{step}_temp*')):
+        tf.io.gfile.rmtree(name)
+      raise EnvironmentFault(
+          f'could not write checkpoint ckpt-{step} in {self.write_directory} ({_first_line(e)}); the run can '
+          f'continue from {self.latest or "its start"} with --run_name={os.path.basename(self.workdir)} '
+          '--resume') from None
+
+
+def _first_line(error):
+  text = getattr(error, 'message', None) or str(error) or type(error).__name__
+  return text.strip().splitlines()[0][:300]
 
 
 class SignalCatcher:
@@ -154,6 +220,36 @@ def environment(config, strategy, model):
   ]
 
 
+class Preempted(Exception):
+  """Every worker of a multi-worker run saved a checkpoint at the same step after one of them was signalled."""
+
+
+class MultiWorkerPreemption:
+  """Multi-worker runs: a SIGTERM or SIGINT to any worker stops every worker at the same step, checkpointed.
+
+  A worker that leaves the loop alone would leave the others waiting in an
+  all-reduce; TensorFlow's `PreemptionCheckpointHandler` agrees on a step
+  through the cluster's coordination service instead. Each train call goes
+  through `run`; once the agreed step is reached, every worker saves (through
+  `save`) and `run` raises `Preempted`.
+  """
+
+  def __init__(self, strategy, checkpoints, signals, save):
+    def stop():
+      raise Preempted()
+
+    config = tf.distribute.experimental.TerminationConfig(
+        termination_watcher_fn=lambda: signals.received is not None, exit_fn=stop, save_fn=save)
+    # The handler restores its step counter from the run's own checkpoints, the
+    # same on every worker (the chief's folder: saves go through `save`).
+    reader = tf.train.CheckpointManager(checkpoints.checkpoint, checkpoints.directory, max_to_keep=None)
+    self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+        strategy.cluster_resolver, reader, termination_config=config)
+
+  def run(self, train_call, *args):
+    return self.handler.run(train_call, *args)
+
+
 class Profiler:
   """Profiles the steps in [start, stop) of `profile_steps` into `logdir` for TensorBoard's profile plugin (chief only)."""
 
@@ -177,3 +273,20 @@ class Profiler:
     if self.running:
       tf.profiler.experimental.stop()
       self.running = False
+
+
+def describe_fault(error, workdir):
+  """One line for a TensorFlow error that is the machine's fault (memory, disk); None for any other error."""
+  if not isinstance(error, tf.errors.OpError):
+    return None
+  text = _first_line(error)
+  where = ''
+  if workdir:
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, runs.CHECKPOINT_DIR))
+    where = (f'; the run can continue from {latest} with --run_name={os.path.basename(workdir)} --resume'
+             if latest else '')
+  if 'No space left on device' in str(error) or 'Disk quota exceeded' in str(error):
+    return f'no space left on the device ({text}){where}'
+  if isinstance(error, tf.errors.ResourceExhaustedError):
+    return f'out of memory ({text}); lower --batch_size or --units{where}'
+  return None

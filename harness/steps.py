@@ -32,14 +32,16 @@ class TrainState:
   carried_state: list
   sums: dict  # Running sums since the last summary: _SUM_NAMES and the task's train metrics.
   first_nonfinite_step: tf.Variable  # 0 until a step's loss is not finite.
+  train_seconds: tf.Variable  # float64: seconds spent in training calls, over every start of the run.
 
   @property
   def step(self):
     return int(self.optimizer.iterations.numpy())
 
   def checkpoint(self):
-    """What a checkpoint holds: weights, optimizer slots and step, carried state."""
-    return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, carried_state=self.carried_state)
+    """What a checkpoint holds: weights, optimizer slots and step, carried state, training time."""
+    return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, carried_state=self.carried_state,
+                               train_seconds=self.train_seconds)
 
 
 def learning_rate_schedule(config, total_steps):
@@ -63,7 +65,8 @@ def create_train_state(config, task, strategy, total_steps):
     sums = {name: tf.Variable(0.0, trainable=False, name=f'sum_{name}')
             for name in _SUM_NAMES + tuple(task.train_metric_names)}
     first_nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='first_nonfinite_step')
-  return TrainState(model, optimizer, carried_state, sums, first_nonfinite_step)
+    train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name='train_seconds')
+  return TrainState(model, optimizer, carried_state, sums, first_nonfinite_step, train_seconds)
 
 
 def make_train_step(state, task, config, strategy):

@@ -22,7 +22,9 @@ from absl import logging
 from harness import cli
 from harness import config as config_lib
 from harness import runs
+from harness.errors import EnvironmentFault
 from harness.errors import NonFiniteLossError
+from harness.errors import RunFinished
 from harness.errors import UserError
 
 cli.define_config_flags()
@@ -31,26 +33,39 @@ _PROGRAM = 'harness.train'
 
 
 def config_from_flags():
-  """Builds and validates the config from FLAGS. Unset per-task flags take the task's defaults."""
+  """Builds and validates the config from FLAGS; checks the run folder, before TensorFlow starts."""
   config = config_lib.make_config(**cli.config_values())
   if config.resume:
-    config = runs.resumed_config(config, [name for name in config_lib.FIELDS if FLAGS[name].present])
-  elif config.run_name and config.strategy != 'multi_worker' and os.path.exists(
-      os.path.join(config.logdir, config.run_name)):
-    runs.claim_run_dir(config)  # Raises the "already exists" error before TensorFlow starts.
+    return runs.resumed_config(config, [name for name in config_lib.FIELDS if FLAGS[name].present])
+  if config.strategy != 'multi_worker':  # Every worker names the same run; only the chief claims it.
+    runs.check_new_run(config)
   return config
 
 
 def _parse_flags(argv):
   try:
+    cli.check_flagfiles(argv[1:])
     return FLAGS(argv)
+  except UserError as e:
+    cli.fail(_PROGRAM, e)
   except flags.Error as e:
     cli.fail(_PROGRAM, e)
+
+
+class _Terminated(BaseException):
+  """SIGTERM before training started (during it, the loop checkpoints and stops instead)."""
+
+
+def _terminate(signum, frame):
+  del signum, frame
+  raise _Terminated()
 
 
 def main(argv):
   if len(argv) > 1:
     cli.fail(_PROGRAM, f'unexpected arguments {" ".join(argv[1:])} (flags look like --name=value)')
+  signal.signal(signal.SIGTERM, _terminate)
+  workdir = None
   try:
     config = config_from_flags()
     # Heavy imports after the flags are known good, so usage errors come back at once.
@@ -59,18 +74,45 @@ def main(argv):
     from harness import tasks  # pylint: disable=g-import-not-at-top
     runtime.configure_threads(config)  # Before TensorFlow's runtime starts.
     strategy = runtime.make_strategy(config)
-    chief = runtime.is_chief(strategy)
     task = tasks.load_task(config)
-    # Only the chief creates the run folder; other workers write nothing in it.
-    workdir = runs.claim_run_dir(config) if chief else os.path.join(config.logdir, config.run_name)
+    workdir = runs.run_dir(config)
     logging.info('run folder: %s', workdir)
-    metrics = loop.train_and_evaluate(config, workdir, task=task, strategy=strategy)
+    metrics = loop.train_and_evaluate(config, workdir, task=task, strategy=strategy, fresh=not config.resume)
+  except RunFinished as e:
+    print(f'{_PROGRAM}: {e}')
+    return
   except (UserError, NonFiniteLossError) as e:
     cli.fail(_PROGRAM, e)
+  except EnvironmentFault as e:
+    cli.fail(_PROGRAM, e, status=1)
+  except OSError as e:
+    cli.fail(_PROGRAM, runs.describe_os_error(e), status=1)
+  except (KeyboardInterrupt, _Terminated) as e:
+    name = 'SIGINT' if isinstance(e, KeyboardInterrupt) else 'SIGTERM'
+    cli.fail(_PROGRAM, f'stopped by {name} before training started{_resume_hint(workdir)}',
+             status=128 + getattr(signal, name).value)
+  except Exception as e:  # pylint: disable=broad-except  # TensorFlow's errors, named without importing it early.
+    message = _describe_fault(e, workdir)
+    if message is None:
+      raise
+    cli.fail(_PROGRAM, message, status=1)
   if 'stopped_by' in metrics:
     print(f'{_PROGRAM}: stopped by {metrics["stopped_by"]} at step {metrics["step"]}; '
           f'continue with --run_name={os.path.basename(workdir)} --resume', file=sys.stderr)
     sys.exit(128 + getattr(signal, metrics['stopped_by']).value)
+
+
+def _describe_fault(error, workdir):
+  if 'tensorflow' not in sys.modules:  # Not a TensorFlow error, then.
+    return None
+  from harness import runtime  # pylint: disable=g-import-not-at-top
+  return runtime.describe_fault(error, workdir)
+
+
+def _resume_hint(workdir):
+  if workdir and runs.run_state(workdir) == 'started':
+    return f'; continue with --run_name={os.path.basename(workdir)} --resume'
+  return '; nothing was written'
 
 
 def run():

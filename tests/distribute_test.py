@@ -4,12 +4,14 @@ import glob
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 
 from absl.testing import absltest
 import pytest
+import tensorflow as tf
 
 from tests import testing
 
@@ -53,15 +55,19 @@ class DistributeTest(absltest.TestCase):
     self.assertEqual(result.returncode, 2)
     self.assertIn('--batch_size=15: must divide evenly over 2 replicas', result.stderr.strip().splitlines()[-1])
 
-  def test_two_workers_finish_with_identical_weights_and_only_the_chief_writes(self):
+  def start_workers(self, *args):
     workers = [f'127.0.0.1:{free_port()}' for _ in range(2)]
     processes = []
     for index in range(2):
       tf_config = json.dumps({'cluster': {'worker': workers}, 'task': {'type': 'worker', 'index': index}})
       processes.append(subprocess.Popen(
-          [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', '--run_name=mw', *FLAGS,
-           '--strategy=multi_worker'], cwd=testing.REPO_ROOT, env={**os.environ, 'TF_CONFIG': tf_config},
+          [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', '--run_name=mw', '--strategy=multi_worker',
+           *args], cwd=testing.REPO_ROOT, env={**os.environ, 'TF_CONFIG': tf_config},
           stderr=subprocess.PIPE, text=True))
+    return processes
+
+  def test_two_workers_finish_with_identical_weights_and_only_the_chief_writes(self):
+    processes = self.start_workers(*FLAGS)
     outputs = [p.communicate(timeout=400)[1] for p in processes]
     for process, output in zip(processes, outputs):
       self.assertEqual(process.returncode, 0, output[-3000:])
@@ -73,10 +79,39 @@ class DistributeTest(absltest.TestCase):
                          for p in glob.glob(os.path.join(run_dir, '**', 'events.out.tfevents.*'), recursive=True))
     self.assertEqual(sorted(os.path.dirname(p) for p in event_files), ['', 'eval', 'train'])
     self.assertEqual(sorted(p for p in os.listdir(run_dir) if not p.startswith('events.out')),
-                     ['checkpoints', 'config.json', 'eval', 'flags.txt', 'metrics.json', 'train'])
+                     ['.lock', 'checkpoints', 'config.json', 'eval', 'flags.txt', 'metrics.json', 'train'])
     self.assertEqual(os.listdir(self.logdir), ['mw'])  # The worker's temporary checkpoints are gone.
     with open(os.path.join(run_dir, 'metrics.json')) as f:
       self.assertEqual(json.load(f)['weights_sha256'], fingerprints[0][0])
+
+  def test_a_signal_to_one_worker_stops_every_worker_at_one_checkpointed_step(self):
+    processes = self.start_workers('--task=sin2cos', '--units=8', '--batch_size=8', '--train_steps=300',
+                                   '--summary_every=10', '--eval_every=100', '--checkpoint_every=100',
+                                   '--histogram_every=0')
+    for line in processes[0].stderr:
+      if 'step 30/' in line:
+        break
+    processes[1].send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=300)[1] for p in processes]
+    stops = []
+    for process, output in zip(processes, outputs):
+      self.assertEqual(process.returncode, 128 + signal.SIGTERM, output[-3000:])
+      self.assertNotIn('Traceback', output)
+      stops += re.findall(r'stopped by SIGTERM at step (\d+); continue with --run_name=mw --resume', output)
+    self.assertLen(stops, 2)
+    self.assertEqual(stops[0], stops[1])  # One step for both: neither waits for the other.
+    checkpoints = os.path.join(self.logdir, 'mw', 'checkpoints')
+    self.assertIn(f'ckpt-{stops[0]}', tf.train.latest_checkpoint(checkpoints))
+    resumed = self.start_workers('--resume')
+    outputs = [p.communicate(timeout=400)[1] for p in resumed]
+    fingerprints = []
+    for process, output in zip(resumed, outputs):
+      self.assertEqual(process.returncode, 0, output[-3000:])
+      self.assertIn(f'ckpt-{stops[0]} at step {stops[0]}', output)
+      fingerprints += re.findall(r'final weights sha256: (\w+)', output)
+    self.assertLen(set(fingerprints), 1)
+    with open(os.path.join(self.logdir, 'mw', 'metrics.json')) as f:
+      self.assertEqual(json.load(f)['step'], 300)
 
 
 if __name__ == '__main__':

@@ -1,13 +1,17 @@
-"""The run folder: names, claiming, resuming with the saved config, the files that describe a run."""
+"""The run folder: names, states, claiming and locking, the config it records, resuming it."""
 
+import errno
 import json
 import os
 import re
+import subprocess
+import sys
 
 from absl.testing import absltest
 
 from harness import config as config_lib
 from harness import runs
+from harness.errors import RunFinished
 from harness.errors import UserError
 from tests import testing
 
@@ -21,42 +25,94 @@ class RunsTest(absltest.TestCase):
   def config(self, **overrides):
     return config_lib.make_config(logdir=self.logdir, **overrides)
 
-  def start(self, **overrides):
-    """A claimed run folder with its config files, as a started run leaves it."""
+  def start(self, fresh=True, **overrides):
+    """A claimed run folder with its config files, as a started run leaves it (lock released)."""
     config = self.config(**overrides)
-    workdir = runs.claim_run_dir(config)
-    runs.write_config_files(workdir, config, ['a comment'])
-    return config, workdir
+    folder = runs.RunFolder(runs.run_dir(config), chief=True)
+    folder.claim(fresh)
+    folder.write_config(config, ['a comment'])
+    folder.release()
+    return config, folder.workdir
+
+  def write_metrics(self, workdir, **metrics):
+    with open(os.path.join(workdir, 'metrics.json'), 'w') as f:
+      json.dump(metrics, f)
 
   def test_default_names_say_task_arch_units_and_never_collide(self):
     config = self.config(task='sin2cos', arch='stacked_lstm', units=(4, 8))
     self.assertRegex(runs.default_run_name(config), r'^sin2cos-stacked_lstm-4x8-\d{8}-\d{6}-[0-9a-f]{4}$')
-    names = {os.path.basename(runs.claim_run_dir(config)) for _ in range(20)}
+    names = {os.path.basename(self.start(task='sin2cos', arch='stacked_lstm', units=(4, 8))[1]) for _ in range(20)}
     self.assertLen(names, 20)
 
-  def test_an_explicit_name_that_exists_is_refused(self):
-    self.start(run_name='taken')
-    with self.assertRaisesRegex(UserError, '--run_name=taken: .* already exists; pass --resume'):
-      runs.claim_run_dir(self.config(run_name='taken'))
+  def test_states(self):
+    workdir = os.path.join(self.logdir, 'r')
+    self.assertEqual(runs.run_state(workdir), 'absent')
+    os.makedirs(os.path.join(workdir, 'train'))
+    open(os.path.join(workdir, runs.LOCK_FILE), 'w').close()
+    self.assertEqual(runs.run_state(workdir), 'unstarted')
+    os.makedirs(os.path.join(workdir, 'checkpoints'))
+    open(os.path.join(workdir, 'checkpoints', 'ckpt-7.data-00000-of-00001'), 'w').close()
+    self.assertEqual(runs.run_state(workdir), 'started')  # A checkpoint, even a broken one.
+    self.assertEqual(runs.checkpoint_steps(workdir), [7])
+    other = os.path.join(self.logdir, 'other')
+    os.makedirs(other)
+    open(os.path.join(other, 'notes.txt'), 'w').close()
+    self.assertEqual(runs.run_state(other), 'foreign')
 
-  def test_config_files_rerun_the_config_and_record_comments(self):
-    config, workdir = self.start(run_name='r', arch='gru', learning_rate=0.01)
+  def test_a_new_run_may_take_an_unstarted_folder_but_no_other(self):
+    _, started = self.start(run_name='started')
+    with self.assertRaisesRegex(UserError, '--run_name=started: .* already exists; pass --resume'):
+      runs.check_new_run(self.config(run_name='started'))
+    with self.assertRaisesRegex(UserError, 'already exists .*started'):
+      runs.RunFolder(started, chief=True).claim(fresh=True)
+    os.makedirs(os.path.join(self.logdir, 'empty'))
+    runs.check_new_run(self.config(run_name='empty'))
+    _, workdir = self.start(run_name='empty')
+    self.assertEqual(runs.run_state(workdir), 'started')
+    os.makedirs(os.path.join(self.logdir, 'mine'))
+    with open(os.path.join(self.logdir, 'mine', 'keep.txt'), 'w') as f:
+      f.write('precious')
+    with self.assertRaisesRegex(UserError, 'not a harness run'):
+      runs.check_new_run(self.config(run_name='mine'))
+
+  def test_config_files_describe_the_run_as_it_is(self):
+    config, workdir = self.start(arch='gru', learning_rate=0.01)
     with open(os.path.join(workdir, 'config.json')) as f:
-      self.assertEqual(config_lib.from_json(f.read()), config)
+      saved = config_lib.from_json(f.read())
+    self.assertEqual(saved.run_name, os.path.basename(workdir))  # Not '' for a derived name.
+    self.assertFalse(saved.resume)
+    self.assertEqual(saved.learning_rate, config.learning_rate)
     with open(os.path.join(workdir, 'flags.txt')) as f:
       text = f.read()
     self.assertTrue(text.startswith('# a comment\n'))
     self.assertIn('--arch=gru\n', text)
-    self.assertIn('--learning_rate=0.01\n', text)
+    self.assertNotIn('--run_name', text)
+    self.assertEqual([n for n in os.listdir(workdir) if '.tmp' in n], [])
+
+  def test_the_lock_is_reentrant_here_and_refused_to_another_process(self):
+    _, workdir = self.start(run_name='r')
+    lock = runs.RunLock(workdir)
+    lock.acquire()
+    again = runs.RunLock(workdir)
+    again.acquire()  # The same process: no conflict.
+    again.release()
+    holder = subprocess.run(
+        [sys.executable, '-c', 'import sys; from harness import runs\n'
+         'try:\n  runs.RunLock(sys.argv[1]).acquire()\nexcept runs.UserError as e:\n  print(e)', workdir],
+        capture_output=True, text=True, cwd=testing.REPO_ROOT, timeout=60)
+    self.assertRegex(holder.stdout, rf'is in use by harness.train pid {os.getpid()} on ')
+    lock.release()
+    free = subprocess.run([sys.executable, '-c', 'import sys; from harness import runs; '
+                           'runs.RunLock(sys.argv[1]).acquire(); print("locked")', workdir],
+                          capture_output=True, text=True, cwd=testing.REPO_ROOT, timeout=60)
+    self.assertEqual(free.stdout.strip(), 'locked')
 
   def test_resume_keeps_the_saved_config_and_takes_schedule_flags(self):
-    saved, _ = self.start(run_name='r', arch='gru', units=(16,), train_steps=100)
+    self.start(run_name='r', arch='gru', units=(16,), train_steps=100)
     command_line = self.config(run_name='r', resume=True, train_steps=300, eval_every=7)
     resumed = runs.resumed_config(command_line, ['run_name', 'resume', 'train_steps', 'eval_every'])
-    self.assertEqual(resumed.arch, 'gru')  # Not the flag default: the run's own.
-    self.assertEqual(resumed.units, (16,))
+    self.assertEqual((resumed.arch, resumed.units), ('gru', (16,)))  # The run's own, not the flag defaults.
     self.assertEqual((resumed.train_steps, resumed.eval_every, resumed.resume), (300, 7, True))
-    self.assertEqual(saved.train_steps, 100)
 
   def test_resume_refuses_a_flag_that_defines_the_model(self):
     self.start(run_name='r', arch='gru')
@@ -65,15 +121,30 @@ class RunsTest(absltest.TestCase):
         with self.assertRaisesRegex(UserError, f'--{flag}=.*differs from the resumed run'):
           runs.resumed_config(self.config(run_name='r', resume=True, **{flag: value}), [flag])
 
-  def test_resume_of_a_run_that_does_not_exist(self):
+  def test_resume_of_a_finished_run_changes_nothing_and_a_lower_target_is_refused(self):
+    _, workdir = self.start(run_name='r', train_steps=100)
+    self.write_metrics(workdir, step=100, total_steps=100, status='finished', eval_loss=0.5)
+    before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
+    with self.assertRaisesRegex(RunFinished, r'is finished \(step 100 of 100; eval loss 0.5000\); nothing to do'):
+      runs.resumed_config(self.config(run_name='r', resume=True), ['run_name', 'resume'])
+    with self.assertRaisesRegex(UserError, '--train_steps=50: the run is already at step 100'):
+      runs.resumed_config(self.config(run_name='r', resume=True, train_steps=50), ['train_steps'])
+    more = runs.resumed_config(self.config(run_name='r', resume=True, train_steps=150), ['train_steps'])
+    self.assertEqual(more.train_steps, 150)
+    self.assertEqual(before, {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)})
+
+  def test_a_stopped_run_is_not_finished(self):
+    self.assertFalse(runs.is_finished({'step': 40, 'total_steps': 100, 'status': 'finished'}))
+    self.assertFalse(runs.is_finished({'step': 100, 'total_steps': 100, 'status': 'stopped'}))
+    self.assertFalse(runs.is_finished({'step': 100, 'total_steps': 100, 'stopped_by': 'SIGINT'}))
+    self.assertTrue(runs.is_finished({'step': 100, 'total_steps': 100}))  # Written before `status` existed.
+
+  def test_resume_of_a_run_that_does_not_exist_or_never_started(self):
     with self.assertRaisesRegex(UserError, '--resume: no run'):
       runs.resumed_config(self.config(run_name='nope', resume=True), ['run_name', 'resume'])
-
-  def test_metrics_file(self):
-    _, workdir = self.start(run_name='r')
-    runs.write_metrics(workdir, {'step': 3, 'eval_loss': 0.5})
-    with open(os.path.join(workdir, 'metrics.json')) as f:
-      self.assertEqual(json.load(f), {'step': 3, 'eval_loss': 0.5})
+    os.makedirs(os.path.join(self.logdir, 'early', 'train'))
+    with self.assertRaisesRegex(UserError, 'never started .* start it again without --resume'):
+      runs.resumed_config(self.config(run_name='early', resume=True), ['run_name', 'resume'])
 
   def test_hparams_leave_out_what_does_not_apply(self):
     gru = runs.hparams(self.config(arch='gru'), {}, {'params': 10})
@@ -82,6 +153,10 @@ class RunsTest(absltest.TestCase):
     lstm = runs.hparams(self.config(task='sin2cos'), {'seq_len': 20}, {})
     self.assertEqual((lstm['forget_bias'], lstm['seq_len']), (1.0, 20))
     self.assertTrue(all(re.match(r'^[a-z_]+$', name) for name in lstm))
+
+  def test_os_errors_read_as_one_line(self):
+    error = OSError(errno.ENOSPC, 'No space left on device', '/data/run/config.json')
+    self.assertEqual(runs.describe_os_error(error), '/data/run/config.json: no space left on the device')
 
 
 if __name__ == '__main__':

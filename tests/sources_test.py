@@ -43,6 +43,23 @@ class ImportAndFallbackTest(absltest.TestCase):
       sources.import_idx('fashion_mnist', self.idx_dir, self.data_dir)
     self.assertFalse(os.path.exists(os.path.join(self.data_dir, 'fashion_mnist', '3.0.1', 'dataset_info.json')))
 
+  def test_import_of_no_examples_is_refused_and_a_failed_import_leaves_no_partial_dataset(self):
+    testing.write_idx_dir(self.idx_dir, num_test=0)
+    with self.assertRaisesRegex(UserError, 'the test files hold no examples'):
+      sources.import_idx('fashion_mnist', self.idx_dir, self.data_dir)
+    self.assertEqual(os.listdir(self.data_dir), [])
+    testing.write_idx_dir(self.idx_dir)
+
+    def write_half_then_fail(**kwargs):
+      os.makedirs(os.path.join(kwargs['data_dir'], 'fashion_mnist', 'incomplete.x1_3.0.1'))
+      raise OSError(28, 'No space left on device')
+
+    with mock.patch.object(tfds.dataset_builders, 'store_as_tfds_dataset', side_effect=write_half_then_fail):
+      with self.assertRaises(OSError):
+        sources.import_idx('fashion_mnist', self.idx_dir, self.data_dir)
+    self.assertEqual(os.listdir(self.data_dir), [])
+    sources.import_idx('fashion_mnist', self.idx_dir, self.data_dir)  # Nothing in the way afterwards.
+
   def test_offline_mnist_falls_back_to_the_shipped_sample(self):
     with mock.patch.object(sources, 'host_reachable', return_value=False):
       data = sources.load_images('mnist', self.data_dir)

@@ -6,7 +6,9 @@ Fashion-MNIST) or, for MNIST, to a small real sample shipped in the package.
 """
 
 import collections
+import glob
 import os
+import shutil
 import socket
 import threading
 import urllib.parse
@@ -96,18 +98,28 @@ def import_idx(task, idx_dir, data_dir=None):
   splits = read_idx_dir(idx_dir)
   num_classes = builder.info.features['label'].num_classes
   for split, (images, labels) in splits.items():
+    if not len(labels):
+      raise UserError(f'{idx_dir}: the {split} files hold no examples')
     if images.shape[1:] != (28, 28):
       raise UserError(f'{idx_dir}: {split} images are {images.shape[1]}x{images.shape[2]}, not 28x28')
     if labels.max(initial=0) >= num_classes:
       raise UserError(f'{idx_dir}: {split} labels go up to {labels.max()}, but {task} has {num_classes} classes')
   logging.info('Importing %s from IDX files in %s into tfds ...', task, idx_dir)
-  prepared = tfds.dataset_builders.store_as_tfds_dataset(
-      name=task, version=builder.info.version, features=builder.info.features,
-      split_datasets={split: tf.data.Dataset.from_tensor_slices(
-          {'image': images[..., None], 'label': labels.astype(np.int64)})
-                      for split, (images, labels) in splits.items()},
-      data_dir=data_dir or None, description=builder.info.description,
-      homepage=builder.info.homepage, citation=builder.info.citation)
+  name_dir = os.path.dirname(builder.data_dir)  # <data_dir>/<task>, holding <version>/ once prepared.
+  existed = os.path.exists(name_dir)
+  try:
+    prepared = tfds.dataset_builders.store_as_tfds_dataset(
+        name=task, version=builder.info.version, features=builder.info.features,
+        split_datasets={split: tf.data.Dataset.from_tensor_slices(
+            {'image': images[..., None], 'label': labels.astype(np.int64)})
+                        for split, (images, labels) in splits.items()},
+        data_dir=data_dir or None, description=builder.info.description,
+        homepage=builder.info.homepage, citation=builder.info.citation)
+  except BaseException:
+    # A partial dataset folder would make the next load fail in stranger ways.
+    for path in [builder.data_dir] + glob.glob(os.path.join(name_dir, 'incomplete.*')) + [name_dir] * (not existed):
+      shutil.rmtree(path, ignore_errors=True)
+    raise
   with open(os.path.join(prepared.data_dir, IMPORT_MARKER), 'w') as f:
     f.write(os.path.abspath(idx_dir) + '\n')
   return prepared.data_dir

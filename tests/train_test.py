@@ -4,6 +4,7 @@ import os
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import pytest
 
 from tests import testing
 
@@ -41,9 +42,29 @@ class BadInputTest(parameterized.TestCase):
       ('unknown_flag', ['--epochz=3'], 'epochz'),
       ('stray_argument', ['fashion_mnist'], 'unexpected arguments'),
       ('resume_missing_run', ['--resume', '--run_name=nope'], '--resume'),
+      ('logdir_in_proc', ['--logdir=/proc'], '--logdir=/proc: cannot write in /proc'),
+      ('logdir_in_sys', ['--logdir=/sys/harness-runs'], '--logdir=/sys/harness-runs: cannot write in /sys'),
+      ('data_dir_in_proc', ['--data_dir=/proc'], '--data_dir=/proc: cannot write in /proc'),
+      ('run_name_too_long', ['--run_name=' + 'a' * 300], '--run_name: 300 characters; at most 200'),
+      ('run_name_with_space', ['--run_name=my run'], 'no spaces, accents or slashes'),
+      ('run_name_with_accent', ['--run_name=café'], 'no spaces, accents or slashes'),
+      ('missing_flagfile', ['--flagfile=/nonexistent/flags.txt'],
+       '--flagfile=/nonexistent/flags.txt: cannot be read (No such file or directory)'),
   )
   def test_bad_flag(self, args, expected):
     self.assert_usage_error(args, expected)
+
+  def test_flagfiles_that_are_binary_or_include_themselves(self):
+    binary = os.path.join(self.root, 'binary.txt')
+    with open(binary, 'wb') as f:
+      f.write(b'\x00\xff\xfe\x89PNG')
+    self.assert_usage_error([f'--flagfile={binary}'], f'--flagfile={binary}: not a text file of flags')
+    first, second = os.path.join(self.root, 'first.txt'), os.path.join(self.root, 'second.txt')
+    with open(first, 'w') as f:
+      f.write(f'--units=8\n--flagfile={second}\n')
+    with open(second, 'w') as f:
+      f.write(f'# a comment\n--flagfile={first}\n')
+    self.assert_usage_error([f'--flagfile={first}'], f'includes itself ({first} -> {second} -> {first})')
 
   def test_logdir_is_a_file(self):
     path = os.path.join(self.root, 'afile')
@@ -57,13 +78,20 @@ class BadInputTest(parameterized.TestCase):
     open(path, 'w').close()
     self.assert_usage_error([f'--data_dir={path}'], '--data_dir')
 
+  @pytest.mark.slow
+  def test_errors_found_after_the_data_loads_leave_nothing_on_disk(self):
+    for args, expected in ((['--batch_size=1000000'], '--batch_size=1000000: larger than the'),
+                           (['--units=100000'], 'parameters and needs at least')):
+      with self.subTest(args=args):
+        self.assert_usage_error(args + ['--task=mnist', '--run_name=late'], expected)
+
   def test_existing_run_is_never_overwritten(self):
     run_dir = os.path.join(self.logdir, 'taken')
     os.makedirs(run_dir)
     marker = os.path.join(run_dir, 'keep.txt')
     with open(marker, 'w') as f:
       f.write('precious')
-    self.assert_usage_error(['--run_name=taken'], 'already exists')
+    self.assert_usage_error(['--run_name=taken'], 'not a harness run')
     with open(marker) as f:
       self.assertEqual(f.read(), 'precious')
     self.assertEqual(os.listdir(run_dir), ['keep.txt'])
