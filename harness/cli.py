@@ -6,10 +6,15 @@ source of truth. Fields whose default depends on the task get a None default
 and say the task's values in their help.
 """
 
+import contextlib
+import logging as python_logging
 import os
+import re
 import sys
+import tempfile
 
 from absl import flags
+from absl import logging
 
 from harness import config as config_lib
 from harness.errors import UserError
@@ -110,6 +115,64 @@ def check_flagfiles(argv, _including=()):
     except OSError as e:
       raise UserError(f'--flagfile={path}: cannot be read ({e.strerror or e})') from None
     check_flagfiles(lines, _including + (real,))
+
+
+_HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
+# What TensorFlow's native code prints while it loads and finds devices: its
+# logging banner (printed once per shared library that carries it: twice, since
+# the profiler's extension module links its own copy), oneDNN and CPU notices,
+# and the CUDA probe, an "error" on every machine without a GPU driver.
+_NATIVE_NOISE = re.compile(r'^(WARNING: All log messages before absl::InitializeLog|[IW]\d{4} |E\d{4} .*(cuInit|cuda|CUDA)'
+                           r'|To enable the following instructions|\s*$)')
+
+
+class _LibraryFilter(python_logging.Filter):
+  """Keeps the harness's own log lines, and only errors from libraries (TensorFlow, tfds, Keras)."""
+
+  def filter(self, record):
+    return record.levelno >= python_logging.ERROR or record.pathname.startswith(_HARNESS_DIR)
+
+
+def quiet_console():
+  """At the default verbosity, only the harness's own lines: libraries' info and warnings go below it.
+
+  Call first thing in an entry's main (before TensorFlow is imported). With
+  --verbosity=1 (-v 1) or more, everything is shown as the libraries print it.
+  """
+  if logging.get_verbosity() > logging.INFO:
+    return
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Native INFO and WARNING, once TensorFlow is up.
+  python_logging.captureWarnings(True)  # Python warnings become log records, filtered like the rest.
+  logging.get_absl_handler().addFilter(_LibraryFilter())
+
+
+@contextlib.contextmanager
+def native_output_filtered():
+  """Runs the block with the native stderr (file descriptor 2) captured, then passes on all but known noise.
+
+  For the block that imports TensorFlow and finds devices, whose native code
+  writes around Python's logging. If the block raises, everything is passed on.
+  Does nothing above the default verbosity.
+  """
+  if logging.get_verbosity() > logging.INFO:
+    yield
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile(mode='w+b') as capture:
+    os.dup2(capture.fileno(), 2)
+    failed = True
+    try:
+      yield
+      failed = False
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      capture.seek(0)
+      lines = capture.read().decode(errors='replace').splitlines(keepends=True)
+      sys.stderr.write(''.join(line for line in lines if failed or not _NATIVE_NOISE.match(line)))
+      sys.stderr.flush()
 
 
 def fail(program, message, status=2):

@@ -12,7 +12,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from harness import cli
 from harness import runs
@@ -34,8 +33,9 @@ def _parse_flags(argv):
 def main(argv):
   if argv[1:] != ['import'] or _TASK.value is None or _IDX_DIR.value is None:
     cli.fail(_PROGRAM, 'usage: python -m harness.data import --task=TASK --idx_dir=DIR [--data_dir=DIR]')
-  from harness.tasks import sources  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.INFO)
+  cli.quiet_console()
+  with cli.native_output_filtered():
+    from harness.tasks import sources  # pylint: disable=g-import-not-at-top
   try:
     path = sources.import_idx(_TASK.value, _IDX_DIR.value, _DATA_DIR.value)
   except UserError as e:

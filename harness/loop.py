@@ -30,6 +30,10 @@ from harness.errors import UserError
 
 SECONDS_PER_CALL = 0.5
 MAX_STEPS_PER_CALL = 100
+EVALUATIONS_PER_RUN = 10
+# TensorBoard's Time Series sorts card groups by tag, capitals before small
+# letters: the loss and accuracy cards come before every diagnostic group.
+METRICS_GROUP = 'Metrics'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,13 +43,18 @@ class Schedule:
   steps_per_epoch: int
   total_steps: int
 
+  @property
+  def eval_every(self):
+    """--eval_every, or for 0 about ten evaluations per run and at least one per epoch."""
+    return self.config.eval_every or min(-(-self.total_steps // EVALUATIONS_PER_RUN), self.steps_per_epoch)
+
   def due(self, step, every):
     return bool(every) and (step % every == 0 or step == self.total_steps)
 
   def steps_to_next_event(self, step):
     """Steps from `step` to the next step after which the loop has work (with `stateful`, epoch starts too)."""
     config = self.config
-    intervals = [config.summary_every, config.eval_every, config.checkpoint_every]
+    intervals = [config.summary_every, self.eval_every, config.checkpoint_every]
     intervals += [n for n in (config.histogram_every, config.stateful and self.steps_per_epoch) if n]
     next_steps = [self.total_steps] + [(step // n + 1) * n for n in intervals]
     next_steps += [s for s in config.profile_steps if s > step]
@@ -117,7 +126,7 @@ def _train(run):
         run.write_train_scalars(step)
       if schedule.due(step, config.histogram_every):
         writers['train'].histograms(step, run.probe_step(*run.probe_batch))
-      if schedule.due(step, config.eval_every):
+      if schedule.due(step, schedule.eval_every):
         run.check_finite(step)
         run.eval_metrics = run.evaluate(step)
       if schedule.due(step, config.checkpoint_every) or (signals.received and not run.preemption):
@@ -176,9 +185,12 @@ class _Run:
       self.preemption = runtime.MultiWorkerPreemption(self.strategy, self.checkpoints, signals,
                                                       save=lambda: self.checkpoints.save(state.step))
     self.steps_per_call = 1  # Then sized from the time calls take (multi-worker: always 1).
-    # examples/s covers the training calls between summaries; evaluation,
-    # checkpoints and histograms fall outside it.
-    self.interval_seconds = 0.0
+    # examples/s and the ETA time the training calls of this process only, and
+    # not its first call, which traces the step; evaluation, checkpoints and
+    # histograms fall outside them.
+    self.first_call = True
+    self.interval_steps, self.interval_seconds = 0, 0.0
+    self.timed_steps, self.timed_seconds = 0, 0.0
     self.folder.write_config(config, [
         'harness run config; re-run with --flagfile=<this file> (a new run is named for it)',
         f'data_source: {task.source}', f'tensorflow: {tf.__version__}'])
@@ -199,8 +211,13 @@ class _Run:
     else:
       self.train_steps(self.iterator, tf.constant(count))
     seconds = time.perf_counter() - call_start
-    self.interval_seconds += seconds
     self.state.train_seconds.assign_add(seconds)
+    if not self.first_call:
+      self.interval_steps += count
+      self.interval_seconds += seconds
+      self.timed_steps += count
+      self.timed_seconds += seconds
+    self.first_call = False
     # Multi-worker: one step per call on every worker, so all make the same calls (their timings differ).
     if not self.preemption:
       self.steps_per_call = max(1, min(MAX_STEPS_PER_CALL, int(SECONDS_PER_CALL * count / max(seconds, 1e-9))))
@@ -208,22 +225,25 @@ class _Run:
     return step + count
 
   def write_train_scalars(self, step):
+    """The means since the last summary, under groups that sort the metrics first in TensorBoard."""
     sums = self.read_sums()
-    seconds, self.interval_seconds = self.interval_seconds, 0.0
-    scalars = {
-        'loss': sums['loss'] / sums['steps'],
-        'grad_norm': sums['grad_norm'] / sums['steps'],
-        'learning_rate': float(keras.ops.convert_to_numpy(self.state.optimizer.learning_rate)),
-        'examples_per_sec': sums['examples'] / max(seconds, 1e-9),
-    }
-    scalars.update({name: sums[name] / sums['examples'] for name in self.task.train_metric_names})
+    steps_timed, seconds = self.interval_steps, self.interval_seconds
+    self.interval_steps, self.interval_seconds = 0, 0.0
+    metrics = {'loss': sums['loss'] / sums['steps']}
+    metrics.update({name: sums[name] / sums['examples'] for name in self.task.train_metric_names})
+    scalars = {f'{METRICS_GROUP}/{name}': value for name, value in metrics.items()}
+    scalars['optimizer/grad_norm'] = sums['grad_norm'] / sums['steps']
+    scalars['optimizer/learning_rate'] = float(keras.ops.convert_to_numpy(self.state.optimizer.learning_rate))
     if self.config.clip_norm > 0:
-      scalars['clipped_fraction'] = sums['clipped'] / sums['steps']
+      scalars['optimizer/clipped_fraction'] = sums['clipped'] / sums['steps']
+    speed = ''
+    if steps_timed:
+      scalars['speed/examples_per_sec'] = steps_timed * self.config.batch_size / max(seconds, 1e-9)
+      eta = (self.schedule.total_steps - step) * self.timed_seconds / self.timed_steps
+      speed = f'  {scalars["speed/examples_per_sec"]:.0f} examples/s  ETA {format_seconds(eta)}'
     self.writers['train'].scalars(step, scalars)
-    eta = (self.schedule.total_steps - step) * seconds / max(sums['steps'], 1)
-    logging.info('step %d/%d  loss %.4f%s  %.0f examples/s  ETA %s', step, self.schedule.total_steps,
-                 scalars['loss'], ''.join(f'  {name} {scalars[name]:.4f}' for name in self.task.train_metric_names),
-                 scalars['examples_per_sec'], _format_seconds(eta))
+    logging.info('step %d/%d%s%s', step, self.schedule.total_steps,
+                 ''.join(f'  {name} {value:.4f}' for name, value in metrics.items()), speed)
 
   def evaluate(self, step):
     """Evaluates on the test set; writes eval scalars and the task's figures (if writing); returns the metrics."""
@@ -232,9 +252,10 @@ class _Run:
     results = steps.evaluate(self.eval_step, dataset)
     metrics = self.task.eval_metrics(results)
     if self.writers:
-      self.writers['eval'].scalars(step, metrics)
+      self.writers['eval'].scalars(step, {f'{METRICS_GROUP}/{name}': value for name, value in metrics.items()})
       if self.chief:
-        self.writers['eval'].images(step, self.task.eval_figures(results, self.state.model))
+        self.writers['eval'].images(step, {f'figures/{name}': image for name, image in
+                                           self.task.eval_figures(results, self.state.model).items()})
       self.writers['eval'].flush()
     logging.info('eval at step %d: %s', step, ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
     return metrics
@@ -260,7 +281,8 @@ class _Run:
     hparams = runs.hparams(config, task.hparams(), {
         'replicas': self.strategy.num_replicas_in_sync, 'batch_splits': runtime.batch_splits(config),
         'data_source': task.source, 'params': self.num_params})
-    self.writers[''].hparams(hparams, {('eval', name): f'eval {name}' for name in task.eval_metric_names})
+    self.writers[''].hparams(hparams, {('eval', f'{METRICS_GROUP}/{name}'): f'eval {name}'
+                                       for name in task.eval_metric_names})
     environment = runtime.environment(config, self.strategy, self.state.model) + [
         ('data source', task.source), ('trainable parameters', f'{self.num_params:,}')]
     self.writers[''].text(0, {
@@ -302,7 +324,7 @@ class _Run:
     }
     if stopped_by:
       final['stopped_by'] = stopped_by
-      logging.warning('%s received: checkpoint saved at step %d; continue with --resume.', stopped_by, step)
+      logging.info('stopped by %s at step %d; checkpoint saved', stopped_by, step)
     else:
       logging.info('final weights sha256: %s', weights_sha256)  # Equal on every worker of a synchronous run.
     self.folder.write_metrics(final)
@@ -311,7 +333,8 @@ class _Run:
     return final
 
 
-def _format_seconds(seconds):
-  minutes, seconds = divmod(int(seconds), 60)
+def format_seconds(seconds):
+  """1m05s, 2h03m09s."""
+  minutes, seconds = divmod(int(round(seconds)), 60)
   hours, minutes = divmod(minutes, 60)
   return f'{hours}h{minutes:02d}m{seconds:02d}s' if hours else f'{minutes}m{seconds:02d}s'

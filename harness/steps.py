@@ -94,9 +94,11 @@ def make_train_step(state, task, config, strategy):
     """Loss share, gradients, summed train metrics and final state of one sub-batch."""
     with tf.GradientTape() as tape:
       outputs, final_state = model(inputs, initial_state=initial, training=True)
-      losses = task.per_example_loss(targets, outputs)
-      loss = tf.nn.compute_average_loss(losses, global_batch_size=config.batch_size)
-    metrics = {name: tf.reduce_sum(value) for name, value in task.train_metrics(targets, outputs).items()}
+      with tf.name_scope('loss'):
+        losses = task.per_example_loss(targets, outputs)
+        loss = tf.nn.compute_average_loss(losses, global_batch_size=config.batch_size)
+    with tf.name_scope('metrics'):
+      metrics = {name: tf.reduce_sum(value) for name, value in task.train_metrics(targets, outputs).items()}
     return loss, tape.gradient(loss, variables), metrics, final_state
 
   def replica_step(inputs, targets):
@@ -107,45 +109,55 @@ def make_train_step(state, task, config, strategy):
     if state.carried_state:
       rows = [[split_rows(v.value()) for v in layer] for layer in state.carried_state]
       initial = [[[tensor_parts[p] for tensor_parts in layer] for layer in rows] for p in range(splits)]
-    parts = [sub_batch_gradients(x, y, s) for x, y, s in zip(split_rows(inputs), split_rows(targets), initial)]
-    loss = tf.add_n([p[0] for p in parts])
-    grads = [tf.add_n(list(g)) for g in zip(*[p[1] for p in parts])]
-    metrics = {name: tf.add_n([p[2][name] for p in parts]) for name in parts[0][2]}
-    if replicas > 1:
-      # The true global gradient, to measure (and clip by) its norm. Keras sums
-      # what it is given over replicas once more, hence the division.
-      grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    grad_norm = tf.linalg.global_norm(grads)
-    if config.clip_norm > 0:
-      grads, _ = tf.clip_by_global_norm(grads, config.clip_norm, use_norm=grad_norm)
-    optimizer.apply_gradients(zip([g / replicas for g in grads] if replicas > 1 else grads, variables))
-    for i, layer_vars in enumerate(state.carried_state):
-      for j, variable in enumerate(layer_vars):
-        final = tf.concat([p[3][i][j] for p in parts], axis=0)
-        variable.assign(tf.stop_gradient(final))  # Truncated BPTT at batch boundaries.
+    with tf.name_scope('split_into_sub_batches'):
+      sub_batches = list(zip(split_rows(inputs), split_rows(targets), initial))
+    parts = []
+    for k, (x, y, s) in enumerate(sub_batches):
+      with tf.name_scope(f'sub_batch_{k}'):
+        parts.append(sub_batch_gradients(x, y, s))
+    with tf.name_scope('optimizer'):
+      loss = tf.add_n([p[0] for p in parts])
+      grads = [tf.add_n(list(g)) for g in zip(*[p[1] for p in parts])]
+      if replicas > 1:
+        # The true global gradient, to measure (and clip by) its norm. Keras sums
+        # what it is given over replicas once more, hence the division.
+        grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+      grad_norm = tf.linalg.global_norm(grads)
+      if config.clip_norm > 0:
+        grads, _ = tf.clip_by_global_norm(grads, config.clip_norm, use_norm=grad_norm)
+      optimizer.apply_gradients(zip([g / replicas for g in grads] if replicas > 1 else grads, variables))
+    with tf.name_scope('carried_state'):
+      for i, layer_vars in enumerate(state.carried_state):
+        for j, variable in enumerate(layer_vars):
+          final = tf.concat([p[3][i][j] for p in parts], axis=0)
+          variable.assign(tf.stop_gradient(final))  # Truncated BPTT at batch boundaries.
+    with tf.name_scope('metrics'):
+      metrics = {name: tf.add_n([p[2][name] for p in parts]) for name in parts[0][2]}
     return loss, metrics, grad_norm
 
   @tf.function
   def train_step(iterator):
-    inputs, targets = next(iterator)
+    with tf.name_scope('input'):
+      inputs, targets = next(iterator)
     loss, metrics, grad_norm = strategy.run(replica_step, args=(inputs, targets))
-    loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
-    metrics = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-               for name, value in metrics.items()}
-    grad_norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None)  # Same on every replica.
-    sums = state.sums
-    sums['loss'].assign_add(loss)
-    for name, value in metrics.items():
-      sums[name].assign_add(value)
-    sums['examples'].assign_add(float(config.batch_size))
-    sums['steps'].assign_add(1.0)
-    sums['grad_norm'].assign_add(grad_norm)
-    if config.clip_norm > 0:
-      sums['clipped'].assign_add(tf.cast(grad_norm > config.clip_norm, tf.float32))
-    finite = tf.math.is_finite(loss) & tf.math.is_finite(grad_norm)
-    step = tf.cast(optimizer.iterations, tf.int64)
-    state.first_nonfinite_step.assign(tf.where(
-        (state.first_nonfinite_step == 0) & tf.logical_not(finite), step, state.first_nonfinite_step))
+    with tf.name_scope('running_sums'):  # What the loop reads at summary steps.
+      loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+      metrics = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                 for name, value in metrics.items()}
+      grad_norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None)  # Same on every replica.
+      sums = state.sums
+      sums['loss'].assign_add(loss)
+      for name, value in metrics.items():
+        sums[name].assign_add(value)
+      sums['examples'].assign_add(float(config.batch_size))
+      sums['steps'].assign_add(1.0)
+      sums['grad_norm'].assign_add(grad_norm)
+      if config.clip_norm > 0:
+        sums['clipped'].assign_add(tf.cast(grad_norm > config.clip_norm, tf.float32))
+      finite = tf.math.is_finite(loss) & tf.math.is_finite(grad_norm)
+      step = tf.cast(optimizer.iterations, tf.int64)
+      state.first_nonfinite_step.assign(tf.where(
+          (state.first_nonfinite_step == 0) & tf.logical_not(finite), step, state.first_nonfinite_step))
 
   return train_step
 

@@ -14,6 +14,7 @@ exit status 2; an existing run is never overwritten.
 import os
 import signal
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -28,6 +29,7 @@ from harness.errors import RunFinished
 from harness.errors import UserError
 
 cli.define_config_flags()
+flags.adopt_module_key_flags(cli)  # --help lists them.
 FLAGS = flags.FLAGS
 _PROGRAM = 'harness.train'
 
@@ -64,16 +66,19 @@ def _terminate(signum, frame):
 def main(argv):
   if len(argv) > 1:
     cli.fail(_PROGRAM, f'unexpected arguments {" ".join(argv[1:])} (flags look like --name=value)')
+  started = time.perf_counter()
   signal.signal(signal.SIGTERM, _terminate)
+  cli.quiet_console()
   workdir = None
   try:
     config = config_from_flags()
     # Heavy imports after the flags are known good, so usage errors come back at once.
-    from harness import loop  # pylint: disable=g-import-not-at-top
-    from harness import runtime  # pylint: disable=g-import-not-at-top
-    from harness import tasks  # pylint: disable=g-import-not-at-top
-    runtime.configure_threads(config)  # Before TensorFlow's runtime starts.
-    strategy = runtime.make_strategy(config)
+    with cli.native_output_filtered():
+      from harness import loop  # pylint: disable=g-import-not-at-top
+      from harness import runtime  # pylint: disable=g-import-not-at-top
+      from harness import tasks  # pylint: disable=g-import-not-at-top
+      runtime.configure_threads(config)  # Before TensorFlow's runtime starts.
+      strategy = runtime.make_strategy(config)
     task = tasks.load_task(config)
     workdir = runs.run_dir(config)
     logging.info('run folder: %s', workdir)
@@ -97,9 +102,19 @@ def main(argv):
       raise
     cli.fail(_PROGRAM, message, status=1)
   if 'stopped_by' in metrics:
-    print(f'{_PROGRAM}: stopped by {metrics["stopped_by"]} at step {metrics["step"]}; '
-          f'continue with --run_name={os.path.basename(workdir)} --resume', file=sys.stderr)
+    print(f'{_PROGRAM}: stopped by {metrics["stopped_by"]} at step {metrics["step"]} of {metrics["total_steps"]}; '
+          f'continue with: python -m harness.train {_run_flags(config, workdir)} --resume', file=sys.stderr)
     sys.exit(128 + getattr(signal, metrics['stopped_by']).value)
+  scores = ', '.join(f'{name[5:]} {value:.4f}' for name, value in metrics.items() if name.startswith('eval_'))
+  print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} in '
+        f'{loop.format_seconds(time.perf_counter() - started)} ({loop.format_seconds(metrics["train_seconds"])} in '
+        f'training steps); eval {scores}')
+  print(f'{_PROGRAM}: run folder {workdir}; look inside with: tensorboard --logdir {config.logdir}')
+
+
+def _run_flags(config, workdir):
+  logdir = '' if config.logdir == config_lib.Config.logdir else f'--logdir={config.logdir} '
+  return f'{logdir}--run_name={os.path.basename(workdir)}'
 
 
 def _describe_fault(error, workdir):

@@ -35,7 +35,7 @@ class ConfigTest(parameterized.TestCase):
       ('negative_clip', dict(clip_norm=-1.0), '--clip_norm'),
       ('infinite_forget_bias', dict(forget_bias=float('inf')), '--forget_bias'),
       ('negative_input_units', dict(input_units=-1), '--input_units'),
-      ('zero_eval_every', dict(eval_every=0), '--eval_every'),
+      ('negative_eval_every', dict(eval_every=-1), '--eval_every'),
       ('profile_backwards', dict(profile_steps=(5, 3)), '--profile_steps'),
       ('run_name_with_slash', dict(run_name='a/b'), '--run_name'),
       ('resume_without_name', dict(resume=True), '--resume'),

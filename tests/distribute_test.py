@@ -42,7 +42,7 @@ class DistributeTest(absltest.TestCase):
     two = testing.load_run(os.path.join(self.logdir, 'two'))
     environment = testing.tensor_series(two, '.', 'environment')[0][1].item().decode()
     self.assertIn('MirroredStrategy, 2 replica(s)', environment)
-    for run, tag in (('train', 'loss'), ('train', 'grad_norm'), ('eval', 'loss')):
+    for run, tag in (('train', 'Metrics/loss'), ('train', 'optimizer/grad_norm'), ('eval', 'Metrics/loss')):
       single = testing.scalar_series(one, run, tag)
       mirrored = testing.scalar_series(two, run, tag)
       self.assertEqual([s for s, _ in single], [s for s, _ in mirrored])
@@ -97,7 +97,8 @@ class DistributeTest(absltest.TestCase):
     for process, output in zip(processes, outputs):
       self.assertEqual(process.returncode, 128 + signal.SIGTERM, output[-3000:])
       self.assertNotIn('Traceback', output)
-      stops += re.findall(r'stopped by SIGTERM at step (\d+); continue with --run_name=mw --resume', output)
+      stops += re.findall(r'stopped by SIGTERM at step (\d+) of 300; continue with: python -m harness.train '
+                          r'--logdir=\S+ --run_name=mw --resume', output)
     self.assertLen(stops, 2)
     self.assertEqual(stops[0], stops[1])  # One step for both: neither waits for the other.
     checkpoints = os.path.join(self.logdir, 'mw', 'checkpoints')

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,13 +41,13 @@ class EndToEndTest(absltest.TestCase):
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     run_dir = os.path.join(self.logdir, 'first')
     events = testing.load_run(run_dir)
-    self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'loss')], [5, 10, 15, 20])
-    self.assertEqual([s for s, _ in testing.scalar_series(events, 'eval', 'accuracy')], [10, 20])
+    self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'Metrics/loss')], [5, 10, 15, 20])
+    self.assertEqual([s for s, _ in testing.scalar_series(events, 'eval', 'Metrics/accuracy')], [10, 20])
     self.assertIn('gradients/gru/recurrent_0/gru_cell/kernel',
                   events.PluginRunToTagToContent('histograms')['train'])
     metrics = read_json(os.path.join(run_dir, 'metrics.json'))
     self.assertEqual(metrics['step'], 20)
-    self.assertAlmostEqual(metrics['eval_accuracy'], testing.scalar_series(events, 'eval', 'accuracy')[-1][1])
+    self.assertAlmostEqual(metrics['eval_accuracy'], testing.scalar_series(events, 'eval', 'Metrics/accuracy')[-1][1])
     if 'mnist_sample' in metrics['data_source']:  # Offline: the shipped sample, said loudly.
       self.assertIn('FULL MNIST IS NOT AVAILABLE', result.stderr)
     with open(os.path.join(run_dir, 'flags.txt')) as f:
@@ -82,7 +83,7 @@ class EndToEndTest(absltest.TestCase):
     self.assertEqual(actual['step'], 60)
     self.assertEqual(actual['eval_mse'], expected['eval_mse'])
     steps = [s for s, _ in testing.scalar_series(testing.load_run(os.path.join(self.logdir, 'killed')),
-                                                   'train', 'loss')]
+                                                   'train', 'Metrics/loss')]
     self.assertEqual(steps, list(range(5, 61, 5)))
 
   def test_sigterm_and_sigint_checkpoint_and_exit_cleanly(self):
@@ -136,8 +137,53 @@ class EndToEndTest(absltest.TestCase):
     self.assertIn(f'imported from IDX files in {sources.DEBIAN_FASHION_MNIST_DIR}', metrics['data_source'])
     self.assertTrue(os.path.exists(os.path.join(self.data_dir, 'fashion_mnist', '3.0.1', 'dataset_info.json')))
     events = testing.load_run(os.path.join(self.logdir, 'fashion'))
-    (step, confusion), = testing.tensor_series(events, 'eval', 'confusion_matrix')
+    (step, confusion), = testing.tensor_series(events, 'eval', 'figures/confusion_matrix')
     self.assertEqual(step, 3)
+
+
+class ConsoleTest(absltest.TestCase):
+  """What a user sees: the harness's own lines, no library noise, a useful ending."""
+
+  def setUp(self):
+    super().setUp()
+    self.logdir = os.path.join(testing.make_tempdir(self), 'runs')
+
+  def test_a_default_verbosity_run_prints_only_its_own_lines_and_ends_with_where_to_look(self):
+    result = testing.run_harness([f'--logdir={self.logdir}', '--task=mnist', '--units=8', '--train_steps=300',
+                                  '--batch_size=16', '--histogram_every=100', '--run_name=quiet'])
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    output = result.stderr + result.stdout
+    for noise in ('absl::InitializeLog', 'oneDNN', 'cuda', 'CUDA', 'cpu_feature_guard', 'dataset_info.json',
+                  'Sharding callback', '\x1b[', '\r'):
+      self.assertNotIn(noise, output)
+    self.assertEqual([line for line in output.splitlines() if line[:1] in 'IWE' and line[1:5].isdigit()
+                      and not re.match(r'^[IW]\d{4} [\d:.]+ +\d+ (train|loop|sources|images)\.py:\d+\]', line)], [])
+    last = result.stdout.strip().splitlines()[-2:]
+    self.assertRegex(last[0], r'^harness.train: finished step 300 of 300 in \dm\d\ds \(\dm\d\ds in training steps\); '
+                              r'eval loss \d\.\d{4}, accuracy 0\.\d{4}$')
+    self.assertEqual(last[1], f'harness.train: run folder {os.path.join(self.logdir, "quiet")}; look inside with: '
+                              f'tensorboard --logdir {self.logdir}')
+    events = testing.load_run(os.path.join(self.logdir, 'quiet'))
+    self.assertGreaterEqual(len(testing.scalar_series(events, 'eval', 'Metrics/accuracy')), 5)
+
+  def test_an_existing_run_name_is_refused_before_tensorflow_starts(self):
+    started = os.path.join(self.logdir, 'taken')
+    os.makedirs(started)
+    with open(os.path.join(started, 'config.json'), 'w') as f:
+      f.write('{}')
+    command = ('import runpy, sys, time\n'
+               'start = time.perf_counter()\n'
+               'try:\n'
+               '  runpy.run_module("harness.train", run_name="__main__")\n'
+               'except SystemExit as e:\n'
+               '  print(e.code, "tensorflow" in sys.modules, time.perf_counter() - start)\n')
+    result = subprocess.run([sys.executable, '-c', command, f'--logdir={self.logdir}', '--run_name=taken'],
+                            capture_output=True, text=True, cwd=testing.REPO_ROOT, timeout=60)
+    code, imported, seconds = result.stdout.split()
+    self.assertEqual((code, imported), ('2', 'False'))
+    self.assertLess(float(seconds), 1.0)
+    self.assertIn('--run_name=taken: ', result.stderr)
+    self.assertIn('already exists; pass --resume', result.stderr)
 
 
 if __name__ == '__main__':

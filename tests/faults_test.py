@@ -81,7 +81,7 @@ class CheckpointFaultTest(absltest.TestCase):
     self.assertEqual(resumed['step'], 9)
     self.assertEqual(resumed['weights_sha256'], uninterrupted['weights_sha256'])
     self.assertEqual(resumed['eval_loss'], uninterrupted['eval_loss'])
-    steps = [s for s, _ in testing.scalar_series(testing.load_run(self.workdir), 'train', 'loss')]
+    steps = [s for s, _ in testing.scalar_series(testing.load_run(self.workdir), 'train', 'Metrics/loss')]
     self.assertEqual(steps, [2, 4, 6, 8, 9])  # The overlap 4..9 was purged and written once more.
 
   def test_a_truncated_latest_checkpoint_falls_back_to_the_one_before_and_is_kept_aside(self):
@@ -113,7 +113,7 @@ class CheckpointFaultTest(absltest.TestCase):
     resumed = self.train(train_steps=12)
     self.assertEqual(resumed['step'], 12)
     self.assertTrue(os.path.exists(os.path.join(self.checkpoints, 'broken', 'ckpt-9.data-00000-of-00001')))
-    steps = [s for s, _ in testing.scalar_series(testing.load_run(self.workdir), 'train', 'loss')]
+    steps = [s for s, _ in testing.scalar_series(testing.load_run(self.workdir), 'train', 'Metrics/loss')]
     self.assertEqual(steps, [2, 4, 6, 8, 10, 12])  # Resumed at 6, not 0: steps 1..6 are written once.
     # Rotation keeps 3: after saves at 9 and 12 the restored ckpt-6 is still there.
     self.assertIn('ckpt-6.index', os.listdir(self.checkpoints))

@@ -45,6 +45,14 @@ class ScheduleTest(absltest.TestCase):
     self.assertEqual(next_event(0, 100, config, 6), 10)  # Epochs matter only when stateful.
 
 
+  def test_default_evaluation_is_about_ten_per_run_and_at_least_once_per_epoch(self):
+    config = testing.tiny_config(eval_every=0)
+    self.assertEqual(loop.Schedule(config, 1000, 300).eval_every, 30)
+    self.assertEqual(loop.Schedule(config, 469, 4690).eval_every, 469)  # 10 epochs: one per epoch.
+    self.assertEqual(loop.Schedule(config, 50, 1000).eval_every, 50)  # Short epochs: every epoch.
+    self.assertEqual(loop.Schedule(testing.tiny_config(eval_every=7), 50, 1000).eval_every, 7)
+
+
 class TrainAndEvaluateTest(parameterized.TestCase):
 
   def setUp(self):
@@ -55,7 +63,7 @@ class TrainAndEvaluateTest(parameterized.TestCase):
     config = testing.tiny_config(train_steps=80, eval_every=80, summary_every=10, histogram_every=0,
                                  checkpoint_every=80, units=(16,), learning_rate=1e-2)
     metrics = loop.train_and_evaluate(config, self.workdir, task=testing.learnable_image_task())
-    losses = testing.scalar_series(testing.load_run(self.workdir), 'train', 'loss')
+    losses = testing.scalar_series(testing.load_run(self.workdir), 'train', 'Metrics/loss')
     self.assertLess(losses[-1][1], 0.5 * losses[0][1])
     self.assertGreater(metrics['eval_accuracy'], 0.8)
 
@@ -63,11 +71,11 @@ class TrainAndEvaluateTest(parameterized.TestCase):
     config = testing.tiny_config(task='sin2cos', units=(8,), batch_size=8, train_steps=120, eval_every=20,
                                  summary_every=20, histogram_every=0, checkpoint_every=120, stateful=True)
     metrics = loop.train_and_evaluate(config, self.workdir)
-    mse = testing.scalar_series(testing.load_run(self.workdir), 'eval', 'mse')
+    mse = testing.scalar_series(testing.load_run(self.workdir), 'eval', 'Metrics/mse')
     self.assertEqual([s for s, _ in mse], [20, 40, 60, 80, 100, 120])
     self.assertLess(mse[-1][1], 0.5 * mse[0][1])
     self.assertAlmostEqual(metrics['eval_mse'], mse[-1][1], places=6)
-    (step, image), = testing.tensor_series(testing.load_run(self.workdir), 'eval', 'prediction_vs_target')[-1:]
+    (step, image), = testing.tensor_series(testing.load_run(self.workdir), 'eval', 'figures/prediction_vs_target')[-1:]
     self.assertEqual(step, 120)
     self.assertEqual(tf.image.decode_png(image[2]).shape[-1], 4)
 
@@ -140,11 +148,12 @@ class InstrumentationTest(absltest.TestCase):
 
   def test_scalars_tags_steps_and_values(self):
     self.assertEqual(self.tags('scalars', 'train'),
-                     {'loss', 'accuracy', 'learning_rate', 'grad_norm', 'clipped_fraction', 'examples_per_sec'})
-    self.assertEqual(self.tags('scalars', 'eval'), {'loss', 'accuracy'})
-    self.assertEqual([s for s, _ in testing.scalar_series(self.events, 'train', 'loss')], [2, 4, 6])
-    self.assertEqual([s for s, _ in testing.scalar_series(self.events, 'eval', 'accuracy')], [3, 6])
-    lr = testing.scalar_series(self.events, 'train', 'learning_rate')
+                     {'Metrics/loss', 'Metrics/accuracy', 'optimizer/learning_rate', 'optimizer/grad_norm',
+                      'optimizer/clipped_fraction', 'speed/examples_per_sec'})
+    self.assertEqual(self.tags('scalars', 'eval'), {'Metrics/loss', 'Metrics/accuracy'})
+    self.assertEqual([s for s, _ in testing.scalar_series(self.events, 'train', 'Metrics/loss')], [2, 4, 6])
+    self.assertEqual([s for s, _ in testing.scalar_series(self.events, 'eval', 'Metrics/accuracy')], [3, 6])
+    lr = testing.scalar_series(self.events, 'train', 'optimizer/learning_rate')
     self.assertGreater(lr[0][1], lr[-1][1])  # Cosine decay.
     self.assertAlmostEqual(lr[-1][1], 0.0, places=6)
 
@@ -156,10 +165,10 @@ class InstrumentationTest(absltest.TestCase):
     loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
         self.task.test_labels, logits, from_logits=True))
     accuracy = np.mean(np.argmax(logits, -1) == self.task.test_labels)
-    (step, logged_loss), = testing.scalar_series(self.events, 'eval', 'loss')[-1:]
+    (step, logged_loss), = testing.scalar_series(self.events, 'eval', 'Metrics/loss')[-1:]
     self.assertEqual(step, 6)
     self.assertAlmostEqual(logged_loss, float(loss), places=5)
-    self.assertAlmostEqual(testing.scalar_series(self.events, 'eval', 'accuracy')[-1][1], accuracy, places=6)
+    self.assertAlmostEqual(testing.scalar_series(self.events, 'eval', 'Metrics/accuracy')[-1][1], accuracy, places=6)
     self.assertAlmostEqual(self.metrics['eval_loss'], float(loss), places=5)
 
   def test_logged_train_loss_equals_the_first_steps(self):
@@ -171,7 +180,7 @@ class InstrumentationTest(absltest.TestCase):
     inputs, labels = next(iter(self.task.train_dataset(config.batch_size, config.seed)))
     logits, _ = state.model(inputs)
     expected = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-    (step, logged), = testing.scalar_series(testing.load_run(workdir), 'train', 'loss')
+    (step, logged), = testing.scalar_series(testing.load_run(workdir), 'train', 'Metrics/loss')
     self.assertEqual(step, 1)
     self.assertAlmostEqual(logged, float(expected), places=5)
 
@@ -208,10 +217,10 @@ class InstrumentationTest(absltest.TestCase):
     self.assertEqual(hparams['data_source'], 'tiny synthetic bars')
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/experiment']).experiment
     self.assertEqual({(m.name.group, m.name.tag) for m in experiment.metric_infos},
-                     {('eval', 'loss'), ('eval', 'accuracy')})
+                     {('eval', 'Metrics/loss'), ('eval', 'Metrics/accuracy')})
 
   def test_images_decode_as_png(self):
-    for tag in ('confusion_matrix', 'worst_misclassified'):
+    for tag in ('figures/confusion_matrix', 'figures/worst_misclassified'):
       (step, value), = testing.tensor_series(self.events, 'eval', tag)[-1:]
       self.assertEqual(step, 6)
       self.assertTrue(value[2].startswith(b'\x89PNG'))

@@ -117,16 +117,16 @@ class SeriesTask(base.Task):
     if self.carry_state:
       inputs, targets = self.windows(0, self.windows_per_epoch + windows, tf.constant([0]))
       predictions = model(inputs)[0][0, -length:, 0]
-      how = 'state carried from the series start (stateful)'
+      how = 'stateful: state carried from the series start'
     else:
       inputs, targets = self.windows(self.windows_per_epoch, windows, tf.constant([0]))
       predictions = tf.reshape(model(tf.reshape(inputs, [windows, self.seq_len, 1]))[0], [-1])
-      how = 'state reset at every window (stateless)'
+      how = 'stateless: state reset at every window'
     targets = targets[0, -length:, 0].numpy()
     predictions = predictions.numpy()
     return {'prediction_vs_target': prediction_plot_image(
         targets, predictions, self.seq_len,
-        f'{how}; MSE over these {windows} windows {np.mean((predictions - targets) ** 2):.4f}')}
+        f'{how}\nMSE over these {windows} windows {np.mean((predictions - targets) ** 2):.4f}')}
 
   def hparams(self):
     return {'seq_len': self.seq_len}
@@ -141,15 +141,16 @@ def prediction_plot_image(targets, predictions, window_length, title):
 
   targets, predictions: [time] floats. Returns uint8 [1, h, w, 4].
   """
-  figure, axes = summaries.subplots(figsize=(8, 3))
+  figure, axes = summaries.subplots(figsize=(6.4, 3.2))
   steps = np.arange(len(targets))
   axes.plot(steps, targets, label='target cos', color='tab:red')
   axes.plot(steps, predictions, label='prediction', color='tab:blue', linestyle='--')
   for start in range(0, len(targets), window_length):
     axes.axvline(start, color='gray', linewidth=0.5, linestyle=':')
-  axes.set_xlabel('step')
+  axes.set_xlabel('step', fontsize=10)
   axes.set_ylim(-1.4, 1.4)
-  axes.legend(loc='upper right', fontsize=8)
-  axes.set_title(title, fontsize=9)
+  axes.tick_params(labelsize=10)
+  axes.legend(loc='upper right', fontsize=10)
+  axes.set_title(title, fontsize=10)
   figure.tight_layout()
   return summaries.figure_to_image(figure)

@@ -6,11 +6,14 @@ Fashion-MNIST) or, for MNIST, to a small real sample shipped in the package.
 """
 
 import collections
+import contextlib
 import glob
+import io
 import os
 import shutil
 import socket
 import threading
+import time
 import urllib.parse
 
 from absl import logging
@@ -104,17 +107,17 @@ def import_idx(task, idx_dir, data_dir=None):
       raise UserError(f'{idx_dir}: {split} images are {images.shape[1]}x{images.shape[2]}, not 28x28')
     if labels.max(initial=0) >= num_classes:
       raise UserError(f'{idx_dir}: {split} labels go up to {labels.max()}, but {task} has {num_classes} classes')
-  logging.info('Importing %s from IDX files in %s into tfds ...', task, idx_dir)
   name_dir = os.path.dirname(builder.data_dir)  # <data_dir>/<task>, holding <version>/ once prepared.
   existed = os.path.exists(name_dir)
   try:
-    prepared = tfds.dataset_builders.store_as_tfds_dataset(
-        name=task, version=builder.info.version, features=builder.info.features,
-        split_datasets={split: tf.data.Dataset.from_tensor_slices(
-            {'image': images[..., None], 'label': labels.astype(np.int64)})
-                        for split, (images, labels) in splits.items()},
-        data_dir=data_dir or None, description=builder.info.description,
-        homepage=builder.info.homepage, citation=builder.info.citation)
+    with contextlib.redirect_stdout(io.StringIO()):  # tfds prints "Downloading and preparing dataset ...".
+      prepared = tfds.dataset_builders.store_as_tfds_dataset(
+          name=task, version=builder.info.version, features=builder.info.features,
+          split_datasets={split: tf.data.Dataset.from_tensor_slices(
+              {'image': images[..., None], 'label': labels.astype(np.int64)})
+                          for split, (images, labels) in splits.items()},
+          data_dir=data_dir or None, description=builder.info.description,
+          homepage=builder.info.homepage, citation=builder.info.citation)
   except BaseException:
     # A partial dataset folder would make the next load fail in stranger ways.
     for path in [builder.data_dir] + glob.glob(os.path.join(name_dir, 'incomplete.*')) + [name_dir] * (not existed):
@@ -154,25 +157,33 @@ def _load_from_tfds(task, data_dir, download):
 def load_images(task, data_dir=None):
   """Loads an image dataset through tfds, falling back offline as the module docstring says.
 
+  Says in one line of its own where the data comes from (tfds's own lines are
+  below the default verbosity).
+
   Returns:
     An ImageData.
   """
+  tfds.disable_progress_bar()  # Its bars fill log files with escape codes.
   builder = tfds.builder(task, data_dir=data_dir or None)
   class_names = builder.info.features['label'].names
   url = getattr(builder, 'URL', None)
   download = not builder.is_prepared() and bool(url) and host_reachable(url)
-  if not builder.is_prepared() and not download:
-    logging.warning('%s is not in tfds at %s and its download host (%s) cannot be reached.',
-                    task, builder.data_dir, url)
   try:
+    if download:
+      logging.info('data: downloading %s into tfds at %s ...', task, builder.data_dir)
     train, test = _load_from_tfds(task, data_dir, download)
     return image_data(train, test, class_names, _tfds_source(builder))
   except Exception as e:  # pylint: disable=broad-except  # Whatever tfds raised, the fallbacks follow.
-    logging.warning('tfds could not load %s: %s', task, str(e).splitlines()[0] if str(e) else repr(e))
+    if builder.is_prepared() or download:  # Else the failure was expected: no copy, no network.
+      logging.warning('data: tfds could not load %s (%s); trying the offline copies', task,
+                      str(e).splitlines()[0] if str(e) else repr(e))
   offline_dir = OFFLINE_IDX_DIRS.get(task)
   if offline_dir and os.path.isdir(offline_dir):
-    logging.warning('Importing the IDX files in %s into tfds as %s.', offline_dir, task)
+    logging.info('data: %s is not in tfds at %s and cannot be downloaded; importing the IDX files in %s '
+                 '(once, about 30 s) ...', task, builder.data_dir, offline_dir)
+    start = time.perf_counter()
     import_idx(task, offline_dir, data_dir)
+    logging.info('data: imported in %.0f s', time.perf_counter() - start)
     builder = tfds.builder(task, data_dir=data_dir or None)
     train, test = _load_from_tfds(task, data_dir, download=False)
     return image_data(train, test, class_names, _tfds_source(builder))
