@@ -62,8 +62,14 @@ def define_config_flags(names=None, defaults=None, flag_values=flags.FLAGS):
       flags.DEFINE_string(**kwargs)
 
 
-def config_values(names=None, flag_values=flags.FLAGS):
+def config_values(names=None, flag_values=flags.FLAGS, present_only=False):
   """{name: value} of the Config flags in `names` that have a value (unset per-task flags are left out).
+
+  Args:
+    names: the fields to read (default: all).
+    flag_values: where the flags were parsed.
+    present_only: only the flags given on the command line or in a flagfile,
+      so that a recipe's settings and the task's defaults fill in the others.
 
   Raises:
     UserError: a list flag holds something other than integers.
@@ -71,7 +77,7 @@ def config_values(names=None, flag_values=flags.FLAGS):
   values = {}
   for name in names or config_lib.FIELDS:
     value = flag_values[name].value
-    if value is None:
+    if value is None or (present_only and not flag_values[name].present):
       continue
     if isinstance(config_lib.FIELDS[name].default, tuple):
       try:

@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 
+from harness import recipes
 from harness.errors import UserError
 
 ARCHS = ('rnn', 'gru', 'lstm', 'stacked_lstm')
@@ -22,14 +23,22 @@ ARCHS = ('rnn', 'gru', 'lstm', 'stacked_lstm')
 # Defaults that depend on the task; every other default is in `Config`.
 # Images: a 128-unit input projection, LSTM(128), Adam 3e-3 with cosine decay
 # and batch 128 reach >= 0.90 on Fashion-MNIST in 10 epochs (BUILD.md).
-# sin2cos: the source tutorial's batch and rate, no projection.
-_IMAGE_DEFAULTS = dict(batch_size=128, learning_rate=3e-3, epochs=10, input_units=128)
+# sin2cos: the source tutorial's batch and rate, no projection. adding, copy:
+# the sequence lengths of the papers (T = 100, 50); an epoch of generated data
+# is 10,000 examples.
+_IMAGE_DEFAULTS = dict(batch_size=128, learning_rate=3e-3, epochs=10, input_units=128, seq_len=0)
 TASK_DEFAULTS = {
     'mnist': _IMAGE_DEFAULTS,
     'fashion_mnist': _IMAGE_DEFAULTS,
-    'sin2cos': dict(batch_size=50, learning_rate=6e-3, epochs=20, input_units=0),
+    'sin2cos': dict(batch_size=50, learning_rate=6e-3, epochs=20, input_units=0, seq_len=20),
+    'adding': dict(batch_size=50, learning_rate=1e-3, epochs=20, input_units=0, seq_len=100),
+    'copy': dict(batch_size=50, learning_rate=1e-3, epochs=30, input_units=0, seq_len=50),
 }
 TASKS = tuple(TASK_DEFAULTS)
+IMAGE_TASKS = ('mnist', 'fashion_mnist')
+# What --probes chooses from (harness.probes holds them; layer_dynamics runs in the train step).
+PROBES = ('weights', 'gradients', 'activations', 'gradient_flow', 'gates', 'layer_dynamics')
+VIEWS = ('rows', 'pixels', 'permuted')
 
 _RUN_NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=,-]*$')
 RUN_NAME_MAX_LENGTH = 200  # File names stop at 255 bytes; room for the suffixes of temporary folders.
@@ -57,7 +66,14 @@ def _field(default, help_text, *, choices=None, minimum=None, above=None, per_ta
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Everything that defines a run. See `python -m harness.train --helpfull` for each field."""
-  task: str = _field('mnist', 'What to learn.', choices=TASKS)
+  recipe: str = _field('', 'Start from the settings of a known system (flags given explicitly override them); '
+                       '--recipe=list lists them.')
+  task: str = _field('mnist', 'What to learn: mnist, fashion_mnist (images), sin2cos, adding, copy (generated).',
+                     choices=TASKS)
+  view: str = _field('rows', 'Images: read rows (28 steps of 28 pixels), pixels (784 steps of 1, row-major) or '
+                     'permuted (784 pixels in one fixed order from --permutation_seed).', choices=VIEWS)
+  permutation_seed: int = _field(0, 'Images, --view=permuted: the seed of the pixel order (the same for train and '
+                                 'test).', minimum=0)
   arch: str = _field('lstm', 'Recurrent architecture.', choices=ARCHS)
   units: tuple = _field((128,), 'Units per recurrent layer, comma-separated: one for rnn/gru/lstm, two or more '
                         'for stacked_lstm.', minimum=1)
@@ -78,7 +94,8 @@ class Config:
                             choices=('constant', 'cosine'))
   clip_norm: float = _field(0.0, 'Clip gradients to this global norm (0 = off).', minimum=0)
   seed: int = _field(0, 'Seed for weights and data order.', minimum=0)
-  seq_len: int = _field(20, 'sin2cos: steps per window.', minimum=1)
+  seq_len: int = _field(20, 'Steps per sequence: sin2cos windows, the adding problem\'s T, the copy task\'s blank '
+                        'span T (images: fixed by --view).', minimum=0, per_task=True)
   stateful: bool = _field(False, 'Carry each stream\'s final state into the next batch (reset at each epoch).')
   deterministic: bool = _field(False, 'Deterministic ops: a resumed run then ends bit-identical to an '
                                'uninterrupted one.')
@@ -93,6 +110,8 @@ class Config:
   summary_every: int = _field(100, 'Write train scalars every this many steps.', minimum=1, resumable=True)
   histogram_every: int = _field(500, 'Write weight, gradient and activation histograms every this many steps '
                                 '(0 = never).', minimum=0, resumable=True)
+  probes: str = _field('all', f'What to measure at histogram steps and at step 0: all, none, or some of '
+                       f'{",".join(PROBES)} (comma-separated).', resumable=True)
   profile_steps: tuple = _field((), 'START,STOP: profile the steps between them (TensorBoard profile plugin).',
                                 minimum=1, resumable=True, flag_default='')
   strategy: str = _field('default', 'tf.distribute strategy: default (one device), mirrored (local devices), '
@@ -111,16 +130,20 @@ RESUMABLE_OVERRIDES = frozenset(name for name, field in FIELDS.items() if field.
 
 
 def make_config(**overrides):
-  """Returns a validated Config: task defaults first, then `overrides`.
+  """Returns a validated Config: the task's defaults, then the recipe's settings, then `overrides`.
 
   Raises:
     UserError: a value is out of range, names no known choice, or does not fit
       another value; the message names the flag.
   """
-  task = overrides.get('task', Config.task)
+  recipe = overrides.get('recipe', Config.recipe)
+  if recipe and recipe not in recipes.RECIPES:
+    raise UserError(f'--recipe={recipe}: unknown recipe; choose one of {", ".join(recipes.RECIPES)} '
+                    '(--recipe=list says what each is)')
+  recipe_values = recipes.RECIPES[recipe]['flags'] if recipe else {}
+  task = overrides.get('task', recipe_values.get('task', Config.task))
   _check_field('task', task)
-  values = dict(TASK_DEFAULTS[task])
-  values.update(overrides)
+  values = {**TASK_DEFAULTS[task], **recipe_values, **overrides}
   for key in ('units', 'profile_steps'):
     if key in values:
       values[key] = tuple(values[key])
@@ -199,6 +222,15 @@ def validate(config):
   if config.arch != 'stacked_lstm' and len(config.units) != 1:
     raise UserError(f'--units={units}: --arch={config.arch} has one layer; give one size, or use '
                     '--arch=stacked_lstm')
+  if config.task in IMAGE_TASKS and config.seq_len:
+    raise UserError(f'--seq_len={config.seq_len}: --task={config.task} has its steps from --view (rows: 28, '
+                    'pixels and permuted: 784)')
+  if config.task not in IMAGE_TASKS and not config.seq_len:
+    raise UserError(f'--seq_len: --task={config.task} needs a positive sequence length')
+  if config.task == 'adding' and config.seq_len < 2:
+    raise UserError(f'--seq_len={config.seq_len}: the adding problem needs T >= 2 (one marker in each half)')
+  if config.view != 'rows' and config.task not in IMAGE_TASKS:
+    raise UserError(f'--view={config.view}: only image tasks ({", ".join(IMAGE_TASKS)}) have views')
   if config.batch_splits and config.batch_size % config.batch_splits:
     raise UserError(f'--batch_splits={config.batch_splits}: must divide --batch_size={config.batch_size}')
   if config.profile_steps:
@@ -207,6 +239,7 @@ def validate(config):
     start, stop = config.profile_steps
     if stop <= start:
       raise UserError(f'--profile_steps={start},{stop}: STOP must be after START')
+  probe_names(config)
   check_run_name(config.run_name)
   if config.strategy == 'multi_worker' and not config.run_name:
     raise UserError('--strategy=multi_worker needs --run_name: every worker must name the same run')
@@ -214,6 +247,18 @@ def validate(config):
     raise UserError('--resume needs --run_name: the run to continue')
   check_directory('logdir', config.logdir)
   check_directory('data_dir', config.data_dir)
+
+
+def probe_names(config):
+  """The probes `--probes` selects, in PROBES order."""
+  if config.probes in ('all', 'none'):
+    return PROBES if config.probes == 'all' else ()
+  names = [name.strip() for name in config.probes.split(',') if name.strip()]
+  unknown = [name for name in names if name not in PROBES]
+  if unknown:
+    raise UserError(f'--probes={config.probes}: unknown {", ".join(unknown)}; choose all, none, or some of '
+                    f'{", ".join(PROBES)}')
+  return tuple(name for name in PROBES if name in names)
 
 
 def check_run_name(name):

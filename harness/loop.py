@@ -25,6 +25,7 @@ from harness import runtime
 from harness import steps
 from harness import summaries
 from harness import tasks
+from harness.tasks import base
 from harness.errors import NonFiniteLossError
 from harness.errors import UserError
 
@@ -125,7 +126,7 @@ def _train(run):
         run.check_finite(step)
         run.write_train_scalars(step)
       if schedule.due(step, config.histogram_every):
-        writers['train'].histograms(step, run.probe_step(*run.probe_batch))
+        run.probe(step)
       if schedule.due(step, schedule.eval_every):
         run.check_finite(step)
         run.eval_metrics = run.evaluate(step)
@@ -164,9 +165,11 @@ class _Run:
     self.preemption = None
 
   def open_writers(self):
+    """Event folders: the run's own (hparams, text), train/, eval/, and baseline/ for a task that has baselines."""
+    names = ('', 'train', 'eval') + (('baseline',) if self.task.baselines else ())
     self.writers = {name: summaries.SummaryWriter(os.path.join(self.workdir, name) if name else self.workdir,
                                                   self.chief)
-                    for name in ('', 'train', 'eval')}
+                    for name in names}
     return self.writers
 
   def start_training(self, signals):
@@ -175,8 +178,7 @@ class _Run:
     self.train_step = steps.make_train_step(state, task, config, self.strategy)
     self.train_steps = steps.make_multi_step(self.train_step)
     self.read_sums = steps.make_sums_reader(state)
-    self.probe_step = probes.make_probe_step(state.model, task)
-    self.probe_batch = task.probe_batch()
+    self.prober = probes.Prober(state.model, task, config_lib.probe_names(config))
     dataset = self.strategy.distribute_datasets_from_function(
         lambda context: task.train_dataset(config.batch_size, config.seed, self.start_step, context))
     self.iterator = iter(dataset)
@@ -191,6 +193,8 @@ class _Run:
     self.first_call = True
     self.interval_steps, self.interval_seconds = 0, 0.0
     self.timed_steps, self.timed_seconds = 0, 0.0
+    if self.start_step == 0 and config.histogram_every:
+      self.probe(0)  # The initialization: every distribution has a start, a short run two points.
     self.folder.write_config(config, [
         'harness run config; re-run with --flagfile=<this file> (a new run is named for it)',
         f'data_source: {task.source}', f'tensorflow: {tf.__version__}'])
@@ -224,6 +228,18 @@ class _Run:
     self.profiler.after(step + count)
     return step + count
 
+  def probe(self, step):
+    """The probes on the probe batch (from the carried state, when stateful), and the layers' weight norms."""
+    carried = [[v[:base.PROBE_SIZE] for v in layer] for layer in self.state.carried_state]
+    inputs, targets = self.task.probe_batch(step)
+    self.prober.write(self.writers['train'], step, inputs, targets, carried)
+    if steps.LAYER_DYNAMICS in config_lib.probe_names(self.config) and step == 0:
+      self.writers['train'].scalars(0, self.weight_norms())
+
+  def weight_norms(self):
+    return {f'layers/{tag}/weight_norm': float(tf.linalg.global_norm(layer.trainable_variables))
+            for tag, layer in self.state.model.named_layers()}
+
   def write_train_scalars(self, step):
     """The means since the last summary, under groups that sort the metrics first in TensorBoard."""
     sums = self.read_sums()
@@ -236,6 +252,11 @@ class _Run:
     scalars['optimizer/learning_rate'] = float(keras.ops.convert_to_numpy(self.state.optimizer.learning_rate))
     if self.config.clip_norm > 0:
       scalars['optimizer/clipped_fraction'] = sums['clipped'] / sums['steps']
+    if steps.LAYER_DYNAMICS in config_lib.probe_names(self.config):
+      scalars.update(self.weight_norms())
+      for tag, _ in self.state.model.named_layers():
+        scalars[f'layers/{tag}/grad_norm'] = sums[f'layer_grad_norm/{tag}'] / sums['steps']
+        scalars[f'layers/{tag}/update_ratio'] = sums[f'layer_update_ratio/{tag}'] / sums['steps']
     speed = ''
     if steps_timed:
       scalars['speed/examples_per_sec'] = steps_timed * self.config.batch_size / max(seconds, 1e-9)
@@ -253,6 +274,9 @@ class _Run:
     metrics = self.task.eval_metrics(results)
     if self.writers:
       self.writers['eval'].scalars(step, {f'{METRICS_GROUP}/{name}': value for name, value in metrics.items()})
+      if self.task.baselines:  # A flat line in the same cards: what a model without memory scores.
+        self.writers['baseline'].scalars(step, {f'{METRICS_GROUP}/{name}': value
+                                                for name, value in self.task.baselines.items()})
       if self.chief:
         self.writers['eval'].images(step, {f'figures/{name}': image for name, image in
                                            self.task.eval_figures(results, self.state.model).items()})
@@ -321,6 +345,7 @@ class _Run:
         'data_source': self.task.source, 'params': self.num_params,
         'train_seconds': float(self.state.train_seconds.numpy()), 'weights_sha256': weights_sha256,
         **{f'eval_{name}': value for name, value in self.eval_metrics.items()},
+        **{f'baseline_{name}': value for name, value in self.task.baselines.items()},
     }
     if stopped_by:
       final['stopped_by'] = stopped_by

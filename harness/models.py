@@ -123,6 +123,12 @@ class SequenceModel(keras.Model):
   def recurrent_layers(self):
     return [getattr(self, f'recurrent_{i}') for i in range(self.num_recurrent_layers)]
 
+  def named_layers(self):
+    """[(tag, layer)] by position, the names summaries use: input_projection, layer_0, ..., head."""
+    named = [('input_projection', self.input_projection)] if self.input_projection else []
+    named += [(f'layer_{i}', layer) for i, layer in enumerate(self.recurrent_layers)]
+    return named + [('head', self.head)]
+
   def forward(self, inputs, initial_state=None, training=False):
     """Runs the model and exposes what the instrumentation needs.
 

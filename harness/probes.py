@@ -1,25 +1,51 @@
-"""What is measured on the fixed probe batch at histogram steps.
+"""What is measured on the fixed probe batch at histogram steps (and at step 0): see inside the recurrence.
 
-A plain dict maps each probe name to a function of a `ProbeBatch` that returns
-`{tag: tensor}`, written as histograms. The batch computes the forward pass and
-gradients once, on first use, for every probe that reads them.
+A plain dict maps each probe name to a function of a `ProbeBatch` returning
+{kind: {tag: tensor}}, kind one of 'histograms', 'scalars', 'tensors' (raw
+summaries, for tbparse or pandas) and 'figure_data' (what its figure draws).
+The batch computes what several probes read (the model's forward pass and
+gradients; the reference recurrence with its gates and the gradient through
+time) once, on first use, inside one graph call. Tags name layers by position
+(`input_projection`, `layer_0`, ..., `head`), never by arch, so runs of
+different archs overlay.
+
+  weights, gradients   histograms of every variable and its gradient: weights/layer_0/kernel
+  activations          histograms of each recurrent layer's outputs: activations/layer_0
+  gradient_flow        mean over the batch of |dL/dh_t| at every step t of every layer (the total
+                       derivative, through all later steps) and of |dL/dx_t| for the inputs:
+                       tensors gradient_flow/layer_0 and gradient_flow/input [T], scalars
+                       gradient_flow/layer_0/first_over_last, an image of all of them over time
+  gates                per layer and gate, a histogram over batch x time x units, the mean and the
+                       saturated fraction (sigmoid < 0.1 or > 0.9, tanh |x| > 0.9), and an image of
+                       each gate's mean over the steps
+  layer_dynamics       (in the train step, at summary steps) each layer's weight norm, gradient norm
+                       and update-to-weight ratio |dw| / |w|, averaged over the interval
 """
 
 import functools
 
+import numpy as np
 import tensorflow as tf
+
+from harness import recurrence
+from harness import summaries
+
+SATURATED = 0.9  # Sigmoid gates below 1 - SATURATED or above it, tanh values beyond +-SATURATED.
+_FADED_PROBES = 4  # Earlier probe steps drawn faded in the gradient-flow image.
 
 
 class ProbeBatch:
-  """The model and a fixed batch; the forward pass and gradients on it are computed once, when first read."""
+  """The model and a fixed batch; what probes read is computed once, when first read."""
 
-  def __init__(self, model, task, inputs, targets):
+  def __init__(self, model, task, inputs, targets, initial_state=None):
     self.model, self.task, self.inputs, self.targets = model, task, inputs, targets
+    self.initial_state = initial_state
+    self.layer_tags = [f'layer_{i}' for i in range(len(model.recurrent_layers))]
 
   @functools.cached_property
   def _forward(self):
     with tf.GradientTape() as tape:
-      outputs, _, sequences = self.model.forward(self.inputs, training=False)
+      outputs, _, sequences = self.model.forward(self.inputs, self.initial_state, training=False)
       loss = tf.reduce_mean(self.task.per_example_loss(self.targets, outputs))
     return sequences, tape.gradient(loss, self.model.trainable_variables)
 
@@ -33,35 +59,170 @@ class ProbeBatch:
     """The loss's gradient for each trainable variable, in `model.trainable_variables` order."""
     return self._forward[1]
 
+  @functools.cached_property
+  def reference(self):
+    """The model re-run through `recurrence.unroll`, with dL/dh_t for every layer and step.
+
+    L is the batch's summed loss, so each example's gradient is that of its own
+    loss. Returns {'flow': [per layer [T]], 'input_flow': [T], 'gates': [per
+    layer {gate: [batch, time, units]}], 'sequences': [per layer [batch, time, units]]}.
+    """
+    model = self.model
+    with tf.GradientTape() as tape:
+      tape.watch(self.inputs)
+      hidden = model.input_projection(self.inputs) if model.input_projection else self.inputs
+      perturbations, gates, sequences = [], [], []
+      for i, layer in enumerate(model.recurrent_layers):
+        perturbation = tf.zeros([tf.shape(hidden)[1], tf.shape(hidden)[0], layer.cell.units])
+        tape.watch(perturbation)
+        initial = None if self.initial_state is None else self.initial_state[i]
+        hidden, layer_gates = recurrence.unroll(layer, hidden, initial, perturbation)
+        perturbations.append(perturbation)
+        gates.append(layer_gates)
+        sequences.append(hidden)
+      outputs = model.head(hidden if model.per_step_outputs else hidden[:, -1])
+      loss = tf.reduce_sum(self.task.per_example_loss(self.targets, outputs))
+    input_gradient, *hidden_gradients = tape.gradient(loss, [self.inputs] + perturbations)
+    flow = [tf.reduce_mean(tf.norm(g, axis=-1), axis=1) for g in hidden_gradients]  # [T, B] -> [T].
+    return {'flow': flow, 'input_flow': tf.reduce_mean(tf.norm(input_gradient, axis=-1), axis=0),
+            'gates': gates, 'sequences': sequences}
+
+
+def _variable_tag(model, variable):
+  """`layer_0/kernel`, `head/bias`: the layer by position, then the variable's own name."""
+  for tag, layer in model.named_layers():
+    if any(variable is v for v in layer.trainable_variables):
+      return f'{tag}/{variable.path.split("/")[-1]}'
+  return variable.path
+
 
 def weights(batch):
-  return {f'weights/{v.path}': v.value for v in batch.model.trainable_variables}
+  return {'histograms': {f'weights/{_variable_tag(batch.model, v)}': v.value
+                         for v in batch.model.trainable_variables}}
 
 
 def gradients(batch):
-  return {f'gradients/{v.path}': g for v, g in zip(batch.model.trainable_variables, batch.gradients)}
+  return {'histograms': {f'gradients/{_variable_tag(batch.model, v)}': g
+                         for v, g in zip(batch.model.trainable_variables, batch.gradients)}}
 
 
 def activations(batch):
-  return {f'activations/{layer.name}': s for layer, s in zip(batch.model.recurrent_layers, batch.sequences)}
+  return {'histograms': {f'activations/{tag}': s for tag, s in zip(batch.layer_tags, batch.sequences)}}
+
+
+def gradient_flow(batch):
+  flow = batch.reference['flow']
+  return {
+      'tensors': {f'gradient_flow/{tag}': norms for tag, norms in zip(batch.layer_tags, flow)}
+                 | {'gradient_flow/input': batch.reference['input_flow']},
+      'scalars': {f'gradient_flow/{tag}/first_over_last': norms[0] / norms[-1]
+                  for tag, norms in zip(batch.layer_tags, flow)},
+      'figure_data': {tag: norms for tag, norms in zip(batch.layer_tags, flow)}
+                     | {'input': batch.reference['input_flow']},
+  }
+
+
+def saturated_fraction(gate, values):
+  """The fraction of `values` a gate holds near its limits; None for the cell state (it has none)."""
+  if gate in recurrence.SIGMOID_GATES:
+    return tf.reduce_mean(tf.cast((values < 1 - SATURATED) | (values > SATURATED), tf.float32))
+  if gate in recurrence.TANH_GATES:
+    return tf.reduce_mean(tf.cast(tf.abs(values) > SATURATED, tf.float32))
+  return None
+
+
+def gates(batch):
+  histograms, scalars, means_by_step = {}, {}, {}
+  for tag, layer_gates in zip(batch.layer_tags, batch.reference['gates']):
+    for gate, values in layer_gates.items():
+      values = tf.abs(values) if gate == 'cell' else values
+      name = 'cell_abs' if gate == 'cell' else gate
+      histograms[f'gates/{tag}/{name}'] = values
+      scalars[f'gates/{tag}/{name}/mean'] = tf.reduce_mean(values)
+      fraction = saturated_fraction(gate, values)
+      if fraction is not None:
+        scalars[f'gates/{tag}/{name}/saturated'] = fraction
+      means_by_step[f'{tag}/{name}'] = tf.reduce_mean(values, axis=[0, 2])
+  return {'histograms': histograms, 'scalars': scalars, 'figure_data': means_by_step}
 
 
 PROBES = {
     'weights': weights,
     'gradients': gradients,
     'activations': activations,
+    'gradient_flow': gradient_flow,
+    'gates': gates,
 }
 
 
-def make_probe_step(model, task, names=tuple(PROBES)):
-  """Returns probe_step(inputs, targets) -> {tag: tensor} from the probes `names`, in one graph call."""
+def _flow_figure(history, step):
+  """log |dL/dh_t| against t, a line per layer (and the inputs, dashed); earlier probe steps faded."""
+  figure, axes = summaries.subplots(figsize=(6.4, 3.8))
+  colors = {}
+  for age, (probe_step, flows) in enumerate(reversed(history[-_FADED_PROBES - 1:])):
+    for i, (tag, norms) in enumerate(flows.items()):
+      color = colors.setdefault(tag, 'black' if tag == 'input' else f'C{i}')
+      axes.semilogy(np.arange(1, len(norms) + 1), np.maximum(norms, 1e-30), color=color,
+                    linestyle='--' if tag == 'input' else '-', alpha=1.0 if age == 0 else 0.5 / age,
+                    linewidth=1.6 if age == 0 else 0.9, label=tag if age == 0 else None)
+  axes.set_xlabel('time step t', fontsize=10)
+  axes.set_ylabel('mean |dL/dh_t|', fontsize=10)
+  axes.tick_params(labelsize=9)
+  axes.legend(fontsize=9, loc='best')
+  axes.set_title(f'gradient through time at step {step} (faded: earlier probes)', fontsize=10)
+  figure.tight_layout()
+  return summaries.figure_to_image(figure)
 
-  @tf.function
-  def probe_step(inputs, targets):
-    batch = ProbeBatch(model, task, inputs, targets)
-    arrays = {}
-    for name in names:
-      arrays.update(PROBES[name](batch))
-    return arrays
 
-  return probe_step
+def _gates_figure(means_by_step, step):
+  """Each gate's mean over the batch and units against t, one panel per layer."""
+  layer_tags = sorted({name.split('/')[0] for name in means_by_step})
+  figure, axes = summaries.subplots(len(layer_tags), 1, figsize=(7.2, 2.3 * len(layer_tags) + 0.4), squeeze=False)
+  for row, tag in enumerate(layer_tags):
+    ax = axes[row, 0]
+    for name, means in means_by_step.items():
+      if name.startswith(f'{tag}/'):
+        ax.plot(np.arange(1, len(means) + 1), means, label=name.split('/')[1], linewidth=1.2)
+    ax.set_ylabel(tag, fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.legend(fontsize=9, loc='center left', bbox_to_anchor=(1.01, 0.5))
+  axes[-1, 0].set_xlabel('time step t', fontsize=10)
+  axes[0, 0].set_title(f'mean of each gate over the batch and units, step {step}', fontsize=10)
+  figure.tight_layout()
+  return summaries.figure_to_image(figure)
+
+
+class Prober:
+  """Runs the selected probes on the probe batch in one graph call and writes what they return."""
+
+  def __init__(self, model, task, names):
+    self.names = [name for name in names if name in PROBES]
+    self.flow_history = []  # [(step, {tag: [T] numpy})], this process's probe steps.
+
+    @tf.function
+    def probe_step(inputs, targets, initial_state):
+      batch = ProbeBatch(model, task, inputs, targets, initial_state or None)
+      return {name: PROBES[name](batch) for name in self.names}
+
+    self.probe_step = probe_step
+
+  def write(self, writer, step, inputs, targets, initial_state=()):
+    """Probes the batch (from `initial_state`: per layer its state tensors) and writes the summaries at `step`."""
+    if not self.names:
+      return
+    results = self.probe_step(inputs, targets, list(initial_state))
+    histograms, scalars, tensors, images = {}, {}, {}, {}
+    for name, kinds in results.items():
+      histograms.update(kinds.get('histograms', {}))
+      scalars.update({tag: float(value) for tag, value in kinds.get('scalars', {}).items()})
+      tensors.update(kinds.get('tensors', {}))
+      data = {tag: value.numpy() for tag, value in kinds.get('figure_data', {}).items()}
+      if name == 'gradient_flow':
+        self.flow_history.append((step, data))
+        images['gradient_flow/norm_by_step'] = _flow_figure(self.flow_history, step)
+      elif name == 'gates':
+        images['gates/mean_by_step'] = _gates_figure(data, step)
+    writer.histograms(step, histograms)
+    writer.scalars(step, scalars)
+    writer.tensors(step, tensors)
+    writer.images(step, images)

@@ -39,7 +39,8 @@ def default_run_name(config):
   """Readable and unique: task, arch, units, time, and a random suffix against same-second starts."""
   stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
   units = 'x'.join(map(str, config.units))[:60]
-  return f'{config.task}-{config.arch}-{units}-{stamp}-{secrets.token_hex(2)}'
+  task = f'{config.task}-{config.view}' if config.task in config_lib.IMAGE_TASKS else config.task
+  return f'{task}-{config.arch}-{units}-{stamp}-{secrets.token_hex(2)}'
 
 
 def run_dir(config):

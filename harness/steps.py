@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness import config as config_lib
 from harness import models
 from harness import runtime
 from harness.errors import UserError
@@ -22,6 +23,8 @@ OPTIMIZERS = {
     'rmsprop': keras.optimizers.RMSprop,
 }
 _SUM_NAMES = ('loss', 'examples', 'steps', 'grad_norm', 'clipped')
+LAYER_DYNAMICS = 'layer_dynamics'  # The probe that runs in the train step.
+_LAYER_SUMS = ('layer_grad_norm', 'layer_update_ratio')
 
 
 @dataclasses.dataclass
@@ -62,8 +65,10 @@ def create_train_state(config, task, strategy, total_steps):
       carried_state = [[tf.Variable(tf.zeros([config.batch_size, size]), trainable=False,
                                     name=f'carried_state_{i}_{j}') for j, size in enumerate(sizes)]
                        for i, sizes in enumerate(models.state_sizes(config.arch, config.units))]
-    sums = {name: tf.Variable(0.0, trainable=False, name=f'sum_{name}')
-            for name in _SUM_NAMES + tuple(task.train_metric_names)}
+    sum_names = _SUM_NAMES + tuple(task.train_metric_names)
+    if LAYER_DYNAMICS in config_lib.probe_names(config):
+      sum_names += tuple(f'{kind}/{tag}' for tag, _ in model.named_layers() for kind in _LAYER_SUMS)
+    sums = {name: tf.Variable(0.0, trainable=False, name=f'sum_{name.replace("/", "_")}') for name in sum_names}
     first_nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='first_nonfinite_step')
     train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name='train_seconds')
   return TrainState(model, optimizer, carried_state, sums, first_nonfinite_step, train_seconds)
@@ -81,6 +86,11 @@ def make_train_step(state, task, config, strategy):
   model, optimizer = state.model, state.optimizer
   replicas = strategy.num_replicas_in_sync
   variables = model.trainable_variables
+  # Per layer, the positions of its variables: for gradient norms and update ratios by layer.
+  layer_groups = []
+  if LAYER_DYNAMICS in config_lib.probe_names(config):
+    layer_groups = [(tag, [i for i, v in enumerate(variables) if any(v is w for w in layer.trainable_variables)])
+                    for tag, layer in model.named_layers()]
 
   splits = runtime.batch_splits(config)
   per_replica_batch = config.batch_size // replicas
@@ -123,9 +133,15 @@ def make_train_step(state, task, config, strategy):
         # what it is given over replicas once more, hence the division.
         grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
       grad_norm = tf.linalg.global_norm(grads)
+      dynamics = {f'layer_grad_norm/{tag}': tf.linalg.global_norm([grads[i] for i in group])
+                  for tag, group in layer_groups}
+      before = [[tf.identity(variables[i]) for i in group] for _, group in layer_groups]
       if config.clip_norm > 0:
         grads, _ = tf.clip_by_global_norm(grads, config.clip_norm, use_norm=grad_norm)
       optimizer.apply_gradients(zip([g / replicas for g in grads] if replicas > 1 else grads, variables))
+      for (tag, group), old in zip(layer_groups, before):
+        update = tf.linalg.global_norm([variables[i] - value for i, value in zip(group, old)])
+        dynamics[f'layer_update_ratio/{tag}'] = update / tf.maximum(tf.linalg.global_norm(old), 1e-12)
     with tf.name_scope('carried_state'):
       for i, layer_vars in enumerate(state.carried_state):
         for j, variable in enumerate(layer_vars):
@@ -133,18 +149,20 @@ def make_train_step(state, task, config, strategy):
           variable.assign(tf.stop_gradient(final))  # Truncated BPTT at batch boundaries.
     with tf.name_scope('metrics'):
       metrics = {name: tf.add_n([p[2][name] for p in parts]) for name in parts[0][2]}
-    return loss, metrics, grad_norm
+    return loss, metrics, grad_norm, dynamics
 
   @tf.function
   def train_step(iterator):
     with tf.name_scope('input'):
       inputs, targets = next(iterator)
-    loss, metrics, grad_norm = strategy.run(replica_step, args=(inputs, targets))
+    loss, metrics, grad_norm, dynamics = strategy.run(replica_step, args=(inputs, targets))
     with tf.name_scope('running_sums'):  # What the loop reads at summary steps.
       loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
       metrics = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                  for name, value in metrics.items()}
       grad_norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, grad_norm, axis=None)  # Same on every replica.
+      for name, value in dynamics.items():
+        state.sums[name].assign_add(strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None))
       sums = state.sums
       sums['loss'].assign_add(loss)
       for name, value in metrics.items():

@@ -46,6 +46,12 @@ class SummaryWriter:
     for tag, value in arrays.items():
       tf.summary.histogram(tag, value, step=step)
 
+  def tensors(self, step, tensors):
+    """tensors: {tag: tensor}, written raw (no plugin), for tbparse, pandas or numpy to read back."""
+    with self.as_default(step):
+      for tag, value in tensors.items():
+        tf.summary.write(tag, value, step=step)
+
   def images(self, step, images):
     """images: {tag: uint8 [k, height, width, channels]}."""
     with self.as_default(step):

@@ -3,6 +3,8 @@
   python -m harness.train                                          # LSTM(128) on MNIST rows, 10 epochs
   python -m harness.train --task=fashion_mnist --arch=gru --clip_norm=1
   python -m harness.train --task=sin2cos --units=10 --stateful --train_steps=400
+  python -m harness.train --recipe=adding --arch=rnn                # a known system, one flag changed
+  python -m harness.train --recipe=list                            # the recipes
   python -m harness.train --flagfile=runs/<run>/flags.txt          # the same config, as a new run
   python -m harness.train --run_name=<run> --resume                # continue a run
   tensorboard --logdir runs
@@ -22,6 +24,7 @@ from absl import logging
 
 from harness import cli
 from harness import config as config_lib
+from harness import recipes
 from harness import runs
 from harness.errors import EnvironmentFault
 from harness.errors import NonFiniteLossError
@@ -36,7 +39,7 @@ _PROGRAM = 'harness.train'
 
 def config_from_flags():
   """Builds and validates the config from FLAGS; checks the run folder, before TensorFlow starts."""
-  config = config_lib.make_config(**cli.config_values())
+  config = config_lib.make_config(**cli.config_values(present_only=True))
   if config.resume:
     return runs.resumed_config(config, [name for name in config_lib.FIELDS if FLAGS[name].present])
   if config.strategy != 'multi_worker':  # Every worker names the same run; only the chief claims it.
@@ -66,6 +69,9 @@ def _terminate(signum, frame):
 def main(argv):
   if len(argv) > 1:
     cli.fail(_PROGRAM, f'unexpected arguments {" ".join(argv[1:])} (flags look like --name=value)')
+  if FLAGS.recipe == 'list':
+    print(recipes.describe())
+    return
   started = time.perf_counter()
   signal.signal(signal.SIGTERM, _terminate)
   cli.quiet_console()

@@ -23,6 +23,7 @@ class DefineConfigFlagsTest(absltest.TestCase):
     flag_values = parse(['--run_name=r'] + config_lib.to_flagfile(config).split())
     self.assertEqual(set(flag_values), set(config_lib.FIELDS))
     self.assertEqual(config_lib.make_config(**cli.config_values(flag_values=flag_values)), config)
+    self.assertEqual(config_lib.make_config(**cli.config_values(flag_values=flag_values, present_only=True)), config)
 
   def test_enum_flags_take_the_field_choices(self):
     flag_values = parse([])
@@ -35,7 +36,7 @@ class DefineConfigFlagsTest(absltest.TestCase):
     values = cli.config_values(flag_values=parse(['--task=sin2cos']))
     self.assertNotIn('batch_size', values)
     self.assertEqual(config_lib.make_config(**values).batch_size, config_lib.TASK_DEFAULTS['sin2cos']['batch_size'])
-    self.assertIn('sin2cos: 50', parse([])['batch_size'].help)
+    self.assertIn('mnist, fashion_mnist: 128; sin2cos, adding, copy: 50', parse([])['batch_size'].help)
 
   def test_a_subset_with_other_defaults(self):
     flag_values = parse([], names=('task', 'units'), defaults={'task': 'fashion_mnist', 'units': (64,)})

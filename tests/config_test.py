@@ -7,6 +7,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from harness import config as config_lib
+from harness import recipes
 from harness.errors import UserError
 
 
@@ -59,6 +60,31 @@ class ConfigTest(parameterized.TestCase):
       os.chmod(d, 0o500)
       with self.assertRaisesRegex(UserError, 'not writable'):
         config_lib.make_config(logdir=os.path.join(d, 'runs'))
+
+  def test_every_recipe_resolves_and_explicit_values_override_it(self):
+    for name, recipe in recipes.RECIPES.items():
+      with self.subTest(recipe=name):
+        config = config_lib.make_config(recipe=name)
+        for field, value in recipe['flags'].items():
+          self.assertEqual(getattr(config, field), value, field)
+        self.assertEqual(config.recipe, name)
+    adding_rnn = config_lib.make_config(recipe='adding', arch='rnn', seq_len=50)
+    self.assertEqual((adding_rnn.arch, adding_rnn.seq_len, adding_rnn.units), ('rnn', 50, (128,)))
+    self.assertIn('adding', recipes.describe())
+
+  def test_an_unknown_recipe_lists_the_known_ones(self):
+    with self.assertRaisesRegex(UserError, r'--recipe=nope: unknown recipe; choose one of rows_tutorial, .*copy'):
+      config_lib.make_config(recipe='nope')
+
+  def test_views_and_sequence_lengths_fit_the_task(self):
+    self.assertEqual(config_lib.make_config(task='copy').seq_len, 50)
+    self.assertEqual(config_lib.make_config(task='mnist', view='pixels').seq_len, 0)
+    with self.assertRaisesRegex(UserError, '--view=pixels: only image tasks'):
+      config_lib.make_config(task='adding', view='pixels')
+    with self.assertRaisesRegex(UserError, '--seq_len=30: --task=mnist has its steps from --view'):
+      config_lib.make_config(task='mnist', seq_len=30)
+    with self.assertRaisesRegex(UserError, 'needs T >= 2'):
+      config_lib.make_config(task='adding', seq_len=1)
 
   def test_json_round_trip(self):
     config = config_lib.make_config(arch='stacked_lstm', units=(32, 64), profile_steps=(2, 4))

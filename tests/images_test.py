@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from harness.tasks import images
+from harness.tasks import sources
 from tests import testing
 
 
@@ -59,6 +60,41 @@ class ImageTaskTest(absltest.TestCase):
         np.testing.assert_array_equal(labels, self.task.test_labels[index])
         seen.extend(index)
     self.assertEqual(sorted(seen), list(range(10)))
+
+
+class ViewTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.data = testing.learnable_image_task(num_train=4, num_test=2, size=6)
+    self.images = self.data.train_images  # [4, 6, 6] uint8.
+
+  def task(self, view, permutation_seed=0):
+    return images.ImageTask('tiny', sources.image_data((self.data.train_images, self.data.train_labels),
+                                                       (self.data.test_images, self.data.test_labels),
+                                                       self.data.class_names, 'tiny'), view, permutation_seed)
+
+  def test_rows_and_pixels(self):
+    rows = self.task('rows')._to_inputs(self.images).numpy()
+    np.testing.assert_allclose(rows, self.images / 255.0, rtol=1e-6)
+    pixels = self.task('pixels')._to_inputs(self.images).numpy()
+    self.assertEqual(pixels.shape, (4, 36, 1))
+    np.testing.assert_allclose(pixels[:, :, 0], self.images.reshape(4, 36) / 255.0, rtol=1e-6)  # Row-major.
+    self.assertEqual((self.task('rows').num_features, self.task('pixels').num_features), (6, 1))
+
+  def test_permuted_is_one_fixed_bijection_for_train_test_and_every_run(self):
+    task = self.task('permuted', permutation_seed=4)
+    permutation = task.permutation
+    self.assertEqual(sorted(permutation.tolist()), list(range(36)))
+    self.assertFalse(np.array_equal(permutation, np.arange(36)))
+    np.testing.assert_array_equal(self.task('permuted', permutation_seed=4).permutation, permutation)
+    self.assertFalse(np.array_equal(self.task('permuted', permutation_seed=5).permutation, permutation))
+    inputs = task._to_inputs(self.images).numpy()[:, :, 0]
+    np.testing.assert_allclose(inputs, self.images.reshape(4, 36)[:, permutation] / 255.0, rtol=1e-6)
+    (test_inputs, _, _), = take(task.eval_dataset(2), 1)
+    np.testing.assert_allclose(test_inputs[:, :, 0], self.data.test_images.reshape(2, 36)[:, permutation] / 255.0,
+                               rtol=1e-6)
+    self.assertEqual(task.hparams(), {'view': 'permuted', 'permutation_seed': 4})
 
 
 class BuildTest(absltest.TestCase):

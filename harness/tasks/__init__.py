@@ -6,12 +6,15 @@ its defaults in `config.TASK_DEFAULTS`).
 """
 
 from harness.tasks import images
+from harness.tasks import memory
 from harness.tasks import series
 
 BUILDERS = {
     'mnist': images.build,
     'fashion_mnist': images.build,
     'sin2cos': series.build_sin2cos,
+    'adding': memory.build_adding,
+    'copy': memory.build_copy,
 }
 
 

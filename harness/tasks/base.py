@@ -30,6 +30,8 @@ class Task:
       (so carrying state between them is unusual).
     train_metric_names: per-example metrics averaged over training steps.
     eval_metric_names: the metrics `eval_metrics` returns (the first is 'loss').
+    baselines: {eval metric: value} a memoryless model scores, drawn beside the
+      eval curves so they read against it.
   """
   name = ''
   source = ''
@@ -39,6 +41,7 @@ class Task:
   examples_are_independent = True
   train_metric_names = ()
   eval_metric_names = ('loss',)
+  baselines = {}
 
   def steps_per_epoch(self, batch_size):
     raise NotImplementedError
@@ -51,8 +54,12 @@ class Task:
     """Yields (inputs, targets, example index [b]) covering the test set once."""
     raise NotImplementedError
 
-  def probe_batch(self):
-    """A fixed batch (inputs, targets) of PROBE_SIZE training examples, for histograms and probes."""
+  def probe_batch(self, step=0):
+    """A fixed batch (inputs, targets) of PROBE_SIZE training examples, for histograms and probes.
+
+    A task whose state carries across batches gives the batch the next training
+    step reads (`step`), so that the carried state fits it.
+    """
     raise NotImplementedError
 
   def per_example_loss(self, targets, outputs):
@@ -99,16 +106,17 @@ class ClassificationTask(Task):
 
 
 def replica_rows(global_rows, batch_size, input_context):
-  """Splits a dataset of global-batch row vectors into this pipeline's per-replica batches.
+  """Splits a dataset of global batches into this pipeline's per-replica batches.
 
   Args:
-    global_rows: dataset of int vectors [batch_size], one per step.
+    global_rows: dataset whose elements are (nests of) tensors [batch_size, ...],
+      one global batch per step.
     batch_size: the global batch size.
     input_context: a `tf.distribute.InputContext`, or None for one device.
 
   Returns:
-    A dataset of [batch_size / replicas] vectors: for each step, one per local
-    replica, in replica order (how tf.distribute hands them out).
+    A dataset of [batch_size / replicas, ...] elements: for each step, one per
+    local replica, in replica order (how tf.distribute hands them out).
   """
   if input_context is None:
     return global_rows
@@ -118,8 +126,14 @@ def replica_rows(global_rows, batch_size, input_context):
   per_replica = batch_size // replicas
   local_replicas = replicas // input_context.num_input_pipelines
   start = input_context.input_pipeline_id * local_replicas * per_replica
-  return global_rows.flat_map(lambda rows: tf.data.Dataset.from_tensor_slices(
-      tf.reshape(rows[start:start + local_replicas * per_replica], [local_replicas, per_replica])))
+
+  def local_slices(tensor):
+    local = tensor[start:start + local_replicas * per_replica]
+    return tf.reshape(local, tf.concat([[local_replicas, per_replica], tf.shape(local)[1:]], 0))
+
+  return global_rows.flat_map(
+      lambda *rows: tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(local_slices, rows if len(rows) > 1
+                                                                             else rows[0])))
 
 
 def eval_indices(num_examples, batch_size, input_context):

@@ -1,4 +1,10 @@
-"""Image classification read as a sequence: each 28x28 image row by row, 28 steps of 28 pixels.
+"""Image classification read as a sequence, in one of three views of each 28x28 image:
+
+  rows      28 steps of 28 pixels (the TF1 tutorials' MNIST)
+  pixels    784 steps of 1 pixel, row-major (sequential MNIST, Le et al. 2015)
+  permuted  784 steps of 1 pixel in one fixed random order, the same for train
+            and test and from run to run (permuted MNIST): no local structure
+            left, the longest memory needed
 
 Eval figures: the confusion matrix and the worst-misclassified test images.
 """
@@ -16,16 +22,21 @@ WORST_MISCLASSIFIED = 8
 
 
 class ImageTask(base.ClassificationTask):
-  """Inputs [batch, 28, 28] floats in [0, 1] (rows as steps); labels [batch] int32."""
+  """Inputs [batch, steps, features] floats in [0, 1] (rows: [b, 28, 28], else [b, 784, 1]); labels [b] int32."""
 
-  def __init__(self, name, data):
-    """data: a `sources.ImageData`."""
+  def __init__(self, name, data, view='rows', permutation_seed=0):
+    """data: a `sources.ImageData`; view: rows, pixels or permuted; the permutation's seed."""
     self.name = name
+    self.view = view
+    self.permutation_seed = permutation_seed
+    pixels = int(np.prod(data.train_images.shape[1:]))
+    self.permutation = (np.random.default_rng(permutation_seed).permutation(pixels).astype(np.int32)
+                        if view == 'permuted' else None)
     self.train_images, self.train_labels = data.train_images, data.train_labels
     self.test_images, self.test_labels = data.test_images, data.test_labels
     self.class_names = data.class_names
     self.num_outputs = len(self.class_names)
-    self.num_features = self.train_images.shape[-1]
+    self.num_features = self.train_images.shape[-1] if view == 'rows' else 1
     self.source = data.source
 
   def steps_per_epoch(self, batch_size):
@@ -34,9 +45,15 @@ class ImageTask(base.ClassificationTask):
       raise UserError(f'--batch_size={batch_size}: larger than the {len(self.train_labels)} training examples')
     return steps
 
-  @staticmethod
-  def _to_inputs(images):
-    return tf.cast(images, tf.float32) / 255.0
+  def _to_inputs(self, images):
+    """uint8 images [b, rows, cols] -> the view's float inputs in [0, 1]."""
+    inputs = tf.cast(images, tf.float32) / 255.0
+    if self.view == 'rows':
+      return inputs
+    pixels = tf.reshape(inputs, [tf.shape(inputs)[0], -1])
+    if self.permutation is not None:
+      pixels = tf.gather(pixels, self.permutation, axis=1)
+    return pixels[..., None]
 
   def train_dataset(self, batch_size, seed, start_step=0, input_context=None):
     """Yields (inputs [b, 28, 28] float32, labels [b] int32) from global step `start_step` on."""
@@ -52,14 +69,21 @@ class ImageTask(base.ClassificationTask):
     return base.eval_indices(len(self.test_labels), batch_size, input_context).map(
         lambda i: (self._to_inputs(tf.gather(images, i)), tf.gather(labels, i), i)).prefetch(tf.data.AUTOTUNE)
 
-  def probe_batch(self):
+  def probe_batch(self, step=0):
     """The first PROBE_SIZE training examples: (inputs, labels)."""
+    del step  # The batch is the same at every step.
     return (self._to_inputs(self.train_images[:base.PROBE_SIZE]),
             tf.constant(self.train_labels[:base.PROBE_SIZE]))
 
   def eval_metrics(self, results):
     return {'loss': float(results['loss'].mean()),
             'accuracy': float(np.mean(results['prediction'] == self.test_labels))}
+
+  def hparams(self):
+    values = {'view': self.view}
+    if self.view == 'permuted':
+      values['permutation_seed'] = self.permutation_seed
+    return values
 
   def eval_figures(self, results, model):
     del model
@@ -81,7 +105,7 @@ def build(config):
   if config.stateful:
     logging.warning('--stateful on %s: batches are shuffled, unrelated examples, so the carried state '
                     'crosses from one example into another (as the source tutorial did).', config.task)
-  return ImageTask(config.task, data)
+  return ImageTask(config.task, data, config.view, config.permutation_seed)
 
 
 def confusion_matrix_image(confusion, class_names):

@@ -98,9 +98,10 @@ class SeriesTask(base.Task):
 
     return base.eval_indices(self.eval_windows * num_streams, batch_size, input_context).map(window_batch)
 
-  def probe_batch(self):
-    inputs, targets = self.windows(0, 1, tf.range(min(base.PROBE_SIZE, len(self.offsets))))
-    return inputs, targets
+  def probe_batch(self, step=0):
+    """The first streams' window 0; with `carry_state`, the window the next step reads (state carried into it)."""
+    window = step % self.windows_per_epoch if self.carry_state else 0
+    return self.windows(window, 1, tf.range(min(base.PROBE_SIZE, len(self.offsets))))
 
   def per_example_loss(self, targets, outputs):
     """MSE over the targets' steps [b]; outputs before them (a stateful eval's warm-up) are not scored."""

@@ -1,0 +1,54 @@
+"""Recipes: one flag (`--recipe=NAME`) for the settings of a known system.
+
+A recipe sets defaults; any flag given explicitly overrides it, and the
+resolved flags go to the run's flags.txt. Each entry says where the system
+comes from and what to expect of it here (measured on 2 CPU cores; README).
+"""
+
+RECIPES = {
+    'rows_tutorial': dict(
+        source='TF1 tutorial: MNIST read row by row, BasicLSTMCell(256) between a 28->256 input projection and '
+               'the output layer, state carried from batch to batch',
+        flags=dict(task='mnist', view='rows', arch='lstm', units=(256,), input_units=256, forget_bias=1.0,
+                   batch_size=256, optimizer='adam', learning_rate=1e-3, lr_schedule='constant', train_steps=10_000,
+                   stateful=True)),
+    'lstm100_tutorial': dict(
+        source='TF1 tutorial: MNIST rows into LSTM(100), no projection, batch 50, Adam 1e-4, 6 epochs',
+        flags=dict(task='mnist', view='rows', arch='lstm', units=(100,), input_units=0, batch_size=50,
+                   optimizer='adam', learning_rate=1e-4, lr_schedule='constant', epochs=6)),
+    'stacked_tutorial': dict(
+        source='TF1 tutorial: MultiRNNCell of LSTM(32) and LSTM(64) on MNIST rows, batch 64, Adam 0.01, '
+               '10 epochs, with checkpoints',
+        flags=dict(task='mnist', view='rows', arch='stacked_lstm', units=(32, 64), input_units=0, batch_size=64,
+                   optimizer='adam', learning_rate=0.01, lr_schedule='constant', epochs=10)),
+    'sin2cos_tutorial': dict(
+        source='TF1 tutorial: sin -> cos over 50 streams of 20-step windows, LSTM(10) between per-step input and '
+               'output projections, Adam 0.006, state carried between windows',
+        flags=dict(task='sin2cos', seq_len=20, batch_size=50, arch='lstm', units=(10,), input_units=10,
+                   optimizer='adam', learning_rate=6e-3, lr_schedule='constant', stateful=True, epochs=20)),
+    'adding': dict(
+        source='Hochreiter & Schmidhuber (1997): the adding problem, T = 100; LSTM(128), Adam 1e-3, clipping at 1',
+        flags=dict(task='adding', seq_len=100, arch='lstm', units=(128,), input_units=0, batch_size=50,
+                   optimizer='adam', learning_rate=1e-3, lr_schedule='cosine', clip_norm=1.0, train_steps=6000)),
+    'copy': dict(
+        source='Arjovsky, Shah & Bengio (2016): the copy task, 10 symbols recalled after T = 50 blanks; '
+               'LSTM(128), RMSprop 1e-3, clipping at 1',
+        flags=dict(task='copy', seq_len=50, arch='lstm', units=(128,), input_units=0, batch_size=50,
+                   optimizer='rmsprop', learning_rate=1e-3, lr_schedule='cosine', clip_norm=1.0, train_steps=6000)),
+    'pixel_mnist': dict(
+        source='Le, Jaitly & Hinton (2015): MNIST read one pixel at a time, 784 steps; LSTM(128), Adam 1e-3, '
+               'clipping at 1',
+        flags=dict(task='mnist', view='pixels', arch='lstm', units=(128,), input_units=0, batch_size=128,
+                   optimizer='adam', learning_rate=1e-3, lr_schedule='cosine', clip_norm=1.0, epochs=4)),
+    'permuted_mnist': dict(
+        source='Le, Jaitly & Hinton (2015): pixel MNIST under one fixed permutation of the 784 pixels; LSTM(128), '
+               'Adam 1e-3, clipping at 1',
+        flags=dict(task='mnist', view='permuted', arch='lstm', units=(128,), input_units=0, batch_size=128,
+                   optimizer='adam', learning_rate=1e-3, lr_schedule='cosine', clip_norm=1.0, epochs=4)),
+}
+
+
+def describe():
+  """One line per recipe, for `--recipe=list`."""
+  width = max(map(len, RECIPES))
+  return '\n'.join(f'{name:<{width}}  {recipe["source"]}' for name, recipe in RECIPES.items())

@@ -1,0 +1,196 @@
+"""Long-memory tasks made here: the adding problem and the copy task.
+
+Both are generated without end: the batch of global step s is a pure function
+of (--seed, s), so a resumed run sees exactly the batches it would have seen.
+Their test sets are fixed (the same for every run and seed), so runs compare.
+An epoch is EXAMPLES_PER_EPOCH examples.
+
+adding (Hochreiter & Schmidhuber 1997): T steps of two features, a value
+uniform in [0, 1] and a marker that is 1 at exactly two steps, one in each
+half; the target is the sum of the two marked values. Predicting the constant
+1 scores MSE 1/6 (the variance of the sum): the memoryless baseline.
+
+copy (Arjovsky, Shah & Bengio 2016): 10 symbols from 8 categories, T - 1
+blanks, a delimiter, then 10 blanks during which the model must output the 10
+symbols in order: T + 20 steps, one-hot over 10 classes (0 blank, 1-8 symbols,
+9 delimiter), a class to predict at every step. A memoryless model outputs
+blanks and then guesses: cross-entropy 10 log(8) / (T + 20), accuracy 1/8 on
+the recalled symbols.
+"""
+
+import math
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from harness import summaries
+from harness.tasks import base
+
+EXAMPLES_PER_EPOCH = 10_000
+TEST_EXAMPLES = 2_000
+_TEST_SEED = (2026, 11)  # Fixed: every run scores the same test sequences.
+_PROBE_STEP = -1  # The probe batch: the batch of a step no run reaches.
+COPY_SYMBOLS, COPY_CATEGORIES, COPY_CLASSES, COPY_DELIMITER = 10, 8, 10, 9
+
+
+class GeneratedTask(base.Task):
+  """A task whose examples are generated from a seed: `generate(seed, count)` -> (inputs, targets)."""
+
+  def __init__(self, seq_len, seed):
+    self.seq_len = seq_len
+    self.seed = seed
+    inputs, targets = self.generate(tf.constant(_TEST_SEED, tf.int64), TEST_EXAMPLES)
+    self.test_inputs, self.test_targets = inputs.numpy(), targets.numpy()
+
+  def generate(self, seed, count):
+    raise NotImplementedError
+
+  def steps_per_epoch(self, batch_size):
+    return max(1, EXAMPLES_PER_EPOCH // batch_size)
+
+  def train_dataset(self, batch_size, seed, start_step=0, input_context=None):
+    """Yields the batch of each global step from `start_step` on, generated from (seed, step)."""
+    steps = tf.data.Dataset.range(start_step, 2**62)
+    batches = steps.map(lambda step: self.generate(tf.stack([tf.constant(seed, tf.int64), step]), batch_size))
+    return base.replica_rows(batches, batch_size, input_context).prefetch(tf.data.AUTOTUNE)
+
+  def eval_dataset(self, batch_size, input_context=None):
+    inputs, targets = tf.constant(self.test_inputs), tf.constant(self.test_targets)
+    return base.eval_indices(TEST_EXAMPLES, batch_size, input_context).map(
+        lambda i: (tf.gather(inputs, i), tf.gather(targets, i), i))
+
+  def probe_batch(self, step=0):
+    del step  # The batch is the same at every step.
+    return self.generate(tf.constant([self.seed, _PROBE_STEP], tf.int64), base.PROBE_SIZE)
+
+  def hparams(self):
+    return {'seq_len': self.seq_len}
+
+
+class AddingTask(GeneratedTask):
+  """Inputs [b, T, 2] (value, marker); targets [b, 1], the sum of the two marked values."""
+  num_features = 2
+  num_outputs = 1
+  eval_metric_names = ('loss', 'mse')
+  baselines = {'loss': 1 / 6, 'mse': 1 / 6}
+
+  def __init__(self, seq_len, seed):
+    self.name = 'adding'
+    self.source = f'adding problem: generated, T = {seq_len}; test set of {TEST_EXAMPLES} fixed sequences'
+    super().__init__(seq_len, seed)
+
+  def generate(self, seed, count):
+    value_seed, first_seed, second_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    length, half = self.seq_len, self.seq_len // 2
+    values = tf.random.stateless_uniform([count, length], value_seed)
+    first = tf.random.stateless_uniform([count], first_seed, minval=0, maxval=half, dtype=tf.int32)
+    second = tf.random.stateless_uniform([count], second_seed, minval=half, maxval=length, dtype=tf.int32)
+    markers = tf.one_hot(first, length) + tf.one_hot(second, length)
+    return tf.stack([values, markers], axis=-1), tf.reduce_sum(values * markers, axis=1, keepdims=True)
+
+  def per_example_loss(self, targets, outputs):
+    return tf.reduce_mean(tf.square(outputs - targets), axis=-1)
+
+  def eval_outputs(self, targets, outputs):
+    return {'loss': self.per_example_loss(targets, outputs), 'prediction': outputs[:, 0]}
+
+  def eval_metrics(self, results):
+    mse = float(results['loss'].mean())
+    return {'loss': mse, 'mse': mse}
+
+  def eval_figures(self, results, model):
+    del model
+    targets, predictions = self.test_targets[:, 0], results['prediction']
+    figure, axes = summaries.subplots(figsize=(4.6, 4.2))
+    axes.scatter(targets, predictions, s=4, alpha=0.4, color='tab:blue', label='test sequences')
+    axes.plot([0, 2], [0, 2], color='black', linewidth=1, label='perfect')
+    axes.axhline(1.0, color='tab:red', linestyle='--', linewidth=1, label='baseline: always 1')
+    axes.set_xlim(0, 2)
+    axes.set_ylim(-0.2, 2.2)
+    axes.set_xlabel('target: sum of the marked values', fontsize=10)
+    axes.set_ylabel('prediction', fontsize=10)
+    axes.legend(fontsize=9, loc='upper left')
+    axes.set_title(f'T = {self.seq_len}: MSE {float(np.mean((predictions - targets) ** 2)):.4f} '
+                   f'(baseline {1 / 6:.4f})', fontsize=10)
+    figure.tight_layout()
+    return {'prediction_vs_target': summaries.figure_to_image(figure)}
+
+
+class CopyTask(GeneratedTask):
+  """Inputs [b, T + 20, 10] one-hot; targets [b, T + 20] class ids: blanks, then the 10 symbols."""
+  num_features = COPY_CLASSES
+  num_outputs = COPY_CLASSES
+  per_step_outputs = True
+  train_metric_names = ('accuracy',)
+  eval_metric_names = ('loss', 'accuracy')
+
+  def __init__(self, seq_len, seed):
+    self.name = 'copy'
+    self.source = (f'copy task: generated, {COPY_SYMBOLS} symbols recalled after T = {seq_len} steps; '
+                   f'test set of {TEST_EXAMPLES} fixed sequences')
+    self.baselines = {'loss': COPY_SYMBOLS * math.log(COPY_CATEGORIES) / (seq_len + 2 * COPY_SYMBOLS),
+                      'accuracy': 1 / COPY_CATEGORIES}
+    super().__init__(seq_len, seed)
+
+  def generate(self, seed, count):
+    symbols = tf.random.stateless_uniform([count, COPY_SYMBOLS], seed, minval=1, maxval=COPY_CATEGORIES + 1,
+                                          dtype=tf.int32)
+    blanks = lambda steps: tf.zeros([count, steps], tf.int32)  # pylint: disable=unnecessary-lambda-assignment
+    inputs = tf.concat([symbols, blanks(self.seq_len - 1), tf.fill([count, 1], COPY_DELIMITER),
+                        blanks(COPY_SYMBOLS)], axis=1)
+    targets = tf.concat([blanks(self.seq_len + COPY_SYMBOLS), symbols], axis=1)
+    return tf.one_hot(inputs, COPY_CLASSES), targets
+
+  def per_example_loss(self, targets, outputs):
+    """Cross-entropy averaged over all T + 20 steps [b]."""
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, outputs), axis=1)
+
+  def _recalled(self, outputs):
+    return tf.argmax(outputs[:, -COPY_SYMBOLS:], axis=-1, output_type=tf.int32)
+
+  def train_metrics(self, targets, outputs):
+    """Per example, the fraction of the 10 recalled symbols that are right."""
+    correct = tf.equal(self._recalled(outputs), targets[:, -COPY_SYMBOLS:])
+    return {'accuracy': tf.reduce_mean(tf.cast(correct, tf.float32), axis=1)}
+
+  def eval_outputs(self, targets, outputs):
+    return {'loss': self.per_example_loss(targets, outputs), 'recalled': self._recalled(outputs)}
+
+  def eval_metrics(self, results):
+    return {'loss': float(results['loss'].mean()),
+            'accuracy': float(np.mean(results['recalled'] == self.test_targets[:, -COPY_SYMBOLS:]))}
+
+  def eval_figures(self, results, model):
+    """The first test sequences: the symbols to recall against the ones recalled (wrong ones in red)."""
+    del model
+    shown = 6
+    truth, recalled = self.test_targets[:shown, -COPY_SYMBOLS:], results['recalled'][:shown]
+    figure, axes = summaries.subplots(figsize=(5.2, 0.32 * 2 * shown + 0.6))
+    axes.set_xlim(-0.5, COPY_SYMBOLS - 0.5)
+    axes.set_ylim(2 * shown - 0.5, -0.5)
+    axes.axis('off')
+    for row in range(shown):
+      for column in range(COPY_SYMBOLS):
+        axes.text(column, 2 * row, str(truth[row, column]), ha='center', va='center', fontsize=11, color='black')
+        right = recalled[row, column] == truth[row, column]
+        axes.text(column, 2 * row + 0.8, str(recalled[row, column]), ha='center', va='center', fontsize=11,
+                  color='tab:green' if right else 'tab:red', fontweight='normal' if right else 'bold')
+    accuracy = float(np.mean(recalled == truth))
+    axes.set_title(f'T = {self.seq_len}: to recall (black) / recalled (green right, red wrong); '
+                   f'these {shown}: {accuracy:.2f}', fontsize=9)
+    figure.tight_layout()
+    return {'recalled_symbols': summaries.figure_to_image(figure)}
+
+
+def _build(task_class):
+  def build(config):
+    if config.stateful:
+      logging.warning('--stateful on %s: every sequence is a new example, so the carried state crosses from one '
+                      'example into another.', config.task)
+    return task_class(config.seq_len, config.seed)
+  return build
+
+
+build_adding = _build(AddingTask)
+build_copy = _build(CopyTask)

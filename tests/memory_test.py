@@ -1,0 +1,117 @@
+"""The adding problem and the copy task: examples against hand-computed targets, baselines, exact resume."""
+
+import math
+
+from absl.testing import absltest
+import numpy as np
+import tensorflow as tf
+
+from harness.tasks import base
+from harness.tasks import memory
+from tests import testing
+
+
+def take(dataset, count):
+  return [tuple(np.asarray(t) for t in element) for element in dataset.take(count)]
+
+
+class AddingTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.task = memory.AddingTask(seq_len=10, seed=3)
+
+  def test_two_markers_one_in_each_half_and_the_target_is_their_sum(self):
+    inputs, targets = (t.numpy() for t in self.task.generate(tf.constant([1, 2], tf.int64), 64))
+    self.assertEqual(inputs.shape, (64, 10, 2))
+    self.assertEqual(targets.shape, (64, 1))
+    for values, markers, target in zip(inputs[..., 0], inputs[..., 1], targets[:, 0]):
+      marked = np.flatnonzero(markers)
+      self.assertLen(marked, 2)
+      self.assertLess(marked[0], 5)
+      self.assertGreaterEqual(marked[1], 5)
+      self.assertAlmostEqual(target, values[marked].sum(), places=6)
+      self.assertTrue(np.all((values >= 0) & (values < 1)))
+
+  def test_the_baseline_is_the_mse_of_always_answering_one(self):
+    targets = self.task.test_targets[:, 0]
+    self.assertAlmostEqual(float(np.mean((targets - 1.0) ** 2)), self.task.baselines['mse'], delta=0.01)
+    self.assertAlmostEqual(self.task.baselines['mse'], 1 / 6)
+    losses = self.task.per_example_loss(tf.constant(self.task.test_targets), tf.ones([memory.TEST_EXAMPLES, 1]))
+    self.assertAlmostEqual(float(tf.reduce_mean(losses)), float(np.mean((targets - 1.0) ** 2)), places=5)
+
+  def test_batches_are_a_function_of_seed_and_step_so_resume_is_exact(self):
+    full = take(self.task.train_dataset(8, seed=5), 6)
+    resumed = take(self.task.train_dataset(8, seed=5, start_step=4), 2)
+    for expected, actual in zip(full[4:], resumed):
+      np.testing.assert_array_equal(expected[0], actual[0])
+      np.testing.assert_array_equal(expected[1], actual[1])
+    self.assertFalse(np.array_equal(full[0][0], take(self.task.train_dataset(8, seed=6), 1)[0][0]))
+    self.assertFalse(np.array_equal(full[0][0], full[1][0]))
+
+  def test_replica_batches_tile_the_global_batch(self):
+    full = take(self.task.train_dataset(8, seed=0), 2)
+    per_pipeline = [take(self.task.train_dataset(8, seed=0, input_context=testing.InputContext(2, p, 4)), 4)
+                    for p in range(2)]
+    for step in range(2):
+      pieces = [per_pipeline[p][step * 2 + r][1] for p in range(2) for r in range(2)]
+      np.testing.assert_array_equal(np.concatenate(pieces), full[step][1])
+
+  def test_the_test_set_is_the_same_for_every_seed_and_covered_once(self):
+    np.testing.assert_array_equal(memory.AddingTask(10, seed=9).test_inputs, self.task.test_inputs)
+    indices = np.concatenate([i for _, _, i in take(self.task.eval_dataset(512), 10)])
+    self.assertEqual(sorted(indices.tolist()), list(range(memory.TEST_EXAMPLES)))
+    self.assertEqual(self.task.probe_batch()[0].shape, (base.PROBE_SIZE, 10, 2))
+
+
+class CopyTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.task = memory.CopyTask(seq_len=5, seed=0)
+
+  def test_symbols_then_blanks_then_the_delimiter_then_the_recall(self):
+    inputs, targets = (t.numpy() for t in self.task.generate(tf.constant([4, 4], tf.int64), 16))
+    self.assertEqual(inputs.shape, (16, 25, 10))
+    self.assertEqual(targets.shape, (16, 25))
+    ids = inputs.argmax(-1)
+    np.testing.assert_array_equal(inputs.sum(-1), 1.0)  # One-hot.
+    symbols = ids[:, :10]
+    self.assertTrue(np.all((symbols >= 1) & (symbols <= 8)))
+    np.testing.assert_array_equal(ids[:, 10:14], 0)  # T - 1 = 4 blanks.
+    np.testing.assert_array_equal(ids[:, 14], memory.COPY_DELIMITER)
+    np.testing.assert_array_equal(ids[:, 15:], 0)
+    np.testing.assert_array_equal(targets[:, :15], 0)
+    np.testing.assert_array_equal(targets[:, 15:], symbols)
+
+  def test_baselines_and_the_memoryless_loss(self):
+    self.assertAlmostEqual(self.task.baselines['loss'], 10 * math.log(8) / 25)
+    self.assertAlmostEqual(self.task.baselines['accuracy'], 1 / 8)
+    # Certain blanks while waiting, then a uniform guess among the 8 symbols: the baseline loss.
+    logits = np.full([1, 25, 10], -1e9, np.float32)
+    logits[0, :15, 0] = 0.0
+    logits[0, 15:, 1:9] = 0.0
+    targets = self.task.test_targets[:1]
+    loss = self.task.per_example_loss(tf.constant(targets), tf.constant(logits))
+    self.assertAlmostEqual(float(loss[0]), self.task.baselines['loss'], places=5)
+
+  def test_accuracy_counts_only_the_recalled_symbols(self):
+    targets = tf.constant(self.task.test_targets[:2])
+    logits = tf.one_hot(targets, 10) * 10.0
+    logits = tf.concat([tf.zeros_like(logits[:, :15]), logits[:, 15:]], axis=1)  # Wrong everywhere before.
+    wrong_last = tf.concat([logits[:, :-1], tf.one_hot(tf.zeros([2, 1], tf.int32), 10) * 10.0], axis=1)
+    np.testing.assert_allclose(self.task.train_metrics(targets, logits)['accuracy'], [1.0, 1.0])
+    np.testing.assert_allclose(self.task.train_metrics(targets, wrong_last)['accuracy'], [0.9, 0.9])
+    results = {'recalled': self.task.test_targets[:, -10:].copy(), 'loss': np.zeros(memory.TEST_EXAMPLES)}
+    results['recalled'][:, 0] = 0
+    self.assertAlmostEqual(self.task.eval_metrics(results)['accuracy'], 0.9)
+
+  def test_figures_draw(self):
+    results = {'recalled': self.task.test_targets[:, -10:], 'loss': np.zeros(memory.TEST_EXAMPLES)}
+    image = self.task.eval_figures(results, None)['recalled_symbols']
+    self.assertEqual(image.dtype, np.uint8)
+    self.assertEqual(image.shape[-1], 4)
+
+
+if __name__ == '__main__':
+  absltest.main()
