@@ -36,6 +36,8 @@ TASK_DEFAULTS = {
 }
 TASKS = tuple(TASK_DEFAULTS)
 IMAGE_TASKS = ('mnist', 'fashion_mnist')
+# The evaluation metrics of every task (each task says which it has).
+EVAL_METRICS = ('loss', 'accuracy', 'mse')
 # What --probes chooses from (harness.probes holds them; layer_dynamics runs in the train step).
 PROBES = ('weights', 'gradients', 'activations', 'gradient_flow', 'gates', 'layer_dynamics')
 VIEWS = ('rows', 'pixels', 'permuted')

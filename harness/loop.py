@@ -22,6 +22,7 @@ from harness import models
 from harness import probes
 from harness import runs
 from harness import runtime
+from harness import signals as signals_lib
 from harness import steps
 from harness import summaries
 from harness import tasks
@@ -114,7 +115,7 @@ def _train(run):
   """The schedule: train calls up to each event, then the event's work, until the end or a signal."""
   config, schedule, writers = run.config, run.schedule, run.open_writers()
   step = run.start_step
-  with runtime.SignalCatcher() as signals:
+  with signals_lib.SignalCatcher() as signals:
     run.start_training(signals)
     # Multi-worker: a signal stops every worker through the preemption handler, at one step.
     while step < schedule.total_steps and not (signals.received and not run.preemption):
@@ -292,7 +293,11 @@ class _Run:
       message = (f'{what} became non-finite (NaN or inf) at step {bad_step}; stopped, last good checkpoint kept: '
                  f'{self.checkpoints.latest or "none"}. Lower --learning_rate or set --clip_norm.')
       self.writers['train'].text(bad_step, {'non_finite': message})
-      self.writers['train'].flush()
+      self.writers[''].session_end('failed')
+      for writer in self.writers.values():
+        writer.flush()
+      self.folder.write_metrics({'step': step, 'total_steps': self.schedule.total_steps, 'status': 'failed',
+                                 'error': message, 'data_source': self.task.source})
       raise NonFiniteLossError(message)
 
   def write_run_info(self):
@@ -305,8 +310,8 @@ class _Run:
     hparams = runs.hparams(config, task.hparams(), {
         'replicas': self.strategy.num_replicas_in_sync, 'batch_splits': runtime.batch_splits(config),
         'data_source': task.source, 'params': self.num_params})
-    self.writers[''].hparams(hparams, {('eval', f'{METRICS_GROUP}/{name}'): f'eval {name}'
-                                       for name in task.eval_metric_names})
+    self.writers[''].hparams_experiment(dict.fromkeys(runs.HPARAM_NAMES), hparams_metrics())
+    self.writers[''].hparams(hparams, trial_id=os.path.basename(os.path.normpath(self.workdir)))
     environment = runtime.environment(config, self.strategy, self.state.model) + [
         ('data source', task.source), ('trainable parameters', f'{self.num_params:,}')]
     self.writers[''].text(0, {
@@ -353,9 +358,16 @@ class _Run:
     else:
       logging.info('final weights sha256: %s', weights_sha256)  # Equal on every worker of a synchronous run.
     self.folder.write_metrics(final)
+    if self.writers:
+      self.writers[''].session_end(final['status'])
     for writer in self.writers.values():
       writer.close()
     return final
+
+
+def hparams_metrics():
+  """{(group, tag): display name} of every task's eval metrics, for the HParams table."""
+  return {('eval', f'{METRICS_GROUP}/{name}'): f'eval {name}' for name in config_lib.EVAL_METRICS}
 
 
 def format_seconds(seconds):

@@ -255,6 +255,14 @@ class RunFolder:
       _write_whole(os.path.join(self.workdir, 'metrics.json'), json.dumps(metrics, indent=2, sort_keys=True))
 
 
+# Every hyperparameter a run can record (`hparams`, the tasks' own, the facts a
+# run adds). Every run declares them all, and every task's metrics: TensorBoard
+# takes the first declaration it finds, so each must list every column.
+HPARAM_NAMES = ('recipe', 'task', 'view', 'permutation_seed', 'seq_len', 'arch', 'units', 'input_units',
+                'forget_bias', 'lstm_kernel', 'batch_size', 'optimizer', 'learning_rate', 'lr_schedule', 'clip_norm',
+                'seed', 'stateful', 'replicas', 'batch_splits', 'data_source', 'params')
+
+
 def hparams(config, task_hparams, extra):
   """The run's hyperparameters for the HParams dashboard: what defines the model, data and optimizer.
 
@@ -263,7 +271,8 @@ def hparams(config, task_hparams, extra):
     task_hparams: the task's own settings ({name: value}).
     extra: facts known once the run starts ({name: value}: replicas, sub-batches, data source, parameters).
   """
-  values = {
+  values = {'recipe': config.recipe} if config.recipe else {}
+  values |= {
       'task': config.task, 'arch': config.arch, 'units': config_lib.flag_value(config.units),
       'input_units': config.input_units, 'batch_size': config.batch_size, 'optimizer': config.optimizer,
       'learning_rate': config.learning_rate, 'lr_schedule': config.lr_schedule, 'clip_norm': config.clip_norm,

@@ -1,7 +1,6 @@
-"""Where and how a run executes: tf.distribute strategy, chief, threads, sub-batches, checkpoints, signals."""
+"""Where and how a run executes: strategy, chief, threads, sub-batches, checkpoints, preemption, profiler."""
 
 import os
-import signal
 
 from absl import logging
 import keras
@@ -181,30 +180,6 @@ class Checkpoints:
 def _first_line(error):
   text = getattr(error, 'message', None) or str(error) or type(error).__name__
   return text.strip().splitlines()[0][:300]
-
-
-class SignalCatcher:
-  """Turns SIGTERM/SIGINT into a flag the loop checks between steps (then it checkpoints and stops)."""
-
-  def __init__(self):
-    self.received = None
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # Not the main thread: leave signals alone.
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    self.received = signal.Signals(signum).name
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 def environment(config, strategy, model):

@@ -12,7 +12,10 @@ matplotlib.use('Agg')  # No display; must precede pyplot.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
+from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
 from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import summary as hparams_summary
 
 FLUSH_MILLIS = 10_000  # Events reach disk at least this often while training runs.
 
@@ -20,9 +23,9 @@ FLUSH_MILLIS = 10_000  # Events reach disk at least this often while training ru
 class SummaryWriter:
   """Writes scalars, histograms, images, text and hparams to one event folder."""
 
-  def __init__(self, logdir, enabled=True):
+  def __init__(self, logdir, enabled=True, filename_suffix=None):
     self.enabled = enabled
-    self._writer = (tf.summary.create_file_writer(logdir, flush_millis=FLUSH_MILLIS)
+    self._writer = (tf.summary.create_file_writer(logdir, flush_millis=FLUSH_MILLIS, filename_suffix=filename_suffix)
                     if enabled else tf.summary.create_noop_writer())
 
   @contextlib.contextmanager
@@ -64,21 +67,43 @@ class SummaryWriter:
       for tag, value in texts.items():
         tf.summary.text(tag, value)
 
-  def hparams(self, hparams, metrics):
-    """Declares this run's hyperparameters, and which scalar tags are its metrics.
+  def hparams_experiment(self, domains, metrics):
+    """Declares the HParams experiment: its hyperparameters and which scalar tags are its metrics.
 
     Args:
-      hparams: {name: bool, int, float or str}.
+      domains: {hyperparameter name: list of its values, or None for any}.
       metrics: {(group, tag): display name}; group is the sub-folder ('eval').
     """
     if not self.enabled:
       return
     with self.as_default(0):
       hparams_api.hparams_config(
-          hparams=[hparams_api.HParam(name) for name in hparams],
+          hparams=[hparams_api.HParam(name, hparams_api.Discrete(values) if values else None)
+                   for name, values in domains.items()],
           metrics=[hparams_api.Metric(tag, group=group, display_name=name)
                    for (group, tag), name in metrics.items()])
-      hparams_api.hparams(hparams)
+
+  def hparams(self, values, trial_id):
+    """Records this run's hyperparameters ({name: bool, int, float or str}); the table names it `trial_id`."""
+    if not self.enabled:
+      return
+    with self.as_default(0):
+      hparams_api.hparams(values, trial_id=trial_id)
+
+  def session_end(self, status):
+    """How the run ended, for the HParams table: 'finished', 'failed' or 'stopped' (resumable)."""
+    if not self.enabled:
+      return
+    code = {'finished': api_pb2.STATUS_SUCCESS, 'failed': api_pb2.STATUS_FAILURE,
+            'stopped': api_pb2.STATUS_RUNNING}[status]
+    with self.as_default(0):
+      tf.summary.experimental.write_raw_pb(hparams_summary.session_end_pb(code).SerializeToString(), step=0)
+
+  def layout(self, layout):
+    """A custom-scalars layout (`layout_pb2.Layout`): charts such as margin charts of mean ± sd."""
+    if self.enabled:
+      with self.as_default(0):
+        tf.summary.experimental.write_raw_pb(custom_scalar_summary.pb(layout).SerializeToString(), step=0)
 
   def session_start(self, step):
     """Marks a (re)start at `step`: TensorBoard then drops events from step on that an earlier attempt wrote.

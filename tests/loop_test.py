@@ -218,9 +218,15 @@ class InstrumentationTest(absltest.TestCase):
     self.assertEqual(hparams['clip_norm'], 0.5)
     self.assertEqual(hparams['lstm_kernel'], 'auto')
     self.assertEqual(hparams['data_source'], 'tiny synthetic bars')
+    self.assertEqual(session.session_start_info.group_name, 'run')  # The run's name, not a hash.
+    self.assertNotIn('seq_len', hparams)  # Images: no dummy value.
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/experiment']).experiment
+    # Every task's metrics and every hparam a run can have: whichever run TensorBoard reads first, no column is lost.
     self.assertEqual({(m.name.group, m.name.tag) for m in experiment.metric_infos},
-                     {('eval', 'Metrics/loss'), ('eval', 'Metrics/accuracy')})
+                     {('eval', 'Metrics/loss'), ('eval', 'Metrics/accuracy'), ('eval', 'Metrics/mse')})
+    self.assertContainsSubset({'seq_len', 'view', 'recipe', 'forget_bias'}, {h.name for h in experiment.hparam_infos})
+    end = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/session_end_info'])
+    self.assertEqual(end.session_end_info.status, 1)  # STATUS_SUCCESS.
 
   def test_images_decode_as_png(self):
     for tag in ('figures/confusion_matrix', 'figures/worst_misclassified'):
