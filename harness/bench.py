@@ -1,23 +1,30 @@
-"""Throughput benchmark: the harness loop against itself without summaries, Keras `fit` and PyTorch.
+"""Throughput benchmark: the harness loop against itself, Keras `fit` and PyTorch, on the same model and data.
 
-  python -m harness.bench --task=fashion_mnist --arch=lstm --units=128 --batch_size=256 \
-      --contenders=harness,harness_no_summaries,harness_keras_lstm,keras_fit,torch --rounds=3 --out=bench.json
+  python -m harness.bench --task=fashion_mnist --arch=lstm --units=128 --batch_size=256 \\
+      --contenders=harness,harness_no_summaries,keras_fit,torch --rounds=3 --out=bench.json
 
-`harness` is the loop at its defaults (summaries on); `harness_no_summaries`
-the same with no summaries between its first and last step;
-`harness_keras_lstm` the same with `--lstm_kernel=keras` (Keras's per-step
-loop on the CPU instead of the fused kernel). Every contender trains the same
-model (input projection if any, recurrent layers, Dense head), loss and
-optimizer on the same data. Rounds interleave the contenders so machine drift
-hits all alike; the report gives per-round examples/s, medians and ratios
-against `harness`.
+Contenders:
+  harness               the loop at the run's defaults: summaries, histograms and probes on
+  harness_no_summaries  the same with nothing written between its first and last step
+  harness_keras_lstm    the same with --lstm_kernel=keras (Keras's per-step loop on the CPU)
+  harness_bf16          the same with --precision=mixed_bfloat16
+  keras_fit             Keras 3 `model.fit` on the same layers (in float32)
+  keras_fit_bf16        the same under the mixed_bfloat16 policy
+  torch                 PyTorch's nn.RNN / nn.GRU / nn.LSTM, same shapes, loss and optimizer
+  torch_bf16            the same under torch.autocast('cpu', dtype=torch.bfloat16)
 
-Steady state: for the harness, the time of a run of S + N steps minus that of a
-run of S steps (both pay the same start-up, tracing and final summaries), over
-N; its event bytes are measured the same way. S is W, or the first scalar or
-histogram summary step where a run of W + N steps would reach it, so that
-their one-off tracing falls in both runs. For Keras and PyTorch, the time
-of steps W..W+N inside one run. `torch` is skipped when PyTorch is not installed.
+Every contender trains the same model (input projection if any, recurrent
+layers, a Dense head on the last step) with Adam on the same batches of any
+task whose head reads the last step (images in any --view, adding) for steps
+W..W+N. Rounds interleave the contenders so machine drift hits all alike; the
+report gives per-round examples/s, medians and the harness's ratio to each.
+
+The harness is timed as a user experiences it: the time of a whole run of
+S + N steps minus that of a run of S steps (both pay the same start-up,
+tracing and final evaluation), over N; event bytes alike. S is W, or the first
+summary or histogram step a run of W + N steps reaches, so their one-off
+tracing falls in both runs. Keras and PyTorch: the time of steps W..W+N in one
+run. PyTorch contenders are skipped where PyTorch is not installed.
 """
 
 import dataclasses
@@ -42,21 +49,24 @@ from harness import cli
 from harness import config as config_lib
 from harness import loop
 from harness import runtime
-from harness.tasks import images
-from harness.tasks import sources
+from harness import tasks
 from harness.errors import UserError
 
-CONTENDERS = ('harness', 'harness_no_summaries', 'harness_keras_lstm', 'keras_fit', 'torch')
+CONTENDERS = ('harness', 'harness_no_summaries', 'harness_keras_lstm', 'harness_bf16', 'keras_fit', 'keras_fit_bf16',
+              'torch', 'torch_bf16')
+_BATCHES = 50  # Distinct batches the Keras and PyTorch contenders cycle through.
 
-_CONFIG_FLAGS = ('task', 'arch', 'units', 'input_units', 'batch_size', 'learning_rate', 'summary_every',
-                 'histogram_every', 'batch_splits', 'data_dir')
+_CONFIG_FLAGS = ('task', 'view', 'seq_len', 'arch', 'units', 'input_units', 'batch_size', 'learning_rate',
+                 'summary_every', 'histogram_every', 'probes', 'batch_splits', 'data_dir')
 cli.define_config_flags(_CONFIG_FLAGS, defaults=dict(
     task='fashion_mnist', arch='lstm', units=(128,), input_units=0, batch_size=256, learning_rate=1e-3))
-_STEPS = flags.DEFINE_integer('steps', 200, 'N: measured steps per contender and round.')
-_WARMUP_STEPS = flags.DEFINE_integer('warmup_steps', 20, 'W: steps before measuring.')
-_ROUNDS = flags.DEFINE_integer('rounds', 3, 'Interleaved rounds.')
-_CONTENDERS = flags.DEFINE_list('contenders', list(CONTENDERS), f'Any of {", ".join(CONTENDERS)}.')
+_STEPS = flags.DEFINE_integer('steps', 200, 'N: measured steps per contender and round.', lower_bound=1)
+_WARMUP_STEPS = flags.DEFINE_integer('warmup_steps', 20, 'W: steps before measuring.', lower_bound=1)
+_ROUNDS = flags.DEFINE_integer('rounds', 3, 'Interleaved rounds.', lower_bound=1)
+_CONTENDERS = flags.DEFINE_list('contenders', ['harness', 'harness_no_summaries', 'keras_fit', 'torch'],
+                                f'Any of {", ".join(CONTENDERS)}.')
 _OUT = flags.DEFINE_string('out', '', 'Write the JSON report here too.')
+_PROGRAM = 'harness.bench'
 
 
 def _event_bytes(directory):
@@ -88,18 +98,26 @@ def harness_contender(config, task, warmup, steps):
           'event_bytes_per_1000_steps': (long_bytes - short_bytes) * 1000 / steps}
 
 
-def _keras_model(config, num_classes):
-  layers = [keras.Input([28, 28])]
+def _batches(config, task):
+  """_BATCHES training batches as numpy: (inputs [n, b, T, F] float32, targets [n, b] or [n, b, 1])."""
+  pairs = list(task.train_dataset(config.batch_size, config.seed).take(_BATCHES).as_numpy_iterator())
+  return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def _keras_model(config, task, precision):
+  dtype = keras.DTypePolicy(precision)
+  recurrent = {'rnn': keras.layers.SimpleRNN, 'gru': keras.layers.GRU}.get(config.arch, keras.layers.LSTM)
+  layers = [keras.Input([None, task.num_features])]
   if config.input_units:
-    layers.append(keras.layers.Dense(config.input_units))
+    layers.append(keras.layers.Dense(config.input_units, dtype=dtype))
   for i, units in enumerate(config.units):
-    layers.append(keras.layers.LSTM(units, return_sequences=i < len(config.units) - 1))
-  layers.append(keras.layers.Dense(num_classes))
+    layers.append(recurrent(units, return_sequences=i < len(config.units) - 1, dtype=dtype))
+  layers.append(keras.layers.Dense(task.num_outputs, dtype='float32'))
   return keras.Sequential(layers)
 
 
-def keras_fit_contender(config, task, warmup, steps):
-  """Keras 3 `model.fit` with its defaults on the same model, data and optimizer."""
+def keras_fit_contender(config, task, warmup, steps, precision='float32'):
+  """Keras 3 `model.fit` with its defaults on the same model, loss, optimizer and batches."""
 
   class StepTimes(keras.callbacks.Callback):
 
@@ -110,53 +128,55 @@ def keras_fit_contender(config, task, warmup, steps):
     def on_train_batch_end(self, batch, logs=None):
       self.times.append(time.perf_counter())
 
-  model = _keras_model(config, task.num_outputs)
+  model = _keras_model(config, task, precision)
   model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])
-  dataset = tf.data.Dataset.from_tensor_slices(
-      (task.train_images.astype(np.float32) / 255.0, task.train_labels)).shuffle(
-          10_000, seed=config.seed).repeat().batch(config.batch_size, drop_remainder=True).prefetch(
-              tf.data.AUTOTUNE)
+                loss=lambda targets, outputs: task.per_example_loss(targets, outputs))
+  inputs, targets = _batches(config, task)
+  dataset = tf.data.Dataset.from_tensor_slices((inputs, targets)).repeat().prefetch(tf.data.AUTOTUNE)
   timer = StepTimes()
   model.fit(dataset, epochs=1, steps_per_epoch=warmup + steps, callbacks=[timer], verbose=0)
   return {'examples_per_sec': steps * config.batch_size / (timer.times[-1] - timer.times[warmup - 1])}
 
 
-def torch_contender(config, task, warmup, steps):
-  """PyTorch `nn.LSTM` on the CPU: the same shapes, loss and optimizer."""
+def torch_contender(config, task, warmup, steps, precision='float32'):
+  """PyTorch on the CPU: nn.RNN / nn.GRU / nn.LSTM with the same shapes, loss, optimizer and batches."""
   import torch  # pylint: disable=g-import-not-at-top
+
+  recurrent = {'rnn': torch.nn.RNN, 'gru': torch.nn.GRU}.get(config.arch, torch.nn.LSTM)
 
   class Model(torch.nn.Module):
 
     def __init__(self):
       super().__init__()
-      features = 28
-      self.projection = torch.nn.Linear(28, config.input_units) if config.input_units else None
+      features = task.num_features
+      self.projection = torch.nn.Linear(features, config.input_units) if config.input_units else None
       features = config.input_units or features
-      self.lstms = torch.nn.ModuleList()
+      self.layers = torch.nn.ModuleList()
       for units in config.units:
-        self.lstms.append(torch.nn.LSTM(features, units, batch_first=True))
+        self.layers.append(recurrent(features, units, batch_first=True))
         features = units
       self.head = torch.nn.Linear(features, task.num_outputs)
 
     def forward(self, inputs):
       hidden = self.projection(inputs) if self.projection is not None else inputs
-      for lstm in self.lstms:
-        hidden, _ = lstm(hidden)
+      for layer in self.layers:
+        hidden, _ = layer(hidden)
       return self.head(hidden[:, -1])
 
   torch.manual_seed(config.seed)
   model = Model()
   optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-  images = torch.from_numpy(task.train_images.astype(np.float32) / 255.0)
-  labels = torch.from_numpy(task.train_labels.astype(np.int64))
-  order = torch.randperm(len(labels))
-  per_epoch = len(labels) // config.batch_size
+  inputs, targets = (torch.from_numpy(a) for a in _batches(config, task))
+  classification = task.num_outputs > 1
   times = []
   for step in range(warmup + steps):
-    batch = order[(step % per_epoch) * config.batch_size:(step % per_epoch + 1) * config.batch_size]
+    x, y = inputs[step % len(inputs)], targets[step % len(inputs)]
     optimizer.zero_grad()
-    loss = torch.nn.functional.cross_entropy(model(images[batch]), labels[batch])
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=precision != 'float32'):
+      outputs = model(x)
+    outputs = outputs.float()
+    loss = (torch.nn.functional.cross_entropy(outputs, y.long()) if classification
+            else torch.nn.functional.mse_loss(outputs, y))
     loss.backward()
     optimizer.step()
     times.append(time.perf_counter())
@@ -176,8 +196,12 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
           dataclasses.replace(config, summary_every=10**9, histogram_every=0), task, warmup, steps),
       'harness_keras_lstm': lambda: harness_contender(
           dataclasses.replace(config, lstm_kernel='keras'), task, warmup, steps),
+      'harness_bf16': lambda: harness_contender(
+          dataclasses.replace(config, precision='mixed_bfloat16'), task, warmup, steps),
       'keras_fit': lambda: keras_fit_contender(config, task, warmup, steps),
+      'keras_fit_bf16': lambda: keras_fit_contender(config, task, warmup, steps, 'mixed_bfloat16'),
       'torch': lambda: torch_contender(config, task, warmup, steps),
+      'torch_bf16': lambda: torch_contender(config, task, warmup, steps, 'mixed_bfloat16'),
   }
   results = {name: [] for name in contenders}
   for round_index in range(rounds):
@@ -190,10 +214,10 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
       'machine': {'cpus': os.cpu_count(), 'platform': platform.platform(), 'tensorflow': tf.__version__,
                   'keras': keras.__version__, 'gpus': len(tf.config.list_physical_devices('GPU'))},
-      'config': {'task': config.task, 'arch': config.arch, 'units': list(config.units),
-                 'input_units': config.input_units, 'batch_size': config.batch_size,
-                 'batch_splits': runtime.batch_splits(config),
-                 'summary_every': config.summary_every, 'histogram_every': config.histogram_every},
+      'config': {'task': config.task, 'view': config.view, 'seq_len': config.seq_len, 'arch': config.arch,
+                 'units': list(config.units), 'input_units': config.input_units, 'batch_size': config.batch_size,
+                 'batch_splits': runtime.batch_splits(config), 'summary_every': config.summary_every,
+                 'histogram_every': config.histogram_every, 'probes': config.probes},
       'warmup_steps': warmup, 'steps': steps, 'rounds': rounds,
       'rounds_results': results,
       'median_examples_per_sec': medians,
@@ -212,22 +236,19 @@ def main(argv):
     unknown = set(_CONTENDERS.value) - set(CONTENDERS)
     if unknown:
       raise UserError(f'--contenders: unknown {", ".join(sorted(unknown))}; choose from {", ".join(CONTENDERS)}')
-    if _STEPS.value < 1 or _WARMUP_STEPS.value < 1 or _ROUNDS.value < 1:
-      raise UserError('--steps, --warmup_steps and --rounds must be positive')
     config = config_lib.make_config(**cli.config_values(_CONFIG_FLAGS), lr_schedule='constant')
-    if config.task not in sources.IMPORTABLE_TASKS or config.arch not in ('lstm', 'stacked_lstm'):
-      raise UserError('harness.bench compares LSTM models on image tasks: --task=mnist or fashion_mnist, '
-                      '--arch=lstm or stacked_lstm')
-    contenders = [c for c in _CONTENDERS.value if c != 'torch' or _torch_available()]
+    if config.task in ('sin2cos', 'copy'):
+      raise UserError(f'--task={config.task}: the benchmark compares models whose head reads the last step '
+                      '(image tasks, adding)')
+    contenders = [c for c in _CONTENDERS.value if not c.startswith('torch') or _torch_available()]
     if len(contenders) < len(_CONTENDERS.value):
-      logging.warning('PyTorch is not installed: skipping the torch contender (pip install torch==2.13.0).')
+      logging.warning('PyTorch is not installed: skipping the torch contenders (pip install torch==2.13.0).')
     runtime.configure_threads(config)
-    data = sources.load_images(config.task, config.data_dir)
+    task = tasks.load_task(config)
   except UserError as e:
-    cli.fail('harness.bench', e)
-  # Only training speed is measured: a small test split keeps the end-of-run eval short.
-  task = images.ImageTask(config.task, data._replace(test_images=data.test_images[:512],
-                                                     test_labels=data.test_labels[:512]))
+    cli.fail(_PROGRAM, e)
+  if hasattr(task, 'test_images'):  # Only training speed is measured: a short end-of-run evaluation.
+    task.test_images, task.test_labels = task.test_images[:512], task.test_labels[:512]
   report = benchmark(config, task, contenders, _WARMUP_STEPS.value, _STEPS.value, _ROUNDS.value)
   text = json.dumps(report, indent=2)
   print(text)
@@ -240,7 +261,7 @@ def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    cli.fail('harness.bench', e)
+    cli.fail(_PROGRAM, e)
 
 
 def run():

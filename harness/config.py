@@ -87,6 +87,10 @@ class Config:
       'fused = TensorFlow\'s BlockLSTM op, one op per sequence; keras = keras.layers.LSTM\'s per-step '
       'tf.while_loop; auto = fused for layers of up to 128 units (where it is faster), keras above.',
       choices=('auto', 'fused', 'keras'), resumable=True)
+  precision: str = _field(
+      'float32', 'Compute precision: float32, or a Keras mixed policy with float32 variables: mixed_bfloat16 '
+      '(bfloat16 matmuls: AMX or AVX-512 BF16 on CPUs, recent GPUs) or mixed_float16 (GPUs; with loss scaling).',
+      choices=('float32', 'mixed_bfloat16', 'mixed_float16'))
   batch_size: int = _field(128, 'Global batch size.', minimum=1, per_task=True)
   epochs: int = _field(10, 'Epochs to train.', minimum=1, per_task=True, resumable=True)
   train_steps: int = _field(0, 'Steps to train; when set (> 0), overrides --epochs.', minimum=0, resumable=True)

@@ -64,7 +64,8 @@ class FusedLSTM(keras.layers.LSTM):
   """
 
   def _runs_fused_on_cpu(self, mask, training):
-    return (not gpu_available() and mask is None and not self.go_backwards and not self.unroll
+    # BlockLSTM has no bfloat16 kernel: a mixed-precision layer runs Keras's loop in bfloat16.
+    return (not gpu_available() and self.compute_dtype == 'float32' and mask is None and not self.go_backwards and not self.unroll
             and self.cell.use_bias and not (training and (self.dropout or self.recurrent_dropout))
             and self.cell.activation is keras.activations.tanh
             and self.cell.recurrent_activation is keras.activations.sigmoid)

@@ -93,6 +93,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   strategy = strategy or runtime.make_strategy(config)
+  runtime.check_precision(config)
   if config.stateful and strategy.num_replicas_in_sync > 1:
     raise UserError('--stateful: carried state runs on one device only; use --strategy=default')
   task = task or tasks.load_task(config)

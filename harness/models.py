@@ -37,29 +37,35 @@ def uses_fused_lstm(lstm_kernel, units):
 
 def all_layers_fused(config):
   """Whether every recurrent layer `config` builds is a `FusedLSTM`."""
-  return config.arch in ('lstm', 'stacked_lstm') and all(
+  return config.arch in ('lstm', 'stacked_lstm') and config.precision == 'float32' and all(
       uses_fused_lstm(config.lstm_kernel, n) for n in config.units)
 
 
-def _lstm(units, forget_bias, name, lstm_kernel):
-  layer_class = layers.FusedLSTM if uses_fused_lstm(lstm_kernel, units) else keras.layers.LSTM
+def _lstm(units, name, options):
+  layer_class = layers.FusedLSTM if uses_fused_lstm(options['lstm_kernel'], units) else keras.layers.LSTM
   return layer_class(
       units, return_sequences=True, return_state=True, unit_forget_bias=False,
-      bias_initializer=layers.ForgetGateBias(forget_bias), name=name)
+      bias_initializer=layers.ForgetGateBias(options['forget_bias']), name=name, dtype=options['dtype'])
 
 
-def _single(layer_fn):
-  return lambda units, forget_bias, lstm_kernel: [layer_fn(units[0], forget_bias, 'recurrent_0', lstm_kernel)]
+def _rnn(units, name, options):
+  return keras.layers.SimpleRNN(units, return_sequences=True, return_state=True, name=name, dtype=options['dtype'])
 
 
+def _gru(units, name, options):
+  return keras.layers.GRU(units, return_sequences=True, return_state=True, name=name, dtype=options['dtype'])
+
+
+def _one_layer(layer_fn):
+  return lambda units, options: [layer_fn(units[0], 'recurrent_0', options)]
+
+
+# Arch name -> fn(units per layer, options: forget_bias, lstm_kernel, dtype) -> recurrent layers.
 ARCHS = {
-    'rnn': _single(lambda n, _, name, __: keras.layers.SimpleRNN(
-        n, return_sequences=True, return_state=True, name=name)),
-    'gru': _single(lambda n, _, name, __: keras.layers.GRU(
-        n, return_sequences=True, return_state=True, name=name)),
-    'lstm': _single(_lstm),
-    'stacked_lstm': lambda units, forget_bias, lstm_kernel: [
-        _lstm(n, forget_bias, f'recurrent_{i}', lstm_kernel) for i, n in enumerate(units)],
+    'rnn': _one_layer(_rnn),
+    'gru': _one_layer(_gru),
+    'lstm': _one_layer(_lstm),
+    'stacked_lstm': lambda units, options: [_lstm(n, f'recurrent_{i}', options) for i, n in enumerate(units)],
 }
 
 
@@ -108,15 +114,15 @@ def state_sizes(arch, units):
 class SequenceModel(keras.Model):
   """A recurrent model over [batch, time, features] sequences; see the module docstring."""
 
-  def __init__(self, recurrent_layers, input_units, num_outputs, per_step_outputs, **kwargs):
+  def __init__(self, recurrent_layers, input_units, num_outputs, per_step_outputs, dtype=None, **kwargs):
     super().__init__(**kwargs)
     self.input_projection = (
-        keras.layers.Dense(input_units, name='input_projection') if input_units else None)
+        keras.layers.Dense(input_units, name='input_projection', dtype=dtype) if input_units else None)
     # One attribute per layer: tf.train.Checkpoint does not see into a Keras-tracked list.
     self.num_recurrent_layers = len(recurrent_layers)
     for i, layer in enumerate(recurrent_layers):
       setattr(self, f'recurrent_{i}', layer)
-    self.head = keras.layers.Dense(num_outputs, name='head')
+    self.head = keras.layers.Dense(num_outputs, name='head', dtype='float32')  # Logits in float32 always.
     self.per_step_outputs = per_step_outputs
 
   @property
@@ -161,14 +167,19 @@ def build_model(config, num_outputs, per_step_outputs, num_features):
   """Builds (and creates the variables of) the model `config` names.
 
   Args:
-    config: a `harness.config.Config`; uses arch, units, input_units, forget_bias, lstm_kernel.
+    config: a `harness.config.Config`; uses arch, units, input_units, forget_bias, lstm_kernel, precision.
     num_outputs: classes, or outputs per step.
     per_step_outputs: whether the head reads every step (regression) or the last.
     num_features: features per input step.
+
+  With a mixed precision, every layer but the head computes in bfloat16 or
+  float16 and keeps float32 variables (a Keras dtype policy per layer, not
+  the global one); the head's logits are float32.
   """
-  model = SequenceModel(
-      ARCHS[config.arch](config.units, config.forget_bias, config.lstm_kernel), config.input_units,
-      num_outputs, per_step_outputs, name=config.arch)
+  dtype = keras.DTypePolicy(config.precision)
+  options = dict(forget_bias=config.forget_bias, lstm_kernel=config.lstm_kernel, dtype=dtype)
+  model = SequenceModel(ARCHS[config.arch](config.units, options), config.input_units, num_outputs,
+                        per_step_outputs, dtype=dtype, name=config.arch)
   model(tf.zeros([1, 2, num_features]))
   return model
 

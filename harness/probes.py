@@ -64,13 +64,14 @@ class ProbeBatch:
     """The model re-run through `recurrence.unroll`, with dL/dh_t for every layer and step.
 
     L is the batch's summed loss, so each example's gradient is that of its own
-    loss. Returns {'flow': [per layer [T]], 'input_flow': [T], 'gates': [per
+    loss. The recurrences run in float32 whatever the model's precision. Returns {'flow': [per layer [T]], 'input_flow': [T], 'gates': [per
     layer {gate: [batch, time, units]}], 'sequences': [per layer [batch, time, units]]}.
     """
     model = self.model
     with tf.GradientTape() as tape:
       tape.watch(self.inputs)
       hidden = model.input_projection(self.inputs) if model.input_projection else self.inputs
+      hidden = tf.cast(hidden, tf.float32)  # Under a mixed precision, the reference runs in float32.
       perturbations, gates, sequences = [], [], []
       for i, layer in enumerate(model.recurrent_layers):
         perturbation = tf.zeros([tf.shape(hidden)[1], tf.shape(hidden)[0], layer.cell.units])

@@ -66,6 +66,27 @@ def batch_splits(config):
               if config.batch_size % n == 0 and config.batch_size // n >= min_rows] or [1])
 
 
+def check_precision(config):
+  """Refuses a precision this machine cannot run well: float16 on a CPU (no fast float16 kernels there).
+
+  bfloat16 on a CPU without AVX-512 BF16 or AMX runs, but slower than
+  float32: a warning says so.
+  """
+  if tf.config.list_physical_devices('GPU') or config.precision == 'float32':
+    return
+  if config.precision == 'mixed_float16':
+    raise UserError('--precision=mixed_float16: float16 is for GPUs; on a CPU it runs far slower than float32 '
+                    '(use --precision=mixed_bfloat16 on CPUs with AVX-512 BF16 or AMX)')
+  try:
+    with open('/proc/cpuinfo') as f:
+      flags = set(f.read().split())
+  except OSError:
+    flags = set()
+  if not flags & {'avx512_bf16', 'amx_bf16'}:
+    logging.warning('--precision=mixed_bfloat16: this CPU has no bfloat16 instructions (AVX-512 BF16, AMX); '
+                    'bfloat16 runs slower than float32 here.')
+
+
 def configure_threads(config):
   """With sub-batches, one intra-op thread per op and one inter-op thread per sub-batch.
 

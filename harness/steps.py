@@ -3,7 +3,9 @@
 Steps are built apart from the loop, so each can be tested alone. They run
 under any `tf.distribute` strategy: the default one for a single device,
 Mirrored for several local devices, MultiWorkerMirrored for several hosts.
-Global step = `optimizer.iterations`: the number of updates applied.
+Global step = `TrainState.global_step`: the number of train steps run. It is
+`optimizer.iterations` too, except under float16 loss scaling, which skips the
+update of a step whose scaled gradients overflow.
 """
 
 import dataclasses
@@ -36,15 +38,16 @@ class TrainState:
   sums: dict  # Running sums since the last summary: _SUM_NAMES and the task's train metrics.
   first_nonfinite_step: tf.Variable  # 0 until a step's loss is not finite.
   train_seconds: tf.Variable  # float64: seconds spent in training calls, over every start of the run.
+  global_step: tf.Variable  # int64: train steps run.
 
   @property
   def step(self):
-    return int(self.optimizer.iterations.numpy())
+    return int(self.global_step.numpy())
 
   def checkpoint(self):
-    """What a checkpoint holds: weights, optimizer slots and step, carried state, training time."""
+    """What a checkpoint holds: weights, optimizer slots, the step, carried state, training time."""
     return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, carried_state=self.carried_state,
-                               train_seconds=self.train_seconds)
+                               train_seconds=self.train_seconds, global_step=self.global_step)
 
 
 def learning_rate_schedule(config, total_steps):
@@ -59,6 +62,8 @@ def create_train_state(config, task, strategy, total_steps):
   with strategy.scope():
     model = models.build_model(config, task.num_outputs, task.per_step_outputs, task.num_features)
     optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate_schedule(config, total_steps))
+    if config.precision == 'mixed_float16':
+      optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow without it.
     optimizer.build(model.trainable_variables)  # Slots now, so the traced step creates no variables.
     carried_state = []
     if config.stateful:
@@ -71,7 +76,8 @@ def create_train_state(config, task, strategy, total_steps):
     sums = {name: tf.Variable(0.0, trainable=False, name=f'sum_{name.replace("/", "_")}') for name in sum_names}
     first_nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='first_nonfinite_step')
     train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name='train_seconds')
-  return TrainState(model, optimizer, carried_state, sums, first_nonfinite_step, train_seconds)
+    global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
+  return TrainState(model, optimizer, carried_state, sums, first_nonfinite_step, train_seconds, global_step)
 
 
 def make_train_step(state, task, config, strategy):
@@ -92,6 +98,9 @@ def make_train_step(state, task, config, strategy):
     layer_groups = [(tag, [i for i, v in enumerate(variables) if any(v is w for w in layer.trainable_variables)])
                     for tag, layer in model.named_layers()]
 
+  # float16: gradients of the loss times a dynamic scale, which the optimizer
+  # divides out again (skipping the update of a step whose gradients overflow).
+  loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
   splits = runtime.batch_splits(config)
   per_replica_batch = config.batch_size // replicas
   if per_replica_batch % splits:
@@ -107,9 +116,10 @@ def make_train_step(state, task, config, strategy):
       with tf.name_scope('loss'):
         losses = task.per_example_loss(targets, outputs)
         loss = tf.nn.compute_average_loss(losses, global_batch_size=config.batch_size)
+      scaled_loss = optimizer.scale_loss(loss) if loss_scaling else loss
     with tf.name_scope('metrics'):
       metrics = {name: tf.reduce_sum(value) for name, value in task.train_metrics(targets, outputs).items()}
-    return loss, tape.gradient(loss, variables), metrics, final_state
+    return loss, tape.gradient(scaled_loss, variables), metrics, final_state
 
   def replica_step(inputs, targets):
     # Sub-batches have no op in common until their gradients are summed, so
@@ -132,12 +142,16 @@ def make_train_step(state, task, config, strategy):
         # The true global gradient, to measure (and clip by) its norm. Keras sums
         # what it is given over replicas once more, hence the division.
         grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+      if loss_scaling:
+        grads = [g / optimizer.dynamic_scale for g in grads]
       grad_norm = tf.linalg.global_norm(grads)
       dynamics = {f'layer_grad_norm/{tag}': tf.linalg.global_norm([grads[i] for i in group])
                   for tag, group in layer_groups}
       before = [[tf.identity(variables[i]) for i in group] for _, group in layer_groups]
       if config.clip_norm > 0:
         grads, _ = tf.clip_by_global_norm(grads, config.clip_norm, use_norm=grad_norm)
+      if loss_scaling:
+        grads = [g * optimizer.dynamic_scale for g in grads]  # Scaled once more: the optimizer checks and divides.
       optimizer.apply_gradients(zip([g / replicas for g in grads] if replicas > 1 else grads, variables))
       for (tag, group), old in zip(layer_groups, before):
         update = tf.linalg.global_norm([variables[i] - value for i, value in zip(group, old)])
@@ -172,8 +186,9 @@ def make_train_step(state, task, config, strategy):
       sums['grad_norm'].assign_add(grad_norm)
       if config.clip_norm > 0:
         sums['clipped'].assign_add(tf.cast(grad_norm > config.clip_norm, tf.float32))
-      finite = tf.math.is_finite(loss) & tf.math.is_finite(grad_norm)
-      step = tf.cast(optimizer.iterations, tf.int64)
+      step = state.global_step.assign_add(1)
+      # Under loss scaling an overflowing gradient is expected now and then: the optimizer skips that update.
+      finite = tf.math.is_finite(loss) & (loss_scaling or tf.math.is_finite(grad_norm))
       state.first_nonfinite_step.assign(tf.where(
           (state.first_nonfinite_step == 0) & tf.logical_not(finite), step, state.first_nonfinite_step))
 

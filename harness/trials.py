@@ -16,7 +16,7 @@ from harness import runs
 from harness.errors import UserError
 
 # Flags a sweep sets itself, or that would make trials share a folder or resume each other.
-NOT_GRIDDED = ('seed', 'logdir', 'run_name', 'resume', 'recipe', 'strategy')
+NOT_GRIDDED = ('seed', 'logdir', 'run_name', 'resume')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,43 @@
+"""`python -m harness.bench`: every contender reports a rate on a tiny workload."""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest
+import pytest
+
+from tests import testing
+
+pytestmark = pytest.mark.slow  # Whole harness runs and Keras fits.
+
+
+class BenchTest(absltest.TestCase):
+
+  def test_a_tiny_benchmark_reports_every_contender(self):
+    out = os.path.join(testing.make_tempdir(self), 'bench.json')
+    result = subprocess.run(
+        [sys.executable, '-m', 'harness.bench', '--task=adding', '--seq_len=10', '--arch=gru', '--units=8',
+         '--batch_size=16', '--steps=6', '--warmup_steps=2', '--rounds=1', '--summary_every=4',
+         '--histogram_every=4', '--contenders=harness,harness_no_summaries,harness_bf16,keras_fit', f'--out={out}'],
+        capture_output=True, text=True, cwd=testing.REPO_ROOT, timeout=600)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(out) as f:
+      report = json.load(f)
+    self.assertEqual(set(report['median_examples_per_sec']),
+                     {'harness', 'harness_no_summaries', 'harness_bf16', 'keras_fit'})
+    # Harness rates are differences of two whole runs: on 6 steps only finite, not meaningful.
+    self.assertTrue(all(abs(rate) < float('inf') for rate in report['median_examples_per_sec'].values()))
+    self.assertGreater(report['median_examples_per_sec']['keras_fit'], 0)
+    self.assertEqual(report['config']['arch'], 'gru')
+
+  def test_bad_contender_is_one_line(self):
+    result = subprocess.run([sys.executable, '-m', 'harness.bench', '--contenders=harness,jax'],
+                            capture_output=True, text=True, cwd=testing.REPO_ROOT, timeout=300)
+    self.assertEqual(result.returncode, 2)
+    self.assertIn('--contenders: unknown jax', result.stderr.strip().splitlines()[-1])
+
+
+if __name__ == '__main__':
+  absltest.main()
