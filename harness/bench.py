@@ -5,7 +5,7 @@
 
 Contenders:
   harness               the loop at the run's defaults: summaries, histograms and probes on
-  harness_no_summaries  the same with nothing written between its first and last step
+  harness_no_probes     the same without histograms and probes (train scalars only): their cost
   harness_keras_lstm    the same with --lstm_kernel=keras (Keras's per-step loop on the CPU)
   harness_bf16          the same with --precision=mixed_bfloat16
   keras_fit             Keras 3 `model.fit` on the same layers (in float32)
@@ -19,12 +19,12 @@ task whose head reads the last step (images in any --view, adding) for steps
 W..W+N. Rounds interleave the contenders so machine drift hits all alike; the
 report gives per-round examples/s, medians and the harness's ratio to each.
 
-The harness is timed as a user experiences it: the time of a whole run of
-S + N steps minus that of a run of S steps (both pay the same start-up,
-tracing and final evaluation), over N; event bytes alike. S is W, or the first
-summary or histogram step a run of W + N steps reaches, so their one-off
-tracing falls in both runs. Keras and PyTorch: the time of steps W..W+N in one
-run. PyTorch contenders are skipped where PyTorch is not installed.
+The harness is timed as a user experiences it, from the wall times of its own
+train-loss events in one run of W + N steps: from the first summary at or
+after W to the last step, histogram and probe steps included (evaluation and
+checkpoints only at the end, outside the window). Keras and PyTorch: the time
+of steps W..W+N in one run. PyTorch contenders are skipped where PyTorch is
+not installed.
 """
 
 import dataclasses
@@ -38,12 +38,12 @@ import statistics
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
 
 from harness import cli
 from harness import config as config_lib
@@ -52,7 +52,7 @@ from harness import runtime
 from harness import tasks
 from harness.errors import UserError
 
-CONTENDERS = ('harness', 'harness_no_summaries', 'harness_keras_lstm', 'harness_bf16', 'keras_fit', 'keras_fit_bf16',
+CONTENDERS = ('harness', 'harness_no_probes', 'harness_keras_lstm', 'harness_bf16', 'keras_fit', 'keras_fit_bf16',
               'torch', 'torch_bf16')
 _BATCHES = 50  # Distinct batches the Keras and PyTorch contenders cycle through.
 
@@ -61,9 +61,10 @@ _CONFIG_FLAGS = ('task', 'view', 'seq_len', 'arch', 'units', 'input_units', 'bat
 cli.define_config_flags(_CONFIG_FLAGS, defaults=dict(
     task='fashion_mnist', arch='lstm', units=(128,), input_units=0, batch_size=256, learning_rate=1e-3))
 _STEPS = flags.DEFINE_integer('steps', 200, 'N: measured steps per contender and round.', lower_bound=1)
-_WARMUP_STEPS = flags.DEFINE_integer('warmup_steps', 20, 'W: steps before measuring.', lower_bound=1)
+_WARMUP_STEPS = flags.DEFINE_integer('warmup_steps', 100, 'W: steps before measuring (the harness: from its first '
+                                     'summary at or after W).', lower_bound=1)
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Interleaved rounds.', lower_bound=1)
-_CONTENDERS = flags.DEFINE_list('contenders', ['harness', 'harness_no_summaries', 'keras_fit', 'torch'],
+_CONTENDERS = flags.DEFINE_list('contenders', ['harness', 'harness_no_probes', 'keras_fit', 'torch'],
                                 f'Any of {", ".join(CONTENDERS)}.')
 _OUT = flags.DEFINE_string('out', '', 'Write the JSON report here too.')
 _PROGRAM = 'harness.bench'
@@ -74,28 +75,29 @@ def _event_bytes(directory):
              for name in names if name.startswith('events.out.tfevents'))
 
 
-def _harness_run(config, task, steps):
-  """Seconds and event bytes of a whole harness run of `steps` steps (eval and checkpoints at its end only)."""
+def harness_contender(config, task, warmup, steps):
+  """One run of `warmup + steps` steps, timed from the wall times of its own train-loss events.
+
+  The window runs from the first summary at or after `warmup` to the last step:
+  what a user sees between two progress lines, histograms and probes included,
+  the first calls' tracing excluded. Evaluation and checkpoints are moved out
+  of it (to the end).
+  """
   workdir = tempfile.mkdtemp()
   try:
-    run_config = dataclasses.replace(config, train_steps=steps, eval_every=10**9, checkpoint_every=10**9)
-    start = time.perf_counter()
+    run_config = dataclasses.replace(config, train_steps=warmup + steps, eval_every=10**9, checkpoint_every=10**9)
     loop.train_and_evaluate(run_config, os.path.join(workdir, 'run'), task=task)
-    return time.perf_counter() - start, _event_bytes(workdir)
+    accumulator = event_accumulator.EventAccumulator(os.path.join(workdir, 'run', 'train'),
+                                                     size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    events = [e for e in accumulator.Tensors(f'{loop.METRICS_GROUP}/loss') if e.step >= warmup]
+    first, last = events[0], events[-1]
+    seconds = last.wall_time - first.wall_time
+    return {'examples_per_sec': (last.step - first.step) * config.batch_size / seconds,
+            'event_bytes_per_1000_steps': _event_bytes(workdir) * 1000 / (warmup + steps),
+            'window_steps': [first.step, last.step]}
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
-
-
-def harness_contender(config, task, warmup, steps):
-  short = warmup
-  for interval in (config.summary_every, config.histogram_every):
-    if 0 < interval <= warmup + steps:
-      # Both runs then pay each kind of summary's one-off tracing, which cancels.
-      short = max(short, interval)
-  short_seconds, short_bytes = _harness_run(config, task, short)
-  long_seconds, long_bytes = _harness_run(config, task, short + steps)
-  return {'examples_per_sec': steps * config.batch_size / (long_seconds - short_seconds),
-          'event_bytes_per_1000_steps': (long_bytes - short_bytes) * 1000 / steps}
 
 
 def _batches(config, task):
@@ -192,8 +194,8 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
   """Runs the contenders interleaved for `rounds`; returns the report dict."""
   runners = {
       'harness': lambda: harness_contender(config, task, warmup, steps),
-      'harness_no_summaries': lambda: harness_contender(
-          dataclasses.replace(config, summary_every=10**9, histogram_every=0), task, warmup, steps),
+      'harness_no_probes': lambda: harness_contender(
+          dataclasses.replace(config, histogram_every=0, probes='none'), task, warmup, steps),
       'harness_keras_lstm': lambda: harness_contender(
           dataclasses.replace(config, lstm_kernel='keras'), task, warmup, steps),
       'harness_bf16': lambda: harness_contender(
@@ -257,16 +259,11 @@ def main(argv):
       f.write(text + '\n')
 
 
-def _parse_flags(argv):
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    cli.fail(_PROGRAM, e)
 
 
 def run():
   """Console-script entry point (`harness-bench`)."""
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, _PROGRAM)
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ import re
 import sys
 import tempfile
 
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -179,6 +180,19 @@ def native_output_filtered():
       lines = capture.read().decode(errors='replace').splitlines(keepends=True)
       sys.stderr.write(''.join(line for line in lines if failed or not _NATIVE_NOISE.match(line)))
       sys.stderr.flush()
+
+
+def run(main, program):
+  """absl's app.run with a flags parser that turns every flag or flagfile error into one line."""
+
+  def parse(argv):
+    try:
+      check_flagfiles(argv[1:])
+      return flags.FLAGS(argv)
+    except (UserError, flags.Error) as e:
+      fail(program, e)
+
+  app.run(main, flags_parser=parse)
 
 
 def fail(program, message, status=2):

@@ -10,7 +10,6 @@ dataset gets the tfds catalog's name, version, features and splits; prints
 import json
 import sys
 
-from absl import app
 from absl import flags
 
 from harness import cli
@@ -23,11 +22,6 @@ _DATA_DIR = flags.DEFINE_string('data_dir', None, 'tfds data_dir (default: tfds\
 _PROGRAM = 'harness.data'
 
 
-def _parse_flags(argv):
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    cli.fail(_PROGRAM, e)
 
 
 def main(argv):
@@ -47,7 +41,7 @@ def main(argv):
 
 
 def run():
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, _PROGRAM)
 
 
 if __name__ == '__main__':

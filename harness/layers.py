@@ -65,7 +65,8 @@ class FusedLSTM(keras.layers.LSTM):
 
   def _runs_fused_on_cpu(self, mask, training):
     # BlockLSTM has no bfloat16 kernel: a mixed-precision layer runs Keras's loop in bfloat16.
-    return (not gpu_available() and self.compute_dtype == 'float32' and mask is None and not self.go_backwards and not self.unroll
+    return (not gpu_available() and self.compute_dtype == 'float32' and mask is None and not self.go_backwards
+            and not self.unroll
             and self.cell.use_bias and not (training and (self.dropout or self.recurrent_dropout))
             and self.cell.activation is keras.activations.tanh
             and self.cell.recurrent_activation is keras.activations.sigmoid)
@@ -77,13 +78,46 @@ class FusedLSTM(keras.layers.LSTM):
     """
     if not self._runs_fused_on_cpu(mask, training):
       return super().inner_loop(sequences, initial_state, mask, training=training)
+    outputs, h, c = self._block_lstm(sequences, initial_state, self.cell.kernel, self.cell.bias)
+    return h, outputs if self.return_sequences else h, [h, c]
+
+  def runs_folded(self, training):
+    """Whether `call_folded` runs here: the fused CPU kernel, which takes the projection into its weights."""
+    return self._runs_fused_on_cpu(None, training)
+
+  def call_folded(self, inputs, projection, initial_state=None):
+    """This layer over `projection(inputs)`, the linear projection folded into the op's input weights.
+
+    x_t = inputs_t @ P + p feeds the gates through x_t @ kernel, so the op can take
+    inputs_t itself with weights P @ kernel and bias p @ kernel + bias: the
+    same function (to rounding) and the same gradients, by the chain rule
+    through the product, but each step's matrix product is over the raw
+    features (28 for image rows) instead of the projection's units.
+
+    Args:
+      inputs: [batch, time, raw features].
+      projection: the Dense layer (kernel [raw features, features], bias) that feeds this layer.
+      initial_state: None (zeros) or [h, c], each [batch, units].
+
+    Returns:
+      (outputs [batch, time, units], h, c).
+    """
+    if initial_state is None:
+      zeros = tf.zeros([tf.shape(inputs)[0], self.cell.units], inputs.dtype)
+      initial_state = [zeros, zeros]
+    kernel = tf.matmul(projection.kernel, self.cell.kernel)
+    bias = self.cell.bias + tf.linalg.matvec(self.cell.kernel, projection.bias, transpose_a=True)
+    return self._block_lstm(inputs, initial_state, kernel, bias)
+
+  def _block_lstm(self, sequences, initial_state, kernel, bias):
+    """BlockLSTM over [batch, time, features] with these input weights: (outputs [b, t, units], h, c)."""
     h_initial, c_initial = initial_state
     units = self.cell.units
 
     def block_gate_order(tensor):
       return tf.concat([tf.split(tensor, 4, axis=-1)[g] for g in _KERAS_TO_BLOCK_GATES], axis=-1)
 
-    weights = block_gate_order(tf.concat([self.cell.kernel, self.cell.recurrent_kernel], axis=0))
+    weights = block_gate_order(tf.concat([kernel, self.cell.recurrent_kernel], axis=0))
     no_peephole = tf.zeros([units], sequences.dtype)
     time_major = tf.transpose(sequences, [1, 0, 2])
     # The op logs a warning at every call when batch x features or batch x units
@@ -98,7 +132,6 @@ class FusedLSTM(keras.layers.LSTM):
     _, cell_states, _, _, _, _, hidden = tf.raw_ops.BlockLSTM(
         seq_len_max=tf.cast(tf.shape(time_major)[0], tf.int64), x=time_major, cs_prev=c_initial,
         h_prev=h_initial, w=weights, wci=no_peephole, wcf=no_peephole, wco=no_peephole,
-        b=block_gate_order(self.cell.bias), forget_bias=0.0, cell_clip=0.0, use_peephole=False)
+        b=block_gate_order(bias), forget_bias=0.0, cell_clip=0.0, use_peephole=False)
     hidden, cell_states = hidden[:, :batch], cell_states[:, :batch]
-    outputs = tf.transpose(hidden, [1, 0, 2]) if self.return_sequences else hidden[-1]
-    return hidden[-1], outputs, [hidden[-1], cell_states[-1]]
+    return tf.transpose(hidden, [1, 0, 2]), hidden[-1], cell_states[-1]

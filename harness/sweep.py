@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -138,7 +137,11 @@ def run_trials(trials, fixed, sweep_dir, parallel, signals):
       last_progress = 0.0
     if time.time() - last_progress > _PROGRESS_SECONDS:
       finished = done_before + len(durations) - len(failures)
-      eta = (sum(durations) / len(durations) * -(-(len(todo) + len(running)) // parallel)) if durations else None
+      eta = None
+      if durations:  # The mean trial time for what is left, minus what the running trials have done.
+        mean = sum(durations) / len(durations)
+        running_left = max([mean - (time.time() - started) for _, _, started, _ in running.values()] or [0])
+        eta = mean * -(-len(todo) // parallel) + max(running_left, 0)
       logging.info('sweep %s: %d/%d done, %d running, %d failed%s', os.path.basename(sweep_dir), finished,
                    len(trials), len(running), len(failures),
                    f', ETA {_format_seconds(eta)}' if eta is not None else '')
@@ -157,11 +160,6 @@ def _aggregate(sweep_dir):
   return aggregate.aggregate(sweep_dir)
 
 
-def _parse_flags(argv):
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    cli.fail(_PROGRAM, e)
 
 
 def main(argv):
@@ -214,7 +212,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`harness-sweep`)."""
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, _PROGRAM)
 
 
 if __name__ == '__main__':

@@ -18,7 +18,6 @@ import signal
 import sys
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -47,14 +46,6 @@ def config_from_flags():
   return config
 
 
-def _parse_flags(argv):
-  try:
-    cli.check_flagfiles(argv[1:])
-    return FLAGS(argv)
-  except UserError as e:
-    cli.fail(_PROGRAM, e)
-  except flags.Error as e:
-    cli.fail(_PROGRAM, e)
 
 
 class _Terminated(BaseException):
@@ -138,7 +129,7 @@ def _resume_hint(workdir):
 
 def run():
   """Console-script entry point (`harness-train`)."""
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, _PROGRAM)
 
 
 if __name__ == '__main__':

@@ -43,7 +43,7 @@ class EndToEndTest(absltest.TestCase):
     events = testing.load_run(run_dir)
     self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'Metrics/loss')], [5, 10, 15, 20])
     self.assertEqual([s for s, _ in testing.scalar_series(events, 'eval', 'Metrics/accuracy')], [10, 20])
-    self.assertIn('gradients/gru/recurrent_0/gru_cell/kernel',
+    self.assertIn('gradients/layer_0/recurrent_kernel',
                   events.PluginRunToTagToContent('histograms')['train'])
     metrics = read_json(os.path.join(run_dir, 'metrics.json'))
     self.assertEqual(metrics['step'], 20)

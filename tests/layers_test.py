@@ -1,5 +1,6 @@
 """The fused CPU LSTM against Keras's LSTM: values, gradients, ops, fallbacks, checkpoints."""
 
+import dataclasses
 import os
 from unittest import mock
 
@@ -87,6 +88,36 @@ class FusedLSTMTest(parameterized.TestCase):
     fused, reference, inputs = self._layer_pair(return_sequences=True, go_backwards=True)
     self.assertFalse(fused._runs_fused_on_cpu(None, training=False))  # pylint: disable=protected-access
     np.testing.assert_allclose(fused(inputs)[0].numpy(), reference(inputs)[0].numpy(), rtol=1e-6, atol=1e-6)
+
+  def test_a_folded_input_projection_matches_projection_then_lstm(self):
+    if tf.config.list_logical_devices('GPU'):
+      self.skipTest('the CPU kernel only')
+    inputs = tf.random.stateless_normal([5, 7, 3], seed=[9, 9])
+    fused_config = testing.tiny_config(units=(4,), input_units=6)
+    folded = models.build_model(fused_config, num_outputs=3, per_step_outputs=False, num_features=3)
+    reference = models.build_model(dataclasses.replace(fused_config, lstm_kernel='keras'), num_outputs=3,
+                                   per_step_outputs=False, num_features=3)
+    for i, (a, b) in enumerate(zip(folded.weights, reference.weights)):
+      value = tf.random.stateless_normal(a.shape, seed=[6, i])
+      a.assign(value)
+      b.assign(value)
+    state = [tf.random.stateless_normal([5, 4], seed=[7, i]) for i in range(2)]
+    results = []
+    for model in (folded, reference):
+      with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs, final_state, sequences = model.forward(inputs, [state], training=True)
+        loss = tf.reduce_sum(tf.sin(outputs)) + tf.reduce_sum(tf.cos(final_state[0][1])) + tf.reduce_sum(sequences[0])
+      gradients = tape.gradient(loss, model.trainable_variables + [inputs])
+      results.append((outputs.numpy(), sequences[0].numpy(), [g.numpy() for g in gradients]))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-5)
+    for actual, expected in zip(results[0][2], results[1][2]):
+      np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+    graph = tf.function(lambda x: folded(x)[0]).get_concrete_function(inputs).graph
+    block, = [op for op in graph.get_operations() if op.type == 'BlockLSTM']
+    self.assertEqual(block.inputs[1].shape[-1], 3)  # The raw features: the projection is folded in.
 
   def test_checkpoints_move_between_kernels(self):
     inputs = tf.random.stateless_normal([2, 5, 3], seed=[4, 5])

@@ -50,12 +50,7 @@ class AddingTest(absltest.TestCase):
     self.assertFalse(np.array_equal(full[0][0], full[1][0]))
 
   def test_replica_batches_tile_the_global_batch(self):
-    full = take(self.task.train_dataset(8, seed=0), 2)
-    per_pipeline = [take(self.task.train_dataset(8, seed=0, input_context=testing.InputContext(2, p, 4)), 4)
-                    for p in range(2)]
-    for step in range(2):
-      pieces = [per_pipeline[p][step * 2 + r][1] for p in range(2) for r in range(2)]
-      np.testing.assert_array_equal(np.concatenate(pieces), full[step][1])
+    testing.assert_replica_batches_tile_the_global_batch(self.task)
 
   def test_the_test_set_is_the_same_for_every_seed_and_covered_once(self):
     np.testing.assert_array_equal(memory.AddingTask(10, seed=9).test_inputs, self.task.test_inputs)

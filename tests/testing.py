@@ -93,3 +93,15 @@ class InputContext:
 
   def get_per_replica_batch_size(self, batch_size):
     return batch_size // self.num_replicas_in_sync
+
+
+def assert_replica_batches_tile_the_global_batch(task):
+  """2 input pipelines x 2 replicas each: their per-replica batches, in order, are the global batch (targets)."""
+  def take(dataset, count):
+    return [tuple(np.asarray(t) for t in element) for element in dataset.take(count)]
+
+  full = take(task.train_dataset(8, seed=0), 2)
+  per_pipeline = [take(task.train_dataset(8, seed=0, input_context=InputContext(2, p, 4)), 4) for p in range(2)]
+  for step in range(2):
+    pieces = [per_pipeline[p][step * 2 + r][1] for p in range(2) for r in range(2)]
+    np.testing.assert_array_equal(np.concatenate(pieces), full[step][1])
