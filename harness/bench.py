@@ -1,7 +1,7 @@
 """Throughput benchmark: the harness loop against itself, Keras `fit` and PyTorch, on the same model and data.
 
   python -m harness.bench --task=fashion_mnist --arch=lstm --units=128 --batch_size=256 \\
-      --contenders=harness,harness_no_summaries,keras_fit,torch --rounds=3 --out=bench.json
+      --contenders=harness,harness_no_probes,keras_fit,torch --rounds=3 --out=bench.json
 
 Contenders:
   harness               the loop at the run's defaults: summaries, histograms and probes on

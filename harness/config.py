@@ -114,8 +114,8 @@ class Config:
   checkpoint_every: int = _field(1000, 'Checkpoint every this many steps (and at the end).', minimum=1,
                                  resumable=True)
   summary_every: int = _field(100, 'Write train scalars every this many steps.', minimum=1, resumable=True)
-  histogram_every: int = _field(500, 'Write weight, gradient and activation histograms every this many steps '
-                                '(0 = never).', minimum=0, resumable=True)
+  histogram_every: int = _field(1000, 'Run the probes (histograms, gradient flow, gates) every this many steps, '
+                                'at step 0 and at the last step (0 = never).', minimum=0, resumable=True)
   probes: str = _field('all', f'What to measure at histogram steps and at step 0: all, none, or some of '
                        f'{",".join(PROBES)} (comma-separated).', resumable=True)
   profile_steps: tuple = _field((), 'START,STOP: profile the steps between them (TensorBoard profile plugin).',

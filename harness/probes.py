@@ -24,6 +24,7 @@ different archs overlay.
 
 import functools
 
+from matplotlib import ticker
 import numpy as np
 import tensorflow as tf
 
@@ -156,41 +157,87 @@ PROBES = {
 }
 
 
-def _flow_figure(history, step):
-  """log |dL/dh_t| against t, a line per layer (and the inputs, dashed); earlier probe steps faded."""
-  figure, axes = summaries.subplots(figsize=(6.4, 3.8))
-  colors = {}
-  for age, (probe_step, flows) in enumerate(reversed(history[-_FADED_PROBES - 1:])):
-    for i, (tag, norms) in enumerate(flows.items()):
-      color = colors.setdefault(tag, 'black' if tag == 'input' else f'C{i}')
-      axes.semilogy(np.arange(1, len(norms) + 1), np.maximum(norms, 1e-30), color=color,
-                    linestyle='--' if tag == 'input' else '-', alpha=1.0 if age == 0 else 0.5 / age,
-                    linewidth=1.6 if age == 0 else 0.9, label=tag if age == 0 else None)
-  axes.set_xlabel('time step t', fontsize=10)
-  axes.set_ylabel('mean |dL/dh_t|', fontsize=10)
-  axes.tick_params(labelsize=9)
-  axes.legend(fontsize=9, loc='best')
-  axes.set_title(f'gradient through time at step {step} (faded: earlier probes)', fontsize=10)
-  figure.tight_layout()
-  return summaries.figure_to_image(figure)
+class FlowFigure:
+  """log mean |dL/dh_t| against t, a line per layer (the inputs dashed); the last _FADED_PROBES probes faded.
+
+  One figure for the run whose lines get new data at each probe: building the
+  axes, ticks and legend anew would cost more than the probe itself.
+  """
+
+  def __init__(self):
+    self.figure, self.axes = None, None
+    self.lines = []  # Per age (0 = newest), {tag: line}.
+
+  def _build(self, tags):
+    self.figure, axes = summaries.subplots(figsize=(6.4, 3.8))
+    for age in range(_FADED_PROBES + 1):
+      lines = {}
+      for i, tag in enumerate(tags):
+        lines[tag], = axes.semilogy([], [], color='black' if tag == 'input' else f'C{i}',
+                                    linestyle='--' if tag == 'input' else '-', alpha=1.0 if age == 0 else 0.5 / age,
+                                    linewidth=1.6 if age == 0 else 0.9, label=tag if age == 0 else None,
+                                    zorder=-age)
+      self.lines.append(lines)
+    axes.set_xlabel('time step t', fontsize=10)
+    axes.set_ylabel('mean |dL/dh_t|', fontsize=10)
+    axes.tick_params(labelsize=9)
+    axes.yaxis.set_minor_locator(ticker.NullLocator())  # Decades suffice; minor ticks cost a third of the draw.
+    axes.legend(fontsize=9, loc='center left', bbox_to_anchor=(1.01, 0.5))
+    self.title = axes.set_title('', fontsize=10)
+    # Fixed margins and legend place: a tight layout or a 'best' legend costs more than the probe.
+    self.figure.subplots_adjust(left=0.12, right=0.83, bottom=0.13, top=0.92)
+    self.axes = axes
+
+  def draw(self, history, step):
+    """history: [(probe step, {tag: [T] norms})], oldest first. Returns uint8 [1, height, width, 3]."""
+    if self.figure is None:
+      self._build(list(history[-1][1]))
+    recent = history[::-1][:_FADED_PROBES + 1]
+    for age, lines in enumerate(self.lines):
+      for tag, line in lines.items():
+        norms = recent[age][1][tag] if age < len(recent) else []
+        line.set_data(np.arange(1, len(norms) + 1), np.maximum(norms, 1e-30))
+    self.axes.relim()
+    self.axes.autoscale_view()
+    self.title.set_text(f'gradient through time at step {step} (faded: earlier probes)')
+    return summaries.draw_figure(self.figure)
 
 
-def _gates_figure(means_by_step, step):
-  """Each gate's mean over the batch and units against t, one panel per layer."""
-  layer_tags = sorted({name.split('/')[0] for name in means_by_step})
-  figure, axes = summaries.subplots(len(layer_tags), 1, figsize=(7.2, 2.3 * len(layer_tags) + 0.4), squeeze=False)
-  for row, tag in enumerate(layer_tags):
-    ax = axes[row, 0]
+class GatesFigure:
+  """Each gate's mean over the batch and units against t, one panel per layer (built once, like FlowFigure)."""
+
+  def __init__(self):
+    self.figure, self.lines = None, {}
+
+  def _build(self, names):
+    layer_tags = sorted({name.split('/')[0] for name in names})
+    self.figure, axes = summaries.subplots(len(layer_tags), 1, figsize=(7.2, 2.3 * len(layer_tags) + 0.4),
+                                           squeeze=False)
+    self.axes = axes[:, 0]
+    for ax, tag in zip(self.axes, layer_tags):
+      for name in names:
+        if name.startswith(f'{tag}/'):
+          self.lines[name], = ax.plot([], [], label=name.split('/')[1], linewidth=1.2)
+      ax.set_ylabel(tag, fontsize=10)
+      ax.tick_params(labelsize=9)
+    # One legend: every panel draws the gates of its arch in the same colours.
+    self.axes[0].legend(fontsize=9, loc='upper left', bbox_to_anchor=(1.01, 1.0))
+    self.axes[-1].set_xlabel('time step t', fontsize=10)
+    self.title = self.axes[0].set_title('', fontsize=10)
+    height = self.figure.get_figheight()
+    self.figure.subplots_adjust(left=0.1, right=0.83, bottom=0.5 / height, top=1 - 0.35 / height, hspace=0.25)
+
+  def draw(self, means_by_step, step):
+    """means_by_step: {'layer_0/forget': [T] means, ...}. Returns uint8 [1, height, width, 3]."""
+    if self.figure is None:
+      self._build(list(means_by_step))
     for name, means in means_by_step.items():
-      if name.startswith(f'{tag}/'):
-        ax.plot(np.arange(1, len(means) + 1), means, label=name.split('/')[1], linewidth=1.2)
-    ax.set_ylabel(tag, fontsize=10)
-    ax.tick_params(labelsize=9)
-    ax.legend(fontsize=9, loc='center left', bbox_to_anchor=(1.01, 0.5))
-  axes[-1, 0].set_xlabel('time step t', fontsize=10)
-  axes[0, 0].set_title(f'mean of each gate over the batch and units, step {step}', fontsize=10)
-  figure.tight_layout()
-  return summaries.figure_to_image(figure)
+      self.lines[name].set_data(np.arange(1, len(means) + 1), means)
+    for ax in self.axes:
+      ax.relim()
+      ax.autoscale_view()
+    self.title.set_text(f'mean of each gate over the batch and units, step {step}')
+    return summaries.draw_figure(self.figure)
 
 
 class Prober:
@@ -199,6 +246,7 @@ class Prober:
   def __init__(self, model, task, names):
     self.names = [name for name in names if name in PROBES]
     self.flow_history = []  # [(step, {tag: [T] numpy})], this process's probe steps.
+    self.flow_figure, self.gates_figure = FlowFigure(), GatesFigure()
 
     @tf.function
     def probe_step(inputs, targets, initial_state):
@@ -220,9 +268,9 @@ class Prober:
       data = {tag: value.numpy() for tag, value in kinds.get('figure_data', {}).items()}
       if name == 'gradient_flow':
         self.flow_history.append((step, data))
-        images['gradient_flow/norm_by_step'] = _flow_figure(self.flow_history, step)
+        images['gradient_flow/norm_by_step'] = self.flow_figure.draw(self.flow_history, step)
       elif name == 'gates':
-        images['gates/mean_by_step'] = _gates_figure(data, step)
+        images['gates/mean_by_step'] = self.gates_figure.draw(data, step)
     writer.histograms(step, histograms)
     writer.scalars(step, scalars)
     writer.tensors(step, tensors)

@@ -77,7 +77,7 @@ class TrainAndEvaluateTest(parameterized.TestCase):
     self.assertAlmostEqual(metrics['eval_mse'], mse[-1][1], places=6)
     (step, image), = testing.tensor_series(testing.load_run(self.workdir), 'eval', 'figures/prediction_vs_target')[-1:]
     self.assertEqual(step, 120)
-    self.assertEqual(tf.image.decode_png(image[2]).shape[-1], 4)
+    self.assertEqual(tf.image.decode_png(image[2]).shape[-1], 3)
 
   def test_non_finite_loss_stops_naming_the_step_and_keeps_a_good_checkpoint(self):
     # Step 1's update makes the regression head ~1e30, so step 2's squared error overflows.

@@ -105,7 +105,7 @@ class CopyTest(absltest.TestCase):
     results = {'recalled': self.task.test_targets[:, -10:], 'loss': np.zeros(memory.TEST_EXAMPLES)}
     image = self.task.eval_figures(results, None)['recalled_symbols']
     self.assertEqual(image.dtype, np.uint8)
-    self.assertEqual(image.shape[-1], 4)
+    self.assertEqual(image.shape[-1], 3)
 
 
 if __name__ == '__main__':
