@@ -5,10 +5,9 @@ import numpy as np
 import tensorflow as tf
 
 from harness.tasks import series
+from tests import testing
 
-
-def take(dataset, count):
-  return [tuple(t.numpy() for t in element) for element in dataset.take(count)]
+take = testing.take
 
 
 class SeriesTaskTest(absltest.TestCase):

@@ -95,11 +95,23 @@ class InputContext:
     return batch_size // self.num_replicas_in_sync
 
 
+def take(dataset, count):
+  """The first `count` elements of a dataset, each a tuple of numpy arrays."""
+  return [tuple(np.asarray(t) for t in element) for element in dataset.take(count)]
+
+
+def assert_start_step_continues_the_stream(task, seed, start_step, count):
+  """A pipeline started at `start_step` yields the batches an uninterrupted one yields there; returns those."""
+  full = take(task.train_dataset(8, seed=seed), start_step + count)
+  resumed = take(task.train_dataset(8, seed=seed, start_step=start_step), count)
+  for expected, actual in zip(full[start_step:], resumed):
+    np.testing.assert_array_equal(expected[0], actual[0])
+    np.testing.assert_array_equal(expected[1], actual[1])
+  return full
+
+
 def assert_replica_batches_tile_the_global_batch(task):
   """2 input pipelines x 2 replicas each: their per-replica batches, in order, are the global batch (targets)."""
-  def take(dataset, count):
-    return [tuple(np.asarray(t) for t in element) for element in dataset.take(count)]
-
   full = take(task.train_dataset(8, seed=0), 2)
   per_pipeline = [take(task.train_dataset(8, seed=0, input_context=InputContext(2, p, 4)), 4) for p in range(2)]
   for step in range(2):
