@@ -200,7 +200,7 @@ class FlowFigure:
     self.axes.relim()
     self.axes.autoscale_view()
     self.title.set_text(f'gradient through time at step {step} (faded: earlier probes)')
-    return summaries.draw_figure(self.figure)
+    return summaries.figure_to_image(self.figure)
 
 
 class GatesFigure:
@@ -237,7 +237,7 @@ class GatesFigure:
       ax.relim()
       ax.autoscale_view()
     self.title.set_text(f'mean of each gate over the batch and units, step {step}')
-    return summaries.draw_figure(self.figure)
+    return summaries.figure_to_image(self.figure)
 
 
 class Prober:

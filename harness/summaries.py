@@ -6,9 +6,8 @@ Writers on non-chief workers are no-ops, so callers never branch on the role.
 
 import contextlib
 
-import matplotlib
-matplotlib.use('Agg')  # No display; must precede pyplot.
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib import figure as figure_lib
+from matplotlib.backends import backend_agg
 import numpy as np
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
@@ -126,13 +125,19 @@ class SummaryWriter:
     self._writer.close()
 
 
-def subplots(*args, **kwargs):
-  """`plt.subplots` on the non-interactive backend: (figure, axes)."""
-  return plt.subplots(*args, **kwargs)
+def subplots(nrows=1, ncols=1, figsize=None, **kwargs):
+  """A figure on its own Agg canvas and its axes, as `plt.subplots` returns them.
+
+  No pyplot: nothing global holds the figure (no display, no open-figure
+  count), so a figure kept for a run is freed with it.
+  """
+  figure = figure_lib.Figure(figsize=figsize)
+  backend_agg.FigureCanvasAgg(figure)
+  return figure, figure.subplots(nrows, ncols, **kwargs)
 
 
-def draw_figure(figure):
-  """Renders a matplotlib figure to uint8 [1, height, width, 3] at 100 dpi and keeps it open.
+def figure_to_image(figure):
+  """Renders a matplotlib figure to uint8 [1, height, width, 3] at 100 dpi.
 
   Drawn straight to pixels: `tf.summary.image` encodes the PNG once (a PNG
   from `savefig` would be decoded and encoded again, at twice the cost).
@@ -140,13 +145,6 @@ def draw_figure(figure):
   figure.set_dpi(100)
   figure.canvas.draw()
   return np.asarray(figure.canvas.buffer_rgba())[None, ..., :3].copy()
-
-
-def figure_to_image(figure):
-  """Renders a matplotlib figure to uint8 [1, height, width, 3] and closes it."""
-  pixels = draw_figure(figure)
-  plt.close(figure)
-  return pixels
 
 
 def markdown_table(rows, header=('name', 'value')):
