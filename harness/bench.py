@@ -259,8 +259,6 @@ def main(argv):
       f.write(text + '\n')
 
 
-
-
 def run():
   """Console-script entry point (`harness-bench`)."""
   cli.run(main, _PROGRAM)
