@@ -239,14 +239,14 @@ def main(argv):
     if unknown:
       raise UserError(f'--contenders: unknown {", ".join(sorted(unknown))}; choose from {", ".join(CONTENDERS)}')
     config = config_lib.make_config(**cli.config_values(_CONFIG_FLAGS), lr_schedule='constant')
-    if config.task in ('sin2cos', 'copy'):
+    runtime.configure_threads(config)
+    task = tasks.load_task(config)
+    if task.per_step_outputs:
       raise UserError(f'--task={config.task}: the benchmark compares models whose head reads the last step '
                       '(image tasks, adding)')
     contenders = [c for c in _CONTENDERS.value if not c.startswith('torch') or _torch_available()]
     if len(contenders) < len(_CONTENDERS.value):
       logging.warning('PyTorch is not installed: skipping the torch contenders (pip install torch==2.13.0).')
-    runtime.configure_threads(config)
-    task = tasks.load_task(config)
   except UserError as e:
     cli.fail(_PROGRAM, e)
   if hasattr(task, 'test_images'):  # Only training speed is measured: a short end-of-run evaluation.

@@ -22,8 +22,6 @@ _DATA_DIR = flags.DEFINE_string('data_dir', None, 'tfds data_dir (default: tfds\
 _PROGRAM = 'harness.data'
 
 
-
-
 def main(argv):
   if argv[1:] != ['import'] or _TASK.value is None or _IDX_DIR.value is None:
     cli.fail(_PROGRAM, 'usage: python -m harness.data import --task=TASK --idx_dir=DIR [--data_dir=DIR]')

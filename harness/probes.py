@@ -65,8 +65,9 @@ class ProbeBatch:
     """The model re-run through `recurrence.unroll`, with dL/dh_t for every layer and step.
 
     L is the batch's summed loss, so each example's gradient is that of its own
-    loss. The recurrences run in float32 whatever the model's precision. Returns {'flow': [per layer [T]], 'input_flow': [T], 'gates': [per
-    layer {gate: [batch, time, units]}], 'sequences': [per layer [batch, time, units]]}.
+    loss. The recurrences run in float32 whatever the model's precision.
+    Returns {'flow': [per layer [T]], 'input_flow': [T], 'gates': [per layer
+    {gate: [batch, time, units]}], 'sequences': [per layer [batch, time, units]]}.
     """
     model = self.model
     with tf.GradientTape() as tape:

@@ -160,8 +160,6 @@ def _aggregate(sweep_dir):
   return aggregate.aggregate(sweep_dir)
 
 
-
-
 def main(argv):
   cli.quiet_console()
   try:

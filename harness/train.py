@@ -46,8 +46,6 @@ def config_from_flags():
   return config
 
 
-
-
 class _Terminated(BaseException):
   """SIGTERM before training started (during it, the loop checkpoints and stops instead)."""
 

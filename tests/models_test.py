@@ -78,13 +78,13 @@ class ModelsTest(parameterized.TestCase):
       self.assertIn('recurrent_0: TensorFlow BlockLSTM', name)
       self.assertIn('recurrent_1: Keras generic LSTM loop', name)
 
-
   @parameterized.parameters('rnn', 'gru', 'lstm', 'stacked_lstm')
   def test_parameter_count_matches_the_built_model(self, arch):
     config = testing.tiny_config(arch=arch, units=(3, 4) if arch == 'stacked_lstm' else (3,), input_units=5)
     model = models.build_model(config, num_outputs=7, per_step_outputs=False, num_features=2)
     model(tf.zeros([1, 4, 2]))
-    self.assertEqual(models.parameter_count(config, 2, 7), sum(int(np.prod(v.shape)) for v in model.trainable_variables))
+    self.assertEqual(models.parameter_count(config, 2, 7),
+                     sum(int(np.prod(v.shape)) for v in model.trainable_variables))
 
   def test_a_model_too_big_for_memory_is_refused_naming_the_size_flags(self):
     config = testing.tiny_config(units=(2_000_000,), input_units=0)
