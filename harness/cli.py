@@ -18,13 +18,15 @@ from absl import flags
 from absl import logging
 
 from harness import config as config_lib
+from harness import task_table
 from harness.errors import UserError
 
 
 def _per_task_help(name):
   by_value = {}
-  for task, defaults in config_lib.TASK_DEFAULTS.items():
-    by_value.setdefault(config_lib.flag_value(defaults.get(name, getattr(config_lib.Config, name))), []).append(task)
+  for task, spec in task_table.TASKS.items():
+    by_value.setdefault(config_lib.flag_value(spec.defaults.get(name, getattr(config_lib.Config, name))),
+                        []).append(task)
   return '; '.join(f'{", ".join(tasks)}: {value}' for value, tasks in by_value.items())
 
 
