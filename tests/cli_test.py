@@ -1,5 +1,8 @@
 """Flags generated from Config: one per field, with its type, choices, bounds and per-task defaults."""
 
+import io
+from unittest import mock
+
 from absl import flags
 from absl.testing import absltest
 
@@ -46,6 +49,12 @@ class DefineConfigFlagsTest(absltest.TestCase):
   def test_list_of_non_integers_is_a_user_error_naming_the_flag(self):
     with self.assertRaisesRegex(UserError, '--units=12,x: must be comma-separated integers'):
       cli.config_values(flag_values=parse(['--units=12,x']))
+
+
+  def test_item20_an_error_is_always_one_line(self):
+    with self.assertRaises(SystemExit), mock.patch('sys.stderr', new_callable=io.StringIO) as stderr:
+      cli.fail('harness.x', 'first\nsecond')
+    self.assertEqual(stderr.getvalue(), 'harness.x: error: first second\n')
 
 
 if __name__ == '__main__':
