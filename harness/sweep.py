@@ -131,7 +131,8 @@ def run_trials(trials, fixed, sweep_dir, parallel, signals):
       free.append(share)
       durations.append(time.time() - started)
       if process.returncode and not signals.received:
-        cause = f'killed by {_signal_name(-process.returncode)}' if process.returncode < 0 else _last_error_line(log_path)
+        code = process.returncode
+        cause = f'killed by {_signal_name(-code)}' if code < 0 else _last_error_line(log_path)
         failures[trial.name] = f'{cause} (log: {log_path})'
         logging.warning('sweep: trial %s failed: %s', trial.name, failures[trial.name])
       last_progress = 0.0
