@@ -55,7 +55,7 @@ def _load(path, what_to_do):
     raise UserError(f'{path}: cannot be read ({getattr(e, "strerror", None) or e}); {what_to_do}') from None
   try:
     return json.loads(text)
-  except ValueError as e:
+  except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than Python's stack.
     raise UserError(f'{path}: not valid JSON ({e}); {what_to_do}') from None
 
 

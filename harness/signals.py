@@ -8,6 +8,7 @@ catcher for the rest of the process (its exit and teardown too); a loop's
 catcher nests inside it.
 """
 
+import atexit
 import signal
 
 # SIGHUP: the terminal or ssh connection closed; the run stops as for SIGTERM.
@@ -41,10 +42,19 @@ class SignalCatcher:
     self._previous = {}
 
   def __enter__(self):
-    return self.install()
+    return self._install_handlers()
 
   def install(self):
-    """Installs the handlers; an entry calls this alone, to keep them to the process's very end."""
+    """Installs the handlers; an entry calls this alone, to keep them to the process's very end.
+
+    At exit the signals are then ignored: Python puts back the default
+    handlers (which kill) before TensorFlow's teardown, which takes seconds.
+    """
+    atexit.unregister(_ignore_stop_signals)  # Registered once, however often this runs.
+    atexit.register(_ignore_stop_signals)
+    return self._install_handlers()
+
+  def _install_handlers(self):
     for sig in STOP_SIGNALS:
       try:
         previous = signal.signal(sig, self._handle)
@@ -67,3 +77,11 @@ class SignalCatcher:
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+
+
+def _ignore_stop_signals():
+  for sig in STOP_SIGNALS:
+    try:
+      signal.signal(sig, signal.SIG_IGN)
+    except ValueError:  # Not the main thread.
+      pass

@@ -44,7 +44,8 @@ class RunFilesTest(parameterized.TestCase):
                             ('{"step": 6, "total_steps": 6, "eval_loss": "0.5"}', '"eval_loss" is "0.5", must be '
                              'a number'),
                             ('{"step": 6, "total_steps": 6, "status": "done"}', '"status" is "done"'),
-                            ('{"step": 6, "total_steps": 6, "stopped_by": "SIGKILL"}', '"stopped_by"'))
+                            ('{"step": 6, "total_steps": 6, "stopped_by": "SIGKILL"}', '"stopped_by"'),
+                            ('[' * 100_000 + ']' * 100_000, 'not valid JSON'))
   def test_item8_item9_a_bad_metrics_json(self, text, expected):
     self.write('metrics.json', text)
     with self.assertRaisesRegex(UserError, f'^{self.dir}/metrics.json: .*{expected}.*; fix or remove it'):
