@@ -26,6 +26,7 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
 
 from harness import loop
+from harness import runfiles
 from harness import runs
 from harness import summaries
 from harness import trials as trials_lib
@@ -72,7 +73,7 @@ def aggregate(sweep_dir):
   grid, fixed = [(flag, values) for flag, values in identity['grid']], identity['fixed']
   trials = trials_lib.make_trials(grid, identity['seeds'])
   configs = trials_lib.check_trials(trials, fixed, sweep_dir)
-  results = {trial.name: runs.read_metrics(os.path.join(sweep_dir, trial.name)) or {} for trial in trials}
+  results = {trial.name: runfiles.read_metrics(os.path.join(sweep_dir, trial.name)) or {} for trial in trials}
   metric_names = sorted({k for m in results.values() for k in m if k.startswith('eval_')})
   flags_varied = [flag for flag, _ in grid]
 

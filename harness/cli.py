@@ -199,5 +199,6 @@ def run(main, program):
 
 def fail(program, message, status=2):
   """Prints `program: error: message` on one line of stderr and exits with `status`."""
-  print(f'{program}: error: {message}', file=sys.stderr)
+  lines = str(message).splitlines() or ['']
+  print(f'{program}: error: {" ".join(line.strip() for line in lines)}', file=sys.stderr)  # One line, always.
   sys.exit(status)

@@ -3,7 +3,7 @@
 Every field is a flag of `harness.train` (`harness.cli` generates the flags
 from the field metadata: help text, choices, bounds), so a config round-trips
 through an absl flagfile (`to_flagfile`) and through `config.json`
-(`to_json` / `from_json`). Tests build configs directly with `make_config`;
+(`to_json`, read back by `harness.runfiles.read_config`). Tests build configs directly with `make_config`;
 only the command-line entries touch FLAGS. Nothing here imports TensorFlow, so
 usage errors come back at once.
 """
@@ -27,10 +27,21 @@ VIEWS = ('rows', 'pixels', 'permuted')
 
 _RUN_NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=,-]*$')
 RUN_NAME_MAX_LENGTH = 200  # File names stop at 255 bytes; room for the suffixes of temporary folders.
+# TensorFlow counts steps (and takes integer tensors) in int64; numpy, which
+# keras.utils.set_random_seed seeds too, takes seeds below 2**32.
+INT64_MAX = 2**63 - 1
+SEED_MAX = 2**32 - 1
+# The generated tasks' step streams end at 2**62 (tf.data.Dataset.range).
+MAX_STEPS = 2**62
+# Longer sequences fill memory with the generated tasks' fixed test sets
+# (2,000 sequences) before training starts, and take hours per step.
+MAX_SEQ_LEN = 100_000
+# The sigmoid of the forget gate is 0 or 1 in float32 well before this.
+MAX_FORGET_BIAS = 100.0
 
 
-def _field(default, help_text, *, choices=None, minimum=None, above=None, per_task=False, resumable=False,
-           flag_default=None):
+def _field(default, help_text, *, choices=None, minimum=None, above=None, maximum=None, per_task=False,
+           resumable=False, flag_default=None):
   """A Config field with the metadata that flags and validation are generated from.
 
   Args:
@@ -39,11 +50,12 @@ def _field(default, help_text, *, choices=None, minimum=None, above=None, per_ta
     choices: the allowed values of a str field (an enum flag).
     minimum: numbers (every element of a tuple) must be >= this.
     above: numbers must be > this.
+    maximum: numbers must be <= this (integers: at most INT64_MAX, whatever it says).
     per_task: the default comes from the task's entry (`task_table`) (the flag's own default is None).
     resumable: a resumed run may change it (it schedules the run, it does not define it).
     flag_default: the flag's default where it differs from `default` (e.g. '' for an empty tuple).
   """
-  metadata = dict(help=help_text, choices=choices, minimum=minimum, above=above, per_task=per_task,
+  metadata = dict(help=help_text, choices=choices, minimum=minimum, above=above, maximum=maximum, per_task=per_task,
                   resumable=resumable, flag_default=flag_default)
   return dataclasses.field(default=default, metadata=metadata)
 
@@ -67,7 +79,8 @@ class Config:
                         'stacks two).', minimum=1)
   input_units: int = _field(128, 'Linear input projection per step before the recurrent layers (0 = none).',
                             minimum=0, per_task=True)
-  forget_bias: float = _field(1.0, 'Initial LSTM forget-gate bias (lstm).')
+  forget_bias: float = _field(1.0, 'Initial LSTM forget-gate bias (lstm).', minimum=-MAX_FORGET_BIAS,
+                              maximum=MAX_FORGET_BIAS)
   lstm_kernel: str = _field(
       'auto', 'LSTM implementation; same weights and math, and cuDNN on a GPU whatever the choice. On the CPU: '
       'fused = TensorFlow\'s BlockLSTM op, one op per sequence; keras = keras.layers.LSTM\'s per-step '
@@ -79,15 +92,16 @@ class Config:
       choices=('float32', 'mixed_bfloat16', 'mixed_float16'))
   batch_size: int = _field(128, 'Global batch size.', minimum=1, per_task=True)
   epochs: int = _field(10, 'Epochs to train.', minimum=1, per_task=True, resumable=True)
-  train_steps: int = _field(0, 'Steps to train; when set (> 0), overrides --epochs.', minimum=0, resumable=True)
+  train_steps: int = _field(0, 'Steps to train; when set (> 0), overrides --epochs.', minimum=0, maximum=MAX_STEPS,
+                            resumable=True)
   learning_rate: float = _field(3e-3, 'Learning rate.', above=0, per_task=True)
   optimizer: str = _field('adam', 'Optimizer.', choices=('adam', 'sgd', 'rmsprop'))
   lr_schedule: str = _field('cosine', 'constant, or cosine decay from --learning_rate to 0 over the run\'s steps.',
                             choices=('constant', 'cosine'))
   clip_norm: float = _field(0.0, 'Clip gradients to this global norm (0 = off).', minimum=0)
-  seed: int = _field(0, 'Seed for weights and data order.', minimum=0)
+  seed: int = _field(0, 'Seed for weights and data order.', minimum=0, maximum=SEED_MAX)
   seq_len: int = _field(20, 'Steps per sequence: sin2cos windows, the adding problem\'s T, the copy task\'s blank '
-                        'span T (images: fixed by --view).', minimum=0, per_task=True)
+                        'span T (images: fixed by --view).', minimum=0, maximum=MAX_SEQ_LEN, per_task=True)
   stateful: bool = _field(False, 'Carry each stream\'s final state into the next batch (reset at each epoch).')
   deterministic: bool = _field(False, 'Deterministic ops: a resumed run then ends bit-identical to an '
                                'uninterrupted one.')
@@ -158,6 +172,9 @@ def _check_number(name, value, metadata):
     raise UserError(f'--{name}={value}: must be {"0 or more" if metadata["minimum"] == 0 else bound}')
   if metadata['above'] is not None and value <= metadata['above']:
     raise UserError(f'--{name}={value}: must be > {metadata["above"]}')
+  maximum = metadata['maximum'] if metadata['maximum'] is not None else INT64_MAX if is_int_field else None
+  if maximum is not None and value > maximum:
+    raise UserError(f'--{name}={value}: must be at most {maximum}')
 
 
 def _check_field(name, value):
@@ -177,6 +194,8 @@ def _check_field(name, value):
     _check_number(name, value, metadata)
   elif not isinstance(value, str):
     raise UserError(f'--{name}={value!r}: must be text')
+  elif any(ord(c) < 32 or ord(c) == 127 for c in value):  # A line break would add a line to flags.txt.
+    raise UserError(f'--{name}={value!r}: holds a line break or another control character')
 
 
 def check_directory(name, path):
@@ -254,14 +273,15 @@ def probe_names(config):
   return tuple(name for name in PROBES if name in names)
 
 
-def check_run_name(name):
+def check_run_name(name, flag='run_name'):
+  """A run (or sweep, `flag`='name') folder name: one plain path component the harness's files can live under."""
   if not name:
     return
   if not _RUN_NAME_PATTERN.match(name):
-    raise UserError(f'--run_name={name!r}: use only ASCII letters, digits and . _ = , - (no spaces, accents or '
+    raise UserError(f'--{flag}={name!r}: use only ASCII letters, digits and . _ = , - (no spaces, accents or '
                     'slashes), starting with a letter or digit')
   if len(name) > RUN_NAME_MAX_LENGTH:
-    raise UserError(f'--run_name: {len(name)} characters; at most {RUN_NAME_MAX_LENGTH}')
+    raise UserError(f'--{flag}: {len(name)} characters; at most {RUN_NAME_MAX_LENGTH}')
 
 
 def flag_value(value):
@@ -285,9 +305,3 @@ def to_flagfile(config, comments=()):
 
 def to_json(config):
   return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True)
-
-
-def from_json(text):
-  """The Config of a config.json; fields added since it was written take their defaults."""
-  values = json.loads(text)
-  return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in FIELDS})

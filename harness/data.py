@@ -8,12 +8,14 @@ dataset gets the tfds catalog's name, version, features and splits; prints
 """
 
 import json
+import signal
 import sys
 
 from absl import flags
 
 from harness import cli
 from harness import runs
+from harness import signals as signals_lib
 from harness.errors import UserError
 
 _TASK = flags.DEFINE_enum('task', None, ['mnist', 'fashion_mnist'], 'The tfds dataset to create.')
@@ -26,14 +28,18 @@ def main(argv):
   if argv[1:] != ['import'] or _TASK.value is None or _IDX_DIR.value is None:
     cli.fail(_PROGRAM, 'usage: python -m harness.data import --task=TASK --idx_dir=DIR [--data_dir=DIR]')
   cli.quiet_console()
-  with cli.native_output_filtered():
-    from harness.tasks import sources  # pylint: disable=g-import-not-at-top
+  # A stop signal interrupts the import, which then removes its partial dataset.
+  signals_lib.SignalCatcher(interrupt=True).install()
   try:
+    with cli.native_output_filtered():
+      from harness.tasks import sources  # pylint: disable=g-import-not-at-top
     path = sources.import_idx(_TASK.value, _IDX_DIR.value, _DATA_DIR.value)
   except UserError as e:
     cli.fail(_PROGRAM, e)
   except OSError as e:
     cli.fail(_PROGRAM, runs.describe_os_error(e), status=1)
+  except signals_lib.Stopped as e:
+    cli.fail(_PROGRAM, f'stopped by {e.signal}; nothing was imported', status=128 + getattr(signal, e.signal).value)
   print(json.dumps({'task': _TASK.value, 'tfds_dir': path}))
   sys.stdout.flush()
 

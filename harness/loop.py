@@ -20,6 +20,7 @@ import tensorflow as tf
 from harness import config as config_lib
 from harness import models
 from harness import probes
+from harness import runfiles
 from harness import runs
 from harness import runtime
 from harness import signals as signals_lib
@@ -99,6 +100,9 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
   task = task or tasks.load_task(config)
   steps_per_epoch = task.steps_per_epoch(config.batch_size)
   schedule = Schedule(config, steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch)
+  if schedule.total_steps > config_lib.MAX_STEPS:
+    raise UserError(f'--epochs={config.epochs}: {schedule.total_steps} steps; at most {config_lib.MAX_STEPS}')
+  steps.check_batch(config, strategy)
   models.check_memory(config, task.num_features, task.num_outputs)
   folder = runs.RunFolder(workdir, runtime.is_chief(strategy))
   state = steps.create_train_state(config, task, strategy, schedule.total_steps)
@@ -300,7 +304,8 @@ class _Run:
     if bad:
       bad_step, what = bad
       message = (f'{what} became non-finite (NaN or inf) at step {bad_step}; stopped, last good checkpoint kept: '
-                 f'{self.checkpoints.latest or "none"}. Lower --learning_rate or set --clip_norm.')
+                 f'{self.checkpoints.latest or "none"}. Lower --learning_rate or '
+                 f'{"lower" if self.config.clip_norm else "set"} --clip_norm.')
       self.writers['train'].text(bad_step, {'non_finite': message})
       self.writers[''].session_end('failed')
       for writer in self.writers.values():
@@ -338,7 +343,7 @@ class _Run:
 
   def complete(self):
     """A run already at its last step: its saved metrics, or the missing final evaluation and metrics.json."""
-    saved = runs.read_metrics(self.workdir)
+    saved = runfiles.read_metrics(self.workdir)
     if runs.is_finished(saved) and saved['step'] == self.start_step:
       logging.info('%s is finished at step %d; nothing to do.', self.workdir, self.start_step)
       return saved
@@ -356,7 +361,7 @@ class _Run:
         v.numpy().tobytes() for v in self.state.model.trainable_variables)).hexdigest()
     final = {
         'step': step, 'total_steps': self.schedule.total_steps, 'status': 'stopped' if stopped_by else 'finished',
-        'data_source': self.task.source, 'params': self.num_params,
+        'steps_per_epoch': self.schedule.steps_per_epoch, 'data_source': self.task.source, 'params': self.num_params,
         'train_seconds': float(self.state.train_seconds.numpy()), 'weights_sha256': weights_sha256,
         **{f'eval_{name}': value for name, value in self.eval_metrics.items()},
         **{f'baseline_{name}': value for name, value in self.task.baselines.items()},

@@ -8,6 +8,7 @@
 A folder is *started* once it holds config.json or a checkpoint; before that it
 is *unstarted* and a new run of the same name takes it over. Files are written
 whole (a temporary file, then a rename), so a kill never leaves half a file.
+The files are read back through `harness.runfiles`, which checks them.
 Nothing here imports TensorFlow, so the command line checks a run folder
 before paying for TensorFlow's start.
 """
@@ -21,19 +22,24 @@ import os
 import re
 import secrets
 import socket
+import stat
 
 from harness import archs
 from harness import config as config_lib
 from harness import task_table
+from harness import runfiles
 from harness.errors import EnvironmentFault
 from harness.errors import RunFinished
 from harness.errors import UserError
 
 LOCK_FILE = '.lock'
 CHECKPOINT_DIR = 'checkpoints'
-# What a run folder holds before its config is written (events of an old
-# version, a lock): such a folder has not started.
-_UNSTARTED_ENTRIES = frozenset({LOCK_FILE, 'train', 'eval', CHECKPOINT_DIR})
+# What a run folder holds before its config.json is written: the lock, the
+# event folders and files (the loop opens its writers first; a task with
+# baselines has baseline/), flags.txt (written just before config.json), and
+# the temporary file of a write cut short. Links are never among them.
+_UNSTARTED_FOLDERS = frozenset({'train', 'eval', 'baseline', CHECKPOINT_DIR})
+_UNSTARTED_FILES = re.compile(r'^(\.lock|flags\.txt|events\.out\.tfevents\..*|(flags\.txt|config\.json)\.tmp-\d+)$')
 _CHECKPOINT_FILE = re.compile(r'^ckpt-(\d+)\.(index|data-\d+-of-\d+)$')
 
 
@@ -64,6 +70,33 @@ def checkpoint_steps(workdir):
   return sorted({int(m.group(1)) for m in map(_CHECKPOINT_FILE.match, names) if m}, reverse=True)
 
 
+def whole_checkpoint_steps(workdir):
+  """Steps of the checkpoints with a non-empty index and a data file, newest first (what a run may have reached)."""
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  try:
+    matches = [m for m in map(_CHECKPOINT_FILE.match, os.listdir(directory)) if m]
+  except OSError:
+    return []
+  with_data = {int(m.group(1)) for m in matches if m.group(2) != 'index'}
+  whole = []
+  for step in sorted(with_data, reverse=True):
+    try:
+      if os.path.getsize(os.path.join(directory, f'ckpt-{step}.index')):
+        whole.append(step)
+    except OSError:
+      pass
+  return whole
+
+
+def _unstarted_entry(workdir, name):
+  path = os.path.join(workdir, name)
+  if os.path.islink(path):
+    return False
+  if name in _UNSTARTED_FOLDERS:
+    return os.path.isdir(path)
+  return bool(_UNSTARTED_FILES.match(name)) and os.path.isfile(path)
+
+
 def run_state(workdir):
   """'absent', 'unstarted' (no config, no checkpoint), 'started', or 'foreign' (holds files no run writes)."""
   if not os.path.isdir(workdir):
@@ -71,7 +104,7 @@ def run_state(workdir):
   entries = os.listdir(workdir)
   if 'config.json' in entries or checkpoint_steps(workdir):
     return 'started'
-  if all(name in _UNSTARTED_ENTRIES or name.startswith('events.out.tfevents') for name in entries):
+  if all(_unstarted_entry(workdir, name) for name in entries):
     return 'unstarted'
   return 'foreign'
 
@@ -88,15 +121,6 @@ def check_new_run(config):
   if state == 'foreign':
     raise UserError(f'--run_name={config.run_name}: {workdir} already exists and holds files that are not a '
                     'harness run\'s; choose another name')
-
-
-def read_metrics(workdir):
-  """metrics.json as a dict, or None if the run has not written one (or it cannot be read)."""
-  try:
-    with open(os.path.join(workdir, 'metrics.json')) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
 
 
 def is_finished(metrics):
@@ -121,40 +145,52 @@ def resumed_config(config, explicit_flags):
     RunFinished: the run has completed and no flag asks for more steps.
   """
   workdir = os.path.join(config.logdir, config.run_name)
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
+  saved = runfiles.read_config(workdir, config.logdir, config.run_name)
+  if saved is None:
     if run_state(workdir) == 'unstarted':
       raise UserError(f'--resume: {workdir} never started (no config.json, no checkpoint); start it again '
                       'without --resume')
-    raise UserError(f'--resume: no run {workdir} to resume (no {path})')
-  try:
-    with open(path) as f:
-      saved = config_lib.from_json(f.read())
-  except (OSError, ValueError, TypeError) as e:
-    raise UserError(f'--resume: {path} cannot be read ({e})') from None
+    raise UserError(f'--resume: no run {workdir} to resume (no {os.path.join(workdir, "config.json")})')
   changes = {}
   for name in explicit_flags:
     if not hasattr(saved, name) or getattr(saved, name) == getattr(config, name):
       continue
     if name not in config_lib.RESUMABLE_OVERRIDES:
       raise UserError(f'--{name}={config_lib.flag_value(getattr(config, name))}: differs from the resumed run\'s '
-                      f'{config_lib.flag_value(getattr(saved, name))}; a resumed run keeps its model, data and '
-                      'optimizer (start a new run to change them)')
+                      f'{config_lib.flag_value(getattr(saved, name)) or "(unset)"}; a resumed run keeps its model, '
+                      'data and optimizer (start a new run to change them)')
     changes[name] = getattr(config, name)
+  if 'train_steps' in changes and not changes['train_steps'] and 'epochs' not in changes:
+    raise UserError(f'--train_steps=0: the run trains to step {saved.train_steps}; 0 (train by epochs) would make it '
+                    f'{saved.epochs} epochs. Give --train_steps=N to train on to step N, or --epochs=N too to train '
+                    'by epochs')
   changes.update(logdir=config.logdir, run_name=config.run_name, resume=True)
   resumed = dataclasses.replace(saved, **changes)
   config_lib.validate(resumed)
-  metrics = read_metrics(workdir) or {}
-  reached = max([metrics.get('step', 0)] + checkpoint_steps(workdir)[:1])
+  metrics = runfiles.read_metrics(workdir) or {}
+  reached = max([metrics.get('step', 0)] + whole_checkpoint_steps(workdir)[:1])
   if 'train_steps' in changes and 0 < resumed.train_steps < reached:
     raise UserError(f'--train_steps={resumed.train_steps}: the run is already at step {reached}; give a larger '
                     'target to train on')
-  if is_finished(metrics) and not {'train_steps', 'epochs'} & set(changes):
+  if is_finished(metrics) and not _trains_on(resumed, changes, metrics):
     scores = ', '.join(f'{k[5:]} {v:.4f}' for k, v in sorted(metrics.items()) if k.startswith('eval_'))
     raise RunFinished(f'{workdir} is finished (step {metrics["step"]} of {metrics["total_steps"]}'
                       f'{"; eval " + scores if scores else ""}); nothing to do. To train on, add '
                       f'--train_steps=N with N > {metrics["step"]}.')
   return resumed
+
+
+def _trains_on(config, changes, metrics):
+  """Whether `config` trains past the step metrics.json records as its end.
+
+  Compared with the config itself, not with this command's flags: a
+  config.json rewritten by a resume that then failed still asks for its steps.
+  """
+  if config.train_steps:
+    return config.train_steps != metrics['total_steps']
+  if 'steps_per_epoch' in metrics:
+    return config.epochs * metrics['steps_per_epoch'] != metrics['total_steps']
+  return bool({'train_steps', 'epochs'} & set(changes))  # metrics.json of an older version.
 
 
 class RunLock:
@@ -175,7 +211,18 @@ class RunLock:
     if self._key in RunLock._held:
       RunLock._held[self._key][1] += 1
       return
-    descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    # Never through a link (anyone who can write the logdir could point one at
+    # a file of ours, which the lock's note would overwrite), never a FIFO's wait.
+    try:
+      descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+      if e.errno not in (errno.ELOOP, errno.EISDIR):
+        raise
+      raise UserError(f'{self.path}: is a {"link" if e.errno == errno.ELOOP else "folder"}, not a lock this harness '
+                      'made; remove it (someone else may have put it there)') from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+      os.close(descriptor)
+      raise UserError(f'{self.path}: not a plain file, not a lock this harness made; remove it')
     try:
       fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -197,7 +244,7 @@ class RunLock:
       del RunLock._held[self._key]
 
 
-def _write_whole(path, text):
+def write_whole(path, text):
   """Writes `text` to `path` through a temporary file and a rename: the file is old or new, never half."""
   temporary = f'{path}.tmp-{os.getpid()}'
   try:
@@ -249,12 +296,12 @@ class RunFolder:
     if not self.chief:
       return
     config = dataclasses.replace(config, run_name=os.path.basename(os.path.normpath(self.workdir)), resume=False)
-    _write_whole(os.path.join(self.workdir, 'flags.txt'), config_lib.to_flagfile(config, comments))
-    _write_whole(os.path.join(self.workdir, 'config.json'), config_lib.to_json(config))
+    write_whole(os.path.join(self.workdir, 'flags.txt'), config_lib.to_flagfile(config, comments))
+    write_whole(os.path.join(self.workdir, 'config.json'), config_lib.to_json(config))
 
   def write_metrics(self, metrics):
     if self.chief:
-      _write_whole(os.path.join(self.workdir, 'metrics.json'), json.dumps(metrics, indent=2, sort_keys=True))
+      write_whole(os.path.join(self.workdir, 'metrics.json'), json.dumps(metrics, indent=2, sort_keys=True))
 
 
 # Every hyperparameter a run can record (`hparams`, the tasks' own, the facts a
@@ -291,5 +338,9 @@ def describe_os_error(error):
   reasons = {errno.ENOSPC: 'no space left on the device', errno.EDQUOT: 'disk quota exceeded',
              errno.EROFS: 'read-only file system', errno.EACCES: 'permission denied',
              errno.ENAMETOOLONG: 'file name too long'}
+  remedies = {errno.ENOSPC: 'free some space', errno.EDQUOT: 'free some space',
+              errno.EROFS: 'choose a folder on a writable file system', errno.EACCES: 'make it writable',
+              errno.EPERM: 'make it writable', errno.ENAMETOOLONG: 'choose a shorter name'}
   reason = reasons.get(error.errno, error.strerror or str(error))
-  return f'{error.filename}: {reason}' if error.filename else reason
+  remedy = f'; {remedies[error.errno]} and run the command again' if error.errno in remedies else ''
+  return f'{error.filename}: {reason}{remedy}' if error.filename else f'{reason}{remedy}'

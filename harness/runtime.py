@@ -1,5 +1,6 @@
 """Where and how a run executes: strategy, chief, threads, sub-batches, checkpoints, preemption, profiler."""
 
+import json
 import os
 
 from absl import logging
@@ -14,8 +15,24 @@ from harness.errors import UserError
 CHECKPOINTS_TO_KEEP = 3
 
 
+# More logical CPU devices than this (or than cores, where there are more)
+# only slow each step: every replica traces and runs its own copy of the step.
+MAX_CPU_DEVICES = 8
+
+
 def make_strategy(config):
-  """The tf.distribute strategy `config.strategy` names (see BUILD.md for multi-host setup)."""
+  """The tf.distribute strategy `config.strategy` names (see BUILD.md for multi-host setup).
+
+  Raises:
+    UserError: --num_cpu_devices beyond this machine's cores, or a TF_CONFIG
+      that MultiWorkerMirroredStrategy cannot read.
+  """
+  cores = len(os.sched_getaffinity(0))
+  if config.num_cpu_devices > max(MAX_CPU_DEVICES, cores):
+    raise UserError(f'--num_cpu_devices={config.num_cpu_devices}: at most {max(MAX_CPU_DEVICES, cores)} here '
+                    f'({cores} CPU cores; each device traces and runs its own copy of the step)')
+  if config.strategy == 'multi_worker' and os.environ.get('TF_CONFIG'):
+    check_tf_config(os.environ['TF_CONFIG'])
   if config.num_cpu_devices:
     cpu = tf.config.list_physical_devices('CPU')[0]
     wanted = [tf.config.LogicalDeviceConfiguration()] * config.num_cpu_devices
@@ -33,6 +50,32 @@ def make_strategy(config):
       devices = [d.name for d in tf.config.list_logical_devices('CPU')]
     return tf.distribute.MirroredStrategy(devices)
   return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def check_tf_config(text):
+  """TF_CONFIG as MultiWorkerMirroredStrategy reads it: JSON naming each job's addresses, and this task among them.
+
+  Raises:
+    UserError: naming what is wrong, before TensorFlow reads it.
+  """
+  try:
+    value = json.loads(text)
+  except ValueError as e:
+    raise UserError(f'TF_CONFIG: not valid JSON ({e})') from None
+  cluster = value.get('cluster', {}) if isinstance(value, dict) else None
+  task = value.get('task', {}) if isinstance(value, dict) else None
+  if (not isinstance(cluster, dict) or not all(isinstance(hosts, list) for hosts in cluster.values())
+      or not isinstance(task, dict)):
+    raise UserError('TF_CONFIG: give {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
+                    '"index": N}}')
+  if not cluster:
+    return  # No cluster: TensorFlow runs one local worker.
+  kind, index = task.get('type'), task.get('index', 0)
+  if kind not in cluster:
+    raise UserError(f'TF_CONFIG: task type {kind!r} is not a job of the cluster ({", ".join(cluster)})')
+  if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
+    raise UserError(f'TF_CONFIG: task index {index!r} is not one of the cluster\'s {len(cluster[kind])} {kind} '
+                    f'addresses (0..{len(cluster[kind]) - 1})')
 
 
 def is_chief(strategy):
@@ -284,5 +327,7 @@ def describe_fault(error, workdir):
   if 'No space left on device' in str(error) or 'Disk quota exceeded' in str(error):
     return f'no space left on the device ({text}){where}'
   if isinstance(error, tf.errors.ResourceExhaustedError):
-    return f'out of memory ({text}); lower --batch_size or --units{where}'
+    return f'out of memory ({text}); lower --batch_size, --units or --seq_len{where}'
+  if isinstance(error, tf.errors.PermissionDeniedError) or 'Read-only file system' in str(error):
+    return f'cannot write ({text}); make the run folder and everything in it writable{where}'
   return None

@@ -80,6 +80,21 @@ def create_train_state(config, task, strategy, total_steps):
   return TrainState(model, optimizer, carried_state, sums, first_nonfinite_step, train_seconds, global_step)
 
 
+def check_batch(config, strategy):
+  """The global batch splits evenly over the replicas, and each replica's over its sub-batches; returns those.
+
+  Raises:
+    UserError: naming --batch_size or --batch_splits.
+  """
+  replicas = strategy.num_replicas_in_sync
+  if config.batch_size % replicas:
+    raise UserError(f'--batch_size={config.batch_size}: must divide evenly over {replicas} replicas')
+  splits = runtime.batch_splits(config)
+  if config.batch_size // replicas % splits:
+    raise UserError(f'--batch_splits={splits}: must divide the per-replica batch of {config.batch_size // replicas}')
+  return splits
+
+
 def make_train_step(state, task, config, strategy):
   """Returns train_step(iterator): one update from the next batch, under `strategy`.
 
@@ -101,10 +116,7 @@ def make_train_step(state, task, config, strategy):
   # float16: gradients of the loss times a dynamic scale, which the optimizer
   # divides out again (skipping the update of a step whose gradients overflow).
   loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-  splits = runtime.batch_splits(config)
-  per_replica_batch = config.batch_size // replicas
-  if per_replica_batch % splits:
-    raise UserError(f'--batch_splits={splits}: must divide the per-replica batch of {per_replica_batch}')
+  splits = check_batch(config, strategy)
 
   def split_rows(tensor):
     return tf.split(tensor, splits) if splits > 1 else [tensor]

@@ -32,9 +32,11 @@ from absl import logging
 
 from harness import cli
 from harness import config as config_lib
+from harness import runfiles
 from harness import runs
 from harness import signals as signals_lib
 from harness import trials as trials_lib
+from harness.errors import EnvironmentFault
 from harness.errors import UserError
 
 _NAME = flags.DEFINE_string('name', None, 'The sweep\'s folder under --logdir.')
@@ -56,10 +58,8 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 def _claim_sweep(sweep_dir, identity):
   """Writes sweep.json on the first start; later, refuses a sweep that differs from it."""
   identity = json.loads(json.dumps(identity))  # As it reads back: lists, not tuples.
-  path = os.path.join(sweep_dir, 'sweep.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
+  saved = runfiles.read_sweep(sweep_dir)
+  if saved is not None:
     changed = [key for key in identity if saved.get(key) != identity[key]]
     if changed:
       raise UserError(f'{sweep_dir} holds a sweep with another {" and ".join(changed)} '
@@ -67,10 +67,8 @@ def _claim_sweep(sweep_dir, identity):
                       'grid, seeds and fixed flags to continue it')
     return
   os.makedirs(sweep_dir, exist_ok=True)
-  temporary = f'{path}.tmp-{os.getpid()}'
-  with open(temporary, 'w') as f:
-    json.dump(identity, f, indent=2)
-  os.replace(temporary, path)  # Array jobs may race here: the content is the same.
+  # Array jobs may race here: the content is the same.
+  runs.write_whole(os.path.join(sweep_dir, 'sweep.json'), json.dumps(identity, indent=2))
 
 
 def _core_shares(parallel):
@@ -102,18 +100,18 @@ def _last_error_line(log_path):
 def run_trials(trials, fixed, sweep_dir, parallel, signals):
   """Runs the trials that are not finished, `parallel` at a time.
 
-  A SIGTERM or SIGINT to the sweep (`signals.received`) stops starting trials
-  and passes SIGTERM to the running ones, which checkpoint and stop.
+  A stop signal to the sweep (`signals.received`) stops starting trials and
+  passes SIGTERM to each running one, once: it checkpoints and stops.
 
   Returns:
     {trial name: error line and log path} of the trials that failed.
   """
-  todo = [t for t in trials if not runs.is_finished(runs.read_metrics(os.path.join(sweep_dir, t.name)))]
+  todo = [t for t in trials if not runs.is_finished(runfiles.read_metrics(os.path.join(sweep_dir, t.name)))]
   done_before = len(trials) - len(todo)
   if done_before:
     logging.info('sweep: %d of %d trials already finished', done_before, len(trials))
   os.makedirs(os.path.join(sweep_dir, 'logs'), exist_ok=True)
-  free, running, failures, durations = _core_shares(parallel), {}, {}, []
+  free, running, failures, durations, signalled = _core_shares(parallel), {}, {}, [], set()
   last_progress = 0.0
   while (todo and not signals.received) or running:
     while todo and free and not signals.received:
@@ -125,14 +123,17 @@ def run_trials(trials, fixed, sweep_dir, parallel, signals):
       running[process] = (trial, share, time.time(), log_path)
     time.sleep(_POLL_SECONDS)
     if signals.received:
-      for process in running:
+      for process in set(running) - signalled:
         process.send_signal(signal.SIGTERM)
+        signalled.add(process)
     for process in [p for p in running if p.poll() is not None]:
       trial, share, started, log_path = running.pop(process)
       free.append(share)
       durations.append(time.time() - started)
       if process.returncode and not signals.received:
-        failures[trial.name] = f'{_last_error_line(log_path)} (log: {log_path})'
+        code = process.returncode
+        cause = f'killed by {_signal_name(-code)}' if code < 0 else _last_error_line(log_path)
+        failures[trial.name] = f'{cause} (log: {log_path})'
         logging.warning('sweep: trial %s failed: %s', trial.name, failures[trial.name])
       last_progress = 0.0
     if time.time() - last_progress > _PROGRESS_SECONDS:
@@ -149,63 +150,103 @@ def run_trials(trials, fixed, sweep_dir, parallel, signals):
   return failures
 
 
+def _signal_name(number):
+  try:
+    return signal.Signals(number).name
+  except ValueError:
+    return f'signal {number}'
+
+
 def _format_seconds(seconds):
   minutes, seconds = divmod(int(seconds), 60)
   return f'{minutes // 60}h{minutes % 60:02d}m' if minutes >= 60 else f'{minutes}m{seconds:02d}s'
 
 
-def _aggregate(sweep_dir):
+def _aggregate(sweep_dir, signals):
+  """The aggregates; a stop signal raises `signals_lib.Stopped` (they are derived: recomputed whole)."""
   with cli.native_output_filtered():
     from harness import aggregate  # pylint: disable=g-import-not-at-top  # TensorFlow: only now.
-  return aggregate.aggregate(sweep_dir)
+  signals.interrupt = True
+  try:
+    return aggregate.aggregate(sweep_dir)
+  finally:
+    signals.interrupt = False
 
 
 def main(argv):
   cli.quiet_console()
+  # To the end of the process: a stop signal before the trials or during the
+  # aggregation (derived, recomputed whole) stops it at once; during the
+  # trials, run_trials passes it on to them.
+  signals = signals_lib.SignalCatcher(interrupt=True).install()
+  failures = {}
   try:
     if argv[1:2] == ['aggregate']:
       if len(argv) != 3:
         raise UserError('usage: python -m harness.sweep aggregate <logdir>/<sweep>')
-      print(_aggregate(argv[2]))
+      print(_aggregate(argv[2], signals))
       return
-    fixed = argv[1:]
-    if not _NAME.value:
-      raise UserError('--name: give the sweep a name (its folder under --logdir)')
-    config_lib.check_run_name(_NAME.value)
-    stray = [arg for arg in fixed if not arg.startswith('-')]
-    if stray:
-      raise UserError(f'unexpected arguments {" ".join(stray)}: trial flags go after --, as --name=value')
-    sweep_dir = os.path.join(_LOGDIR.value, _NAME.value)
-    grid = trials_lib.parse_grid(_GRID.value)
-    trials = trials_lib.make_trials(grid, _SEEDS.value)
-    trials_lib.check_trials(trials, fixed, sweep_dir)
-    if _PRINT_COMMANDS.value:
-      for trial in trials:
-        print(shlex.join(['python', '-m', 'harness.train', f'--logdir={sweep_dir}', f'--run_name={trial.name}',
-                          *trial.flags(fixed)]))
-      return
-    if _TRIAL_INDEX.value >= len(trials):
-      raise UserError(f'--trial_index={_TRIAL_INDEX.value}: the sweep has {len(trials)} trials (0..{len(trials) - 1})')
-    _claim_sweep(sweep_dir, {'grid': grid, 'seeds': _SEEDS.value, 'fixed': fixed})
-    if _TRIAL_INDEX.value >= 0:
-      trials = [trials[_TRIAL_INDEX.value]]
-      parallel = 1
-    else:
-      parallel = _PARALLEL.value or len(os.sched_getaffinity(0))
-    with signals_lib.SignalCatcher() as signals:
-      failures = run_trials(trials, fixed, sweep_dir, min(parallel, len(trials)), signals)
-    if signals.received:
-      print(f'{_PROGRAM}: stopped by {signals.received}; the running trials checkpointed. Run the same command '
-            'to continue.', file=sys.stderr)
-      sys.exit(128 + getattr(signal, signals.received).value)
-    if _TRIAL_INDEX.value < 0:
-      print(_aggregate(sweep_dir))
+    failures = _sweep(argv[1:], signals)
   except UserError as e:
     cli.fail(_PROGRAM, e)
+  except EnvironmentFault as e:
+    cli.fail(_PROGRAM, e, status=1)
+  except OSError as e:
+    cli.fail(_PROGRAM, runs.describe_os_error(e), status=1)
+  except signals_lib.Stopped as e:
+    _report(failures)
+    cli.fail(_PROGRAM, f'stopped by {e.signal}; no trial was running. Run the same command to continue, or '
+             f'recompute the aggregates with: python -m harness.sweep aggregate {_sweep_dir(argv)}',
+             status=128 + getattr(signal, e.signal).value)
+  _report(failures)
   if failures:
-    for name, line in failures.items():
-      print(f'{_PROGRAM}: trial {name} failed: {line}', file=sys.stderr)
     sys.exit(1)
+
+
+def _sweep(fixed, signals):
+  """Checks the grid, claims the sweep folder, runs the trials and aggregates; returns the failures."""
+  if not _NAME.value:
+    raise UserError('--name: give the sweep a name (its folder under --logdir)')
+  config_lib.check_run_name(_NAME.value, flag='name')
+  stray = [arg for arg in fixed if not arg.startswith('-')]
+  if stray:
+    raise UserError(f'unexpected arguments {" ".join(stray)}: trial flags go after --, as --name=value')
+  sweep_dir = os.path.join(_LOGDIR.value, _NAME.value)
+  grid = trials_lib.parse_grid(_GRID.value)
+  trials = trials_lib.make_trials(grid, _SEEDS.value)
+  trials_lib.check_trials(trials, fixed, sweep_dir)
+  if _PRINT_COMMANDS.value:
+    for trial in trials:
+      print(shlex.join(['python', '-m', 'harness.train', f'--logdir={sweep_dir}', f'--run_name={trial.name}',
+                        *trial.flags(fixed)]))
+    return {}
+  if _TRIAL_INDEX.value >= len(trials):
+    raise UserError(f'--trial_index={_TRIAL_INDEX.value}: the sweep has {len(trials)} trials (0..{len(trials) - 1})')
+  _claim_sweep(sweep_dir, {'grid': grid, 'seeds': _SEEDS.value, 'fixed': fixed})
+  if _TRIAL_INDEX.value >= 0:
+    trials = [trials[_TRIAL_INDEX.value]]
+    parallel = 1
+  else:
+    parallel = _PARALLEL.value or len(os.sched_getaffinity(0))
+  with signals_lib.SignalCatcher() as trial_signals:
+    failures = run_trials(trials, fixed, sweep_dir, min(parallel, len(trials)), trial_signals)
+  if trial_signals.received:
+    _report(failures)
+    print(f'{_PROGRAM}: stopped by {trial_signals.received}; the running trials checkpointed. Run the same command '
+          'to continue.', file=sys.stderr)
+    sys.exit(128 + getattr(signal, trial_signals.received).value)
+  if _TRIAL_INDEX.value < 0:
+    print(_aggregate(sweep_dir, signals))
+  return failures
+
+
+def _sweep_dir(argv):
+  return argv[2] if argv[1:2] == ['aggregate'] else os.path.join(_LOGDIR.value, _NAME.value or '<name>')
+
+
+def _report(failures):
+  for name, line in failures.items():
+    print(f'{_PROGRAM}: trial {name} failed: {line}', file=sys.stderr)
 
 
 def run():

@@ -10,7 +10,8 @@
   tensorboard --logdir runs
 
 Every flag: --helpfull. A bad flag, file or value is one line on stderr and
-exit status 2; an existing run is never overwritten.
+exit status 2; an existing run is never overwritten. SIGTERM, SIGINT or SIGHUP
+(a closed terminal) stops a run after a checkpoint.
 """
 
 import os
@@ -25,6 +26,7 @@ from harness import cli
 from harness import config as config_lib
 from harness import recipes
 from harness import runs
+from harness import signals as signals_lib
 from harness.errors import EnvironmentFault
 from harness.errors import NonFiniteLossError
 from harness.errors import RunFinished
@@ -46,15 +48,6 @@ def config_from_flags():
   return config
 
 
-class _Terminated(BaseException):
-  """SIGTERM before training started (during it, the loop checkpoints and stops instead)."""
-
-
-def _terminate(signum, frame):
-  del signum, frame
-  raise _Terminated()
-
-
 def main(argv):
   if len(argv) > 1:
     cli.fail(_PROGRAM, f'unexpected arguments {" ".join(argv[1:])} (flags look like --name=value)')
@@ -62,7 +55,14 @@ def main(argv):
     print(recipes.describe())
     return
   started = time.perf_counter()
-  signal.signal(signal.SIGTERM, _terminate)
+  # To the end of the process: before training a stop signal interrupts the
+  # start; the loop's own catcher then takes over, and this one only records.
+  signals_lib.SignalCatcher(interrupt=True).install()
+  _train(started)
+
+
+def _train(started):
+  """Builds the config, trains, and prints the outcome; every error becomes one line."""
   cli.quiet_console()
   workdir = None
   try:
@@ -87,10 +87,9 @@ def main(argv):
     cli.fail(_PROGRAM, e, status=1)
   except OSError as e:
     cli.fail(_PROGRAM, runs.describe_os_error(e), status=1)
-  except (KeyboardInterrupt, _Terminated) as e:
-    name = 'SIGINT' if isinstance(e, KeyboardInterrupt) else 'SIGTERM'
-    cli.fail(_PROGRAM, f'stopped by {name} before training started{_resume_hint(workdir)}',
-             status=128 + getattr(signal, name).value)
+  except signals_lib.Stopped as e:
+    cli.fail(_PROGRAM, f'stopped by {e.signal} before training started{_resume_hint(workdir)}',
+             status=128 + getattr(signal, e.signal).value)
   except Exception as e:  # pylint: disable=broad-except  # TensorFlow's errors, named without importing it early.
     message = _describe_fault(e, workdir)
     if message is None:
@@ -120,8 +119,11 @@ def _describe_fault(error, workdir):
 
 
 def _resume_hint(workdir):
-  if workdir and runs.run_state(workdir) == 'started':
+  state = runs.run_state(workdir) if workdir else 'absent'
+  if state == 'started':
     return f'; continue with --run_name={os.path.basename(workdir)} --resume'
+  if state == 'unstarted':
+    return f'; {workdir} holds no checkpoint yet: run the same command again to start it'
   return '; nothing was written'
 
 

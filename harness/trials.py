@@ -36,10 +36,13 @@ def parse_grid(specs):
   """[(flag, [value texts])] from FLAG=V1,V2 strings.
 
   Raises:
-    UserError: a spec is malformed, names no harness.train flag, or names one twice.
+    UserError: a spec is malformed, names no harness.train flag, or names a
+      flag or a value twice (a point run twice would count twice in its mean).
   """
   grid = []
   for spec in specs:
+    if any(ord(c) < 32 for c in spec):
+      raise UserError(f'--grid={spec!r}: holds a line break or another control character')
     flag, _, values = spec.partition('=')
     flag = flag.strip().lstrip('-')
     texts = [v.strip() for v in values.split(',') if v.strip()]
@@ -50,6 +53,9 @@ def parse_grid(specs):
                       f'{", ".join(NOT_GRIDDED)})')
     if flag in [f for f, _ in grid]:
       raise UserError(f'--grid={spec}: {flag} appears twice')
+    repeated = sorted({v for v in texts if texts.count(v) > 1})
+    if repeated:
+      raise UserError(f'--grid={spec}: {", ".join(repeated)} appears twice; give each value once')
     grid.append((flag, texts))
   return grid
 
@@ -70,6 +76,11 @@ def check_trials(trials, fixed, sweep_dir):
 
   Returns:
     {trial name: Config}.
+
+  Raises:
+    UserError: a trial's flags do not parse or validate, or two trials are
+      one run (values that differ only in how they are written, as 1e-3 and
+      0.001): each would count in the group's mean.
   """
   fixed_flags = flags.FlagValues()
   cli.define_config_flags(flag_values=fixed_flags)
@@ -91,6 +102,11 @@ def check_trials(trials, fixed, sweep_dir):
       raise UserError(f'trial {trial.name}: {e}') from None
     values = cli.config_values(flag_values=flag_values, present_only=True)
     configs[trial.name] = config_lib.make_config(**values, logdir=sweep_dir, run_name=trial.name)
+  seen = {}
+  for name, config in configs.items():
+    same = seen.setdefault(dataclasses.replace(config, run_name=''), name)
+    if same != name:
+      raise UserError(f'--grid: trials {same} and {name} are the same run; give each value once')
   return configs
 
 

@@ -9,7 +9,9 @@ from absl.testing import parameterized
 from harness import archs
 from harness import config as config_lib
 from harness import recipes
+from harness import runfiles
 from harness.errors import UserError
+from tests import testing
 
 
 class ConfigTest(parameterized.TestCase):
@@ -40,6 +42,11 @@ class ConfigTest(parameterized.TestCase):
       ('profile_backwards', dict(profile_steps=(5, 3)), '--profile_steps'),
       ('run_name_with_slash', dict(run_name='a/b'), '--run_name'),
       ('resume_without_name', dict(resume=True), '--resume'),
+      ('item6_data_dir_with_a_line_break', dict(data_dir='/data\n--units=64'), '--data_dir'),
+      ('item13_seed_beyond_numpy', dict(seed=2**32), '--seed=4294967296: must be at most 4294967295'),
+      ('item13_forget_bias_beyond_float32', dict(forget_bias=1e39), '--forget_bias=1e+39: must be at most 100'),
+      ('item13_train_steps_beyond_int64', dict(train_steps=10**19), '--train_steps=10000000000000000000: must be'),
+      ('item18_seq_len_beyond_memory', dict(task='adding', seq_len=10**7), '--seq_len=10000000: must be at most'),
   )
   def test_bad_value_names_its_flag(self, overrides, flag):
     with self.assertRaises(UserError) as raised:
@@ -95,7 +102,14 @@ class ConfigTest(parameterized.TestCase):
 
   def test_json_round_trip(self):
     config = config_lib.make_config(arch='stacked_lstm', units=(32, 64), profile_steps=(2, 4))
-    self.assertEqual(config_lib.from_json(config_lib.to_json(config)), config)
+    workdir = testing.make_tempdir(self)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config_lib.to_json(config))
+    self.assertEqual(runfiles.read_config(workdir, config.logdir, config.run_name), config)
+
+  def test_item20_a_sweep_name_is_named_as_its_own_flag(self):
+    with self.assertRaisesRegex(UserError, "^--name='a b': use only"):
+      config_lib.check_run_name('a b', flag='name')
 
   def test_flagfile_lists_every_field_but_run_identity(self):
     config = config_lib.make_config(arch='stacked_lstm', units=(32, 64), stateful=True, learning_rate=1e-3)

@@ -6,13 +6,17 @@ from, and that no earlier checkpoint, event file or metrics file was deleted
 or rewritten.
 """
 
+import errno
 import glob
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
+import types
 from unittest import mock
 
 from absl.testing import absltest
@@ -21,8 +25,10 @@ import tensorflow as tf
 
 from harness import loop
 from harness import runs
+from harness import sweep
 from harness.errors import EnvironmentFault
 from harness.errors import UserError
+from harness.tasks import sources
 from tests import testing
 
 pytestmark = pytest.mark.slow  # Several runs per test, many in subprocesses.
@@ -254,6 +260,172 @@ class ProcessFaultTest(absltest.TestCase):
                             cwd=testing.REPO_ROOT, timeout=300)
     one_error_line(self, result, 1, 'could not write checkpoint ckpt-10')
     self.assertIn('continue from its start with --run_name=full --resume', result.stderr)
+
+
+ADDING = ['--task=adding', '--seq_len=10', '--arch=lstm', '--units=8', '--batch_size=16', '--checkpoint_every=20',
+          '--histogram_every=0']
+
+
+class PartThreeTest(absltest.TestCase):
+  """Issue 25's items that need a run, a subprocess or a signal."""
+
+  def setUp(self):
+    super().setUp()
+    self.tmp = testing.make_tempdir(self)
+    self.logdir = os.path.join(self.tmp, 'runs')
+
+  def test_item3_a_start_cut_short_before_config_json_can_be_started_again(self):
+    config = testing.tiny_config(task='adding', seq_len=10, input_units=0, train_steps=4, histogram_every=0)
+    workdir = os.path.join(self.logdir, 'cut')
+    with mock.patch.object(runs.RunFolder, 'write_config', side_effect=RuntimeError('killed here')):
+      with self.assertRaisesRegex(RuntimeError, 'killed here'):
+        loop.train_and_evaluate(config, workdir, fresh=True)
+    self.assertIn('baseline', os.listdir(workdir))
+    self.assertEqual(runs.run_state(workdir), 'unstarted')
+    self.assertEqual(loop.train_and_evaluate(config, workdir, fresh=True)['step'], 4)
+
+  def fake_popen(self, returncodes, signals=None):
+    """A Popen stand-in: each process ends with the next of `returncodes` after three polls; counts SIGTERMs."""
+    sent = []
+
+    class Process:
+
+      def __init__(process, *args, **kwargs):
+        del args, kwargs
+        process.returncode, process.polls = None, 0
+        process.final = returncodes.pop(0)
+        if signals and not returncodes:
+          signals.received = 'SIGTERM'  # The sweep is told to stop as soon as its trials run.
+
+      def poll(process):
+        process.polls += 1
+        if process.polls > 3:
+          process.returncode = process.final
+        return process.returncode
+
+      def send_signal(process, sig):
+        sent.append((process, sig))
+
+    return Process, sent
+
+  def test_item7_item15_a_sweep_signals_each_trial_once_and_names_a_kill(self):
+    trials = [types.SimpleNamespace(name=f't{i}') for i in range(2)]
+    signals = types.SimpleNamespace(received=None)
+    popen, sent = self.fake_popen([-15, -15], signals)
+    with mock.patch.object(sweep.subprocess, 'Popen', popen), mock.patch.object(sweep, '_POLL_SECONDS', 0.01), \
+         mock.patch.object(sweep.trials_lib, 'trial_command', return_value=['true']):
+      self.assertEqual(sweep.run_trials(trials, [], self.tmp, 2, signals), {})
+    self.assertLen(sent, 2)  # Once each, though the sweep polled four times.
+    self.assertLen({process for process, _ in sent}, 2)
+    popen, _ = self.fake_popen([-9, 0])
+    with mock.patch.object(sweep.subprocess, 'Popen', popen), mock.patch.object(sweep, '_POLL_SECONDS', 0.01), \
+         mock.patch.object(sweep.trials_lib, 'trial_command', return_value=['true']):
+      failures = sweep.run_trials(trials, [], self.tmp, 2, types.SimpleNamespace(received=None))
+    self.assertEqual(list(failures), ['t0'])
+    self.assertRegex(failures['t0'], r'^killed by SIGKILL \(log: .*t0.log\)$')
+
+  def test_item9_sweep_files_and_a_full_disk_are_one_line(self):
+    sweep_dir = os.path.join(self.logdir, 'cmp')
+    os.makedirs(sweep_dir)
+    command = [sys.executable, '-m', 'harness.sweep', '--name=cmp', f'--logdir={self.logdir}', '--grid=arch=lstm,gru',
+               '--', '--task=adding', '--seq_len=10', '--units=8', '--train_steps=5']
+    for text in ('{}', '[]', '{"grid": [["arch", ["lstm", "gru"]]], "seeds": 1, "fi'):
+      with open(os.path.join(sweep_dir, 'sweep.json'), 'w') as f:
+        f.write(text)
+      result = subprocess.run(command, capture_output=True, text=True, cwd=testing.REPO_ROOT, timeout=120)
+      self.assertEqual(result.returncode, 2, result.stderr)
+      self.assertRegex(result.stderr, rf'^harness.sweep: error: {sweep_dir}/sweep.json: [^\n]*\n$')
+    os.remove(os.path.join(sweep_dir, 'sweep.json'))
+
+    def no_space(source, destination):
+      raise OSError(errno.ENOSPC, 'No space left on device', destination)
+
+    with mock.patch.object(runs.os, 'replace', no_space):
+      with self.assertRaisesRegex(EnvironmentFault, 'cannot write .*sweep.json \\(No space left on device\\)'):
+        sweep._claim_sweep(sweep_dir, {'grid': [], 'seeds': 1, 'fixed': []})
+    self.assertEqual(os.listdir(sweep_dir), [])  # No sweep.json.tmp-<pid> left.
+
+  def test_item9_a_bad_trial_metrics_and_a_signal_during_aggregation(self):
+    sweep_dir = os.path.join(self.logdir, 'cmp')
+    os.makedirs(os.path.join(sweep_dir, 'seed=0'))
+    with open(os.path.join(sweep_dir, 'sweep.json'), 'w') as f:
+      json.dump({'grid': [], 'seeds': 1, 'fixed': ['--task=adding', '--seq_len=10', '--units=8']}, f)
+    with open(os.path.join(sweep_dir, 'seed=0', 'metrics.json'), 'w') as f:
+      f.write('[1]')
+    result = subprocess.run([sys.executable, '-m', 'harness.sweep', 'aggregate', sweep_dir], capture_output=True,
+                            text=True, cwd=testing.REPO_ROOT, timeout=300)
+    self.assertEqual(result.returncode, 2, result.stderr[-3000:])
+    self.assertIn(f'harness.sweep: error: {sweep_dir}/seed=0/metrics.json: holds [1], not a JSON object',
+                  result.stderr)
+    self.assertNotIn('Traceback', result.stderr)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    self.addCleanup(lambda: [signal.signal(sig, handler) for sig, handler in saved.items()])
+
+    def interrupted(sweep_dir):
+      del sweep_dir
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(5)
+
+    from harness import aggregate  # pylint: disable=g-import-not-at-top
+    with mock.patch.object(aggregate, 'aggregate', interrupted), \
+         mock.patch('sys.stderr', new_callable=io.StringIO) as stderr, self.assertRaises(SystemExit) as exited:
+      sweep.main(['harness.sweep', 'aggregate', sweep_dir])
+    self.assertEqual(exited.exception.code, 130)
+    self.assertEqual(stderr.getvalue(), f'harness.sweep: error: stopped by SIGINT; no trial was running. Run the same '
+                     f'command to continue, or recompute the aggregates with: python -m harness.sweep aggregate '
+                     f'{sweep_dir}\n')
+
+  def test_item12_item14_a_damaged_tfds_copy_is_one_line_naming_it(self):
+    idx_dir, data_dir = testing.make_tempdir(self), testing.make_tempdir(self)
+    testing.write_idx_dir(idx_dir)
+    prepared = sources.import_idx('fashion_mnist', idx_dir, data_dir)
+    record = sorted(glob.glob(os.path.join(prepared, '*train.tfrecord*')))[0]
+    with open(record, 'r+b') as f:
+      f.truncate(os.path.getsize(record) // 2)
+    with mock.patch.object(sources, 'host_reachable', return_value=False):
+      with self.assertRaisesRegex(UserError, f'^--task=fashion_mnist: the tfds copy at {prepared} cannot be read'):
+        sources.load_images('fashion_mnist', data_dir)
+      with open(os.path.join(prepared, 'dataset_info.json'), 'w') as f:
+        f.write('{"name": ')
+      with self.assertRaisesRegex(UserError, f'^--task=fashion_mnist: tfds cannot read its copy in {data_dir}/'
+                                  'fashion_mnist .*remove that folder'):
+        sources.load_images('fashion_mnist', data_dir)
+
+  def test_item19_sighup_stops_a_run_after_a_checkpoint(self):
+    process = subprocess.Popen([sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', '--run_name=hup',
+                                *ADDING, '--train_steps=100000', '--summary_every=5'],
+                               cwd=testing.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+      if 'step 5/' in line:
+        break
+    for _ in range(5):  # A flood: handled once, to the process's end (teardown included).
+      process.send_signal(signal.SIGHUP)
+      time.sleep(0.05)
+    stderr = process.stderr.read()
+    process.wait(timeout=120)
+    self.assertEqual(process.returncode, 129, stderr[-3000:])
+    self.assertRegex(stderr, r'harness.train: stopped by SIGHUP at step \d+ of 100000; continue with: ')
+    self.assertTrue(runs.checkpoint_steps(os.path.join(self.logdir, 'hup')))
+
+  def test_item19_sigterm_to_a_data_import_leaves_nothing(self):
+    idx_dir, data_dir = testing.make_tempdir(self), testing.make_tempdir(self)
+    testing.write_idx_dir(idx_dir)
+    inject = ('import os, signal, sys, time, tensorflow_datasets as tfds\n'
+              'def store(**kwargs):\n'
+              '  os.makedirs(os.path.join(kwargs["data_dir"], "fashion_mnist", "incomplete.x"))\n'
+              '  os.kill(os.getpid(), signal.SIGTERM)\n'
+              '  time.sleep(30)\n'
+              'tfds.dataset_builders.store_as_tfds_dataset = store\n'
+              'from harness import data\n'
+              'sys.argv[0] = "harness.data"\n'
+              'data.run()\n')
+    result = subprocess.run([sys.executable, '-c', inject, 'import', '--task=fashion_mnist', f'--idx_dir={idx_dir}',
+                             f'--data_dir={data_dir}'], capture_output=True, text=True, cwd=testing.REPO_ROOT,
+                            timeout=300)
+    self.assertEqual(result.returncode, 143, result.stderr[-3000:])
+    self.assertTrue(result.stderr.endswith('harness.data: error: stopped by SIGTERM; nothing was imported\n'),
+                    result.stderr[-3000:])
+    self.assertEqual(os.listdir(data_dir), [])
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """Model shapes, state structure, the forget-gate bias and the fused LSTM kernel."""
 
+import os
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -11,6 +12,7 @@ from harness import archs
 from harness import config as config_lib
 from harness import layers
 from harness import models
+from harness import runfiles
 from harness.errors import UserError
 from tests import testing
 
@@ -90,8 +92,11 @@ class ModelsTest(parameterized.TestCase):
 
   def test_an_old_stacked_lstm_config_builds_the_lstm_model(self):
     # A config.json written before depth was apart from the cell: arch stacked_lstm.
-    old = config_lib.from_json(config_lib.to_json(testing.tiny_config(units=(3, 4))).replace(
-        '"arch": "lstm"', '"arch": "stacked_lstm"'))
+    config = testing.tiny_config(units=(3, 4))
+    workdir = testing.make_tempdir(self)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config_lib.to_json(config).replace('"arch": "lstm"', '"arch": "stacked_lstm"'))
+    old = runfiles.read_config(workdir, config.logdir, config.run_name)
     self.assertEqual(old.arch, 'stacked_lstm')
     config_lib.validate(old)
     weights = []

@@ -1,6 +1,7 @@
 """The run folder: names, states, claiming and locking, the config it records, resuming it."""
 
 import errno
+import fcntl
 import json
 import os
 import re
@@ -78,10 +79,10 @@ class RunsTest(absltest.TestCase):
   def test_config_files_describe_the_run_as_it_is(self):
     config, workdir = self.start(arch='gru', learning_rate=0.01)
     with open(os.path.join(workdir, 'config.json')) as f:
-      saved = config_lib.from_json(f.read())
-    self.assertEqual(saved.run_name, os.path.basename(workdir))  # Not '' for a derived name.
-    self.assertFalse(saved.resume)
-    self.assertEqual(saved.learning_rate, config.learning_rate)
+      saved = json.load(f)
+    self.assertEqual(saved['run_name'], os.path.basename(workdir))  # Not '' for a derived name.
+    self.assertFalse(saved['resume'])
+    self.assertEqual(saved['learning_rate'], config.learning_rate)
     with open(os.path.join(workdir, 'flags.txt')) as f:
       text = f.read()
     self.assertTrue(text.startswith('# a comment\n'))
@@ -146,6 +147,89 @@ class RunsTest(absltest.TestCase):
     with self.assertRaisesRegex(UserError, 'never started .* start it again without --resume'):
       runs.resumed_config(self.config(run_name='early', resume=True), ['run_name', 'resume'])
 
+  def test_item1_train_steps_0_on_resume_never_turns_a_run_into_an_epochs_run(self):
+    _, workdir = self.start(run_name='r', task='adding', seq_len=10, train_steps=60)
+    self.write_metrics(workdir, step=60, total_steps=60, status='finished', steps_per_epoch=200)
+    with self.assertRaisesRegex(UserError, r'^--train_steps=0: the run trains to step 60; 0 \(train by epochs\) '
+                                r'would make it 20 epochs'):
+      runs.resumed_config(self.config(run_name='r', resume=True, task='adding', train_steps=0), ['train_steps'])
+    with self.assertRaisesRegex(RunFinished, 'is finished'):  # Fewer epochs than reached: the loop refuses.
+      runs.resumed_config(self.config(run_name='r', resume=True, task='adding', train_steps=60), ['train_steps'])
+    by_epochs = runs.resumed_config(self.config(run_name='r', resume=True, task='adding', train_steps=0, epochs=2),
+                                    ['train_steps', 'epochs'])
+    self.assertEqual((by_epochs.train_steps, by_epochs.epochs), (0, 2))
+
+  def test_item2_a_lock_that_is_a_link_is_never_followed(self):
+    victim = os.path.join(self.logdir, 'victim.txt')
+    workdir = os.path.join(self.logdir, 'r')
+    os.makedirs(workdir)
+    with open(victim, 'w') as f:
+      f.write('precious\n')
+    os.symlink('../victim.txt', os.path.join(workdir, runs.LOCK_FILE))
+    self.assertEqual(runs.run_state(workdir), 'foreign')  # A planted link is not a harness file.
+    with self.assertRaisesRegex(UserError, 'already exists and holds files that are not a harness run'):
+      runs.check_new_run(self.config(run_name='r'))
+    with self.assertRaisesRegex(UserError, r'\.lock: is a link, not a lock this harness made; remove it'):
+      runs.RunLock(workdir).acquire()
+    os.mkfifo(os.path.join(self.logdir, 'fifo'))
+    os.makedirs(os.path.join(self.logdir, 'f'))
+    os.rename(os.path.join(self.logdir, 'fifo'), os.path.join(self.logdir, 'f', runs.LOCK_FILE))
+    with self.assertRaisesRegex(UserError, 'not a plain file'):
+      runs.RunLock(os.path.join(self.logdir, 'f')).acquire()
+    with open(victim) as f:
+      self.assertEqual(f.read(), 'precious\n')
+    planted = os.path.join(self.logdir, 'p')  # A plain planted .lock: an unstarted folder, taken over safely.
+    os.makedirs(planted)
+    with open(os.path.join(planted, runs.LOCK_FILE), 'w') as f:
+      f.write('anything')
+    folder = runs.RunFolder(planted, chief=True)
+    folder.claim(fresh=True)
+    folder.release()
+    with open(os.path.join(planted, runs.LOCK_FILE)) as f:
+      self.assertIn(f'harness.train pid {os.getpid()}', f.read())
+
+  def test_item3_every_file_written_before_config_json_leaves_the_folder_unstarted(self):
+    workdir = os.path.join(self.logdir, 'r')
+    for folder in ('baseline', 'train', 'eval', 'checkpoints'):
+      os.makedirs(os.path.join(workdir, folder))
+    for name in (runs.LOCK_FILE, 'flags.txt', 'config.json.tmp-123', 'events.out.tfevents.1.host'):
+      open(os.path.join(workdir, name), 'w').close()
+    self.assertEqual(runs.run_state(workdir), 'unstarted')
+    runs.check_new_run(self.config(run_name='r'))
+    os.symlink('/tmp', os.path.join(workdir, 'eval2'))
+    self.assertEqual(runs.run_state(workdir), 'foreign')
+
+  def test_item5_a_config_that_asks_for_more_steps_than_metrics_record_is_not_finished(self):
+    _, workdir = self.start(run_name='r', train_steps=100)  # Rewritten by a resume whose checkpoint then failed.
+    self.write_metrics(workdir, step=60, total_steps=60, status='finished')
+    resumed = runs.resumed_config(self.config(run_name='r', resume=True), ['run_name', 'resume'])
+    self.assertEqual(resumed.train_steps, 100)
+
+  def test_item16_a_second_start_of_a_new_run_is_told_it_is_in_use(self):
+    workdir = os.path.join(self.logdir, 'r')
+    os.makedirs(os.path.join(workdir, 'baseline'))  # The first start's writers, before its config.json.
+    with open(os.path.join(workdir, runs.LOCK_FILE), 'w') as lock:
+      lock.write('harness.train pid 1 on elsewhere\n')
+      lock.flush()
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      runs.check_new_run(self.config(run_name='r'))
+      with self.assertRaisesRegex(UserError, 'is in use by harness.train pid 1 on elsewhere'):
+        runs.RunFolder(workdir, chief=True).claim(fresh=True)
+
+  def test_item17_a_stray_empty_checkpoint_index_is_not_a_step_reached(self):
+    _, workdir = self.start(run_name='r', train_steps=100)
+    self.write_metrics(workdir, step=40, total_steps=100, status='stopped', stopped_by='SIGTERM')
+    os.makedirs(os.path.join(workdir, 'checkpoints'))
+    open(os.path.join(workdir, 'checkpoints', 'ckpt-99999.index'), 'w').close()
+    self.assertEqual(runs.whole_checkpoint_steps(workdir), [])
+    resumed = runs.resumed_config(self.config(run_name='r', resume=True, train_steps=50), ['train_steps'])
+    self.assertEqual(resumed.train_steps, 50)
+
+  def test_item20_a_recipe_mismatch_names_the_old_value(self):
+    self.start(run_name='r', task='adding', seq_len=10)
+    with self.assertRaisesRegex(UserError, r"--recipe=adding: differs from the resumed run's \(unset\)"):
+      runs.resumed_config(self.config(run_name='r', resume=True, recipe='adding'), ['recipe'])
+
   def test_hparams_leave_out_what_does_not_apply(self):
     gru = runs.hparams(self.config(arch='gru'), {}, {'params': 10})
     self.assertNotIn('forget_bias', gru)
@@ -156,7 +240,8 @@ class RunsTest(absltest.TestCase):
 
   def test_os_errors_read_as_one_line(self):
     error = OSError(errno.ENOSPC, 'No space left on device', '/data/run/config.json')
-    self.assertEqual(runs.describe_os_error(error), '/data/run/config.json: no space left on the device')
+    self.assertEqual(runs.describe_os_error(error), '/data/run/config.json: no space left on the device; free some '
+                     'space and run the command again')
 
 
 if __name__ == '__main__':

@@ -18,6 +18,19 @@ class TrialsTest(absltest.TestCase):
     with self.assertRaisesRegex(UserError, 'appears twice'):
       trials_lib.parse_grid(['arch=rnn', 'arch=gru'])
 
+  def test_item4_a_grid_point_given_twice_is_refused(self):
+    with self.assertRaisesRegex(UserError, '^--grid=arch=lstm,lstm: lstm appears twice; give each value once$'):
+      trials_lib.parse_grid(['arch=lstm,lstm'])
+    grid = trials_lib.parse_grid(['learning_rate=1e-3,0.001'])  # Two spellings of one value.
+    with self.assertRaisesRegex(UserError, r'^--grid: trials learning_rate=1e-3,seed=0 and learning_rate=0.001,seed=0 '
+                                'are the same run'):
+      trials_lib.check_trials(trials_lib.make_trials(grid, 1), ['--task=adding'], '/tmp/sweep')
+
+  def test_item20_a_grid_value_with_a_line_break_is_one_line(self):
+    with self.assertRaisesRegex(UserError, r"^--grid='arch=lstm\\nx': holds a line break") as raised:
+      trials_lib.parse_grid(['arch=lstm\nx'])
+    self.assertNotIn('\n', str(raised.exception))
+
 
 if __name__ == '__main__':
   absltest.main()

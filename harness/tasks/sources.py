@@ -95,7 +95,7 @@ def import_idx(task, idx_dir, data_dir=None):
   Returns:
     The folder the dataset was written to.
   """
-  builder = tfds.builder(task, data_dir=data_dir or None)
+  builder = _builder(task, data_dir)
   if builder.is_prepared():
     raise UserError(f'--task={task}: already present in tfds at {builder.data_dir}; nothing to import')
   splits = read_idx_dir(idx_dir)
@@ -126,6 +126,20 @@ def import_idx(task, idx_dir, data_dir=None):
   with open(os.path.join(prepared.data_dir, IMPORT_MARKER), 'w') as f:
     f.write(os.path.abspath(idx_dir) + '\n')
   return prepared.data_dir
+
+
+def _first_line(error):
+  return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _builder(task, data_dir):
+  """tfds's builder of `task`; a copy whose dataset_info.json is damaged is a UserError naming its folder."""
+  try:
+    return tfds.builder(task, data_dir=data_dir or None)
+  except Exception as e:  # pylint: disable=broad-except  # protobuf's ParseError, JSON errors, ...
+    folder = os.path.join(data_dir or tfds.core.constants.DATA_DIR, task)
+    raise UserError(f'--task={task}: tfds cannot read its copy in {folder} ({_first_line(e)}); remove that folder, '
+                    'then import or download the data again') from None
 
 
 def _tfds_source(builder):
@@ -164,7 +178,7 @@ def load_images(task, data_dir=None):
     An ImageData.
   """
   tfds.disable_progress_bar()  # Its bars fill log files with escape codes.
-  builder = tfds.builder(task, data_dir=data_dir or None)
+  builder = _builder(task, data_dir)
   class_names = builder.info.features['label'].names
   url = getattr(builder, 'URL', None)
   download = not builder.is_prepared() and bool(url) and host_reachable(url)
@@ -174,9 +188,11 @@ def load_images(task, data_dir=None):
     train, test = _load_from_tfds(task, data_dir, download)
     return image_data(train, test, class_names, _tfds_source(builder))
   except Exception as e:  # pylint: disable=broad-except  # Whatever tfds raised, the fallbacks follow.
-    if builder.is_prepared() or download:  # Else the failure was expected: no copy, no network.
-      logging.warning('data: tfds could not load %s (%s); trying the offline copies', task,
-                      str(e).splitlines()[0] if str(e) else repr(e))
+    if builder.is_prepared():  # A damaged copy: training on another source instead would go unnoticed.
+      raise UserError(f'--task={task}: the tfds copy at {builder.data_dir} cannot be read ({_first_line(e)}); '
+                      'remove that folder, then import or download the data again') from None
+    if download:  # Else the failure was expected: no copy, no network.
+      logging.warning('data: tfds could not load %s (%s); trying the offline copies', task, _first_line(e))
   offline_dir = OFFLINE_IDX_DIRS.get(task)
   if offline_dir and os.path.isdir(offline_dir):
     logging.info('data: %s is not in tfds at %s and cannot be downloaded; importing the IDX files in %s '
@@ -184,7 +200,7 @@ def load_images(task, data_dir=None):
     start = time.perf_counter()
     import_idx(task, offline_dir, data_dir)
     logging.info('data: imported in %.0f s', time.perf_counter() - start)
-    builder = tfds.builder(task, data_dir=data_dir or None)
+    builder = _builder(task, data_dir)
     train, test = _load_from_tfds(task, data_dir, download=False)
     return image_data(train, test, class_names, _tfds_source(builder))
   if task == 'mnist':
