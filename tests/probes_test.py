@@ -201,7 +201,7 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
 
   def test_a_stateful_run_with_fewer_streams_than_the_probe_batch_probes_them(self):
     # --task=adding --stateful --batch_size=8: 8 carried streams, a probe batch of PROBE_SIZE.
-    events, _ = self.run_tags('gru', (4,), task='adding', seq_len=4, batch_size=8, stateful=True, probes='gates')
+    events, _ = self.run_tags('gru', (4,), task='adding', seq_len=4, batch_size=8, stateful=True, probes='gates', train_steps=1, eval_every=1, checkpoint_every=1)
     (step, values), = testing.tensor_series(events, 'train', 'gates/layer_0/update')[:1]
     self.assertEqual(step, 0)
     self.assertTrue(np.all(np.isfinite(values)))
