@@ -7,9 +7,9 @@ import tensorflow as tf
 
 from harness import scan
 
-_KERNELS = ('sequential', 'chunked', 'associative', 'auto')
-# T = 1; T = 7 and 17 are not multiples of their chunk sizes (3 and 4); T = 16 is one.
-_STEPS = (1, 7, 16, 17)
+_KERNELS = ('sequential', 'chunked', 'associative')  # `auto` runs one of these.
+# T = 1; T = 7 is not a multiple of its chunk size (3); T = 16 is one (4).
+_STEPS = (1, 7, 16)
 
 
 def _inputs(steps, complex_, positive=False, seed=0):
@@ -70,9 +70,9 @@ class LinearScanTest(parameterized.TestCase):
   def test_logcumsumexp_matches_on_positive_inputs(self, steps):
     self._check('logcumsumexp', steps, complex_=False, positive=True)
 
-  @parameterized.parameters('sequential', 'chunked', 'associative', 'logcumsumexp')
+  @parameterized.parameters('sequential', 'chunked', 'associative', 'logcumsumexp', 'auto')
   def test_in_a_graph(self, kernel):
-    self._check(kernel, 17, complex_=False, positive=True, graph=True)
+    self._check(kernel, 17, complex_=False, positive=True, graph=True)  # 17: chunks of 4, one step over.
 
   def test_no_initial_state_is_zeros(self):
     a, b, _ = _inputs(5, complex_=False)
