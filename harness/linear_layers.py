@@ -62,23 +62,28 @@ class LinearRecurrentBlock(keras.layers.Layer):
     self.built = True  # The Dense and norm sublayers build at the first call.
 
   def run(self, inputs, initial_state=None, perturbation=None, kernel=None):
-    """(outputs [batch, time, units], h [batch, time, n] float32 or complex64, {gate: [batch, time, n]}).
+    """(outputs [batch, time, units], h [time, batch, n] float32 or complex64, {gate: [time, batch, n]}).
+
+    Inside, everything runs time-major ([time, batch, .]; the per-step layers do not
+    care), so the scan reads its coefficients without transposing them: the scan is
+    memory-bound, and each transpose costs as much as one pass over them.
 
     perturbation: None or [time, batch, n] float32, added to b_t (the LRU: to its real part).
     """
-    x = self.encoder(inputs) if self.encoder is not None else inputs
+    x = tf.transpose(inputs, [1, 0, 2])
+    x = self.encoder(x) if self.encoder is not None else x
     normed = self.norm(x)
     a, b, gates = self._coefficients(normed)
     if perturbation is not None:
-      b += tf.cast(tf.transpose(perturbation, [1, 0, 2]), b.dtype)
+      b += tf.cast(perturbation, b.dtype)
     h0 = None if initial_state is None else self._state_in(initial_state)
-    h = scan.linear_scan(a, b, h0, kernel=kernel or self.scan_kernel)
-    return self._mix(x, self._readout(h, normed)), h, gates
+    h = scan.linear_scan(a, b, h0, kernel=kernel or self.scan_kernel, time_major=True)
+    return tf.transpose(self._mix(x, self._readout(h, normed)), [1, 0, 2]), h, gates
 
   def call(self, inputs, initial_state=None, training=False):
     del training  # No dropout, no batch statistics.
     outputs, h, _ = self.run(inputs, initial_state)
-    return [outputs, *self._state_out(h[:, -1])]
+    return [outputs, *self._state_out(h[-1])]
 
   def _state_in(self, state):
     return tf.convert_to_tensor(state[0], tf.float32)
@@ -205,14 +210,14 @@ class LRU(LinearRecurrentBlock):
     return 1.0 / (1.0 - self.modulus)
 
   def _coefficients(self, normed):
-    batch, steps = tf.shape(normed)[0], tf.shape(normed)[1]
     gamma = tf.exp(self.gamma_log)
     b = tf.complex(tf.cast(tf.matmul(normed, self.b_re), tf.float32) * gamma,
                    tf.cast(tf.matmul(normed, self.b_im), tf.float32) * gamma)
     modulus, phase = self.modulus, self.phase
+    # a = lambda [N], the same at every step: the scan reads it once, not [time, batch, N] times.
     lam = tf.complex(modulus * tf.cos(phase), modulus * tf.sin(phase))
-    a = tf.broadcast_to(lam, [batch, steps, self.units])
-    return a, b, {'modulus': tf.broadcast_to(modulus, tf.shape(a)), 'phase': tf.broadcast_to(phase, tf.shape(a))}
+    shape = tf.shape(b)
+    return lam, b, {'modulus': tf.broadcast_to(modulus, shape), 'phase': tf.broadcast_to(phase, shape)}
 
   def _readout(self, h, normed):
     h_re, h_im = (tf.cast(part, normed.dtype) for part in (tf.math.real(h), tf.math.imag(h)))
@@ -274,4 +279,4 @@ def unroll(layer, inputs, initial_state=None, perturbation=None):
     `linear_specs.GATES`.
   """
   outputs, _, gates = layer.run(inputs, initial_state, perturbation, kernel='sequential')
-  return outputs, gates
+  return outputs, {name: tf.transpose(gate, [1, 0, 2]) for name, gate in gates.items()}

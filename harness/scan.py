@@ -49,20 +49,55 @@ from harness import linear_specs
 KERNELS = linear_specs.SCAN_KERNELS
 
 
+def _per_step(a, t):
+  """a_t of a [time, batch, units], or a itself when it is the same [units] at every step."""
+  return a[t] if a.shape.rank == 3 else a
+
+
+def _sequential_forward(a, b, initial_state):
+  """h_t = a_t h_{t-1} + b_t by a while-loop over time: each step reads a_t, b_t once and writes h_t.
+
+  a [time, batch, units] or [units], b [time, batch, units], initial_state [batch, units].
+  """
+  steps = tf.shape(b)[0]
+
+  def body(t, h, states):
+    h = _per_step(a, t) * h + b[t]
+    return t + 1, h, states.write(t, h)
+
+  _, _, states = tf.while_loop(lambda t, *_: t < steps, body,
+                               (tf.constant(0), initial_state, tf.TensorArray(b.dtype, size=steps)))
+  return states.stack()
+
+
+def _sequential_backward(a, h, initial_state, upstream):
+  """The reversed-time gradient loop (module docstring), dL/da summed in the loop where a is [units].
+
+  Returns (dL/da shaped like a, dL/db [time, batch, units], dL/dh_0 [batch, units]).
+  """
+  steps = tf.shape(h)[0]
+  shared = a.shape.rank != 3
+  a_conj = tf.math.conj(a)
+
+  def body(t, g, da_sum, db_steps, da_steps):
+    # g_t = dL/dh_t + conj(a_{t+1}) g_{t+1}; at t = T - 1 g is still 0, so a_T's stand-in is harmless.
+    g = upstream[t] + _per_step(a_conj, tf.minimum(t + 1, steps - 1)) * g
+    h_previous = tf.where(t > 0, h[tf.maximum(t - 1, 0)], initial_state)
+    da = g * tf.math.conj(h_previous)
+    if shared:
+      return t - 1, g, da_sum + tf.reduce_sum(da, 0), db_steps.write(t, g), da_steps
+    return t - 1, g, da_sum, db_steps.write(t, g), da_steps.write(t, da)
+
+  _, g, da_sum, db_steps, da_steps = tf.while_loop(
+      lambda t, *_: t >= 0, body,
+      (steps - 1, tf.zeros_like(initial_state), tf.zeros_like(a if shared else a[0, 0]),
+       tf.TensorArray(h.dtype, size=steps), tf.TensorArray(h.dtype, size=steps if not shared else 0)))
+  return da_sum if shared else da_steps.stack(), db_steps.stack(), _per_step(a_conj, 0) * g
+
+
 def _sequential(a, b):
-  """h_t = a_t h_{t-1} + b_t from h_0 = 0 by a while-loop over time. a, b [batch, time, units]."""
-  a_steps = tf.TensorArray(a.dtype, size=0, dynamic_size=True).unstack(tf.transpose(a, [1, 0, 2]))
-  b_steps = tf.TensorArray(b.dtype, size=0, dynamic_size=True).unstack(tf.transpose(b, [1, 0, 2]))
-  steps = tf.shape(a)[1]
-
-  def body(t, h, outputs):
-    h = a_steps.read(t) * h + b_steps.read(t)
-    return t + 1, h, outputs.write(t, h)
-
-  _, _, outputs = tf.while_loop(
-      lambda t, *_: t < steps, body,
-      (tf.constant(0), tf.zeros_like(b[:, 0]), tf.TensorArray(b.dtype, size=steps)))
-  return tf.transpose(outputs.stack(), [1, 0, 2])
+  """From h_0 = 0: the chunked kernel's scan over chunk ends. a, b [time, batch, units]."""
+  return _sequential_forward(a, b, tf.zeros_like(b[0]))
 
 
 def chunk_size(steps):
@@ -71,17 +106,17 @@ def chunk_size(steps):
 
 
 def _chunked(a, b):
-  """The two-level scan of the module docstring. a, b [batch, time, units] with a static time."""
-  batch, steps, units = tf.shape(a)[0], a.shape[1], tf.shape(a)[2]
+  """The two-level scan of the module docstring. a, b [time, batch, units] with a static time."""
+  steps, batch, units = b.shape[0], tf.shape(b)[1], tf.shape(b)[2]
   size = chunk_size(steps)
   chunks = -(-steps // size)
   pad = chunks * size - steps
   if pad:  # Steps past the end with a = 1, b = 0 change nothing before them.
-    a = tf.concat([a, tf.ones([batch, pad, units], a.dtype)], 1)
-    b = tf.concat([b, tf.zeros([batch, pad, units], b.dtype)], 1)
-  # [size, batch, chunks, units]: step j of every chunk is one contiguous slice.
-  a_steps = tf.unstack(tf.transpose(tf.reshape(a, [batch, chunks, size, units]), [2, 0, 1, 3]), num=size)
-  b_steps = tf.unstack(tf.transpose(tf.reshape(b, [batch, chunks, size, units]), [2, 0, 1, 3]), num=size)
+    a = tf.concat([a, tf.ones([pad, batch, units], a.dtype)], 0)
+    b = tf.concat([b, tf.zeros([pad, batch, units], b.dtype)], 0)
+  # [size, chunks, batch, units]: step j of every chunk is one slice.
+  a_steps = tf.unstack(tf.transpose(tf.reshape(a, [chunks, size, batch, units]), [1, 0, 2, 3]), num=size)
+  b_steps = tf.unstack(tf.transpose(tf.reshape(b, [chunks, size, batch, units]), [1, 0, 2, 3]), num=size)
   # Within each chunk from zero: products A_j = a_1 ... a_j and local states H_j.
   products, local = [a_steps[0]], [b_steps[0]]
   for a_j, b_j in zip(a_steps[1:], b_steps[1:]):
@@ -90,10 +125,10 @@ def _chunked(a, b):
   if chunks > 1:
     # h at each chunk's end, then h entering each chunk.
     ends = _sequential(products[-1], local[-1])
-    carry = tf.concat([tf.zeros_like(ends[:, :1]), ends[:, :-1]], 1)
+    carry = tf.concat([tf.zeros_like(ends[:1]), ends[:-1]], 0)
     local = [h_j + a_j * carry for h_j, a_j in zip(local, products)]
-  h = tf.reshape(tf.transpose(tf.stack(local), [1, 2, 0, 3]), [batch, chunks * size, units])
-  return h[:, :steps]
+  h = tf.reshape(tf.transpose(tf.stack(local), [1, 0, 2, 3]), [chunks * size, batch, units])
+  return h[:steps]
 
 
 def _combine(earlier, later):
@@ -103,16 +138,15 @@ def _combine(earlier, later):
 
 
 def _associative(a, b):
-  return keras.ops.associative_scan(_combine, (a, b), axis=1)[1]
+  return keras.ops.associative_scan(_combine, (a, b), axis=0)[1]
 
 
 def _logcumsumexp(a, b):
-  log_products = tf.cumsum(tf.math.log(a), axis=1)
-  return tf.exp(log_products + tf.math.cumulative_logsumexp(tf.math.log(b) - log_products, axis=1))
+  log_products = tf.cumsum(tf.math.log(a), axis=0)
+  return tf.exp(log_products + tf.math.cumulative_logsumexp(tf.math.log(b) - log_products, axis=0))
 
 
-_FORWARD = {'sequential': _sequential, 'chunked': _chunked, 'associative': _associative,
-            'logcumsumexp': _logcumsumexp}
+_FORWARD = {'chunked': _chunked, 'associative': _associative, 'logcumsumexp': _logcumsumexp}
 
 
 def choose_kernel(steps, batch, units, dtype, on_gpu):
@@ -132,56 +166,70 @@ def choose_kernel(steps, batch, units, dtype, on_gpu):
 _SEQUENTIAL_MAX_STEPS = 32
 
 
-def _resolve(kernel, a):
+def _resolve(kernel, b):
+  """The kernel to run for b [time, batch, units]."""
   if kernel not in KERNELS:
     raise ValueError(f'linear_scan: unknown kernel {kernel!r}; one of {", ".join(KERNELS)}')
   if kernel == 'auto':
-    on_gpu = 'GPU' in (a.device or '') or bool(tf.config.list_logical_devices('GPU'))
-    kernel = choose_kernel(a.shape[1], a.shape[0], a.shape[-1], a.dtype, on_gpu)
-  if kernel == 'chunked' and a.shape[1] is None:
+    kernel = choose_kernel(b.shape[0], b.shape[1], b.shape[-1], b.dtype, bool(tf.config.list_logical_devices('GPU')))
+  if kernel == 'chunked' and b.shape[0] is None:
     kernel = 'sequential'  # The chunk layout needs a static T.
-  if kernel == 'logcumsumexp' and a.dtype.is_complex:
+  if kernel == 'logcumsumexp' and b.dtype.is_complex:
     raise ValueError('linear_scan: the logcumsumexp kernel needs real a > 0 and b > 0')
   return kernel
 
 
-def linear_scan(a, b, initial_state=None, kernel='auto'):
+def linear_scan(a, b, initial_state=None, kernel='auto', time_major=False):
   """All states of h_t = a_t * h_{t-1} + b_t.
 
   Args:
-    a: [batch, time, units], float or complex.
-    b: [batch, time, units], a's dtype.
+    a: [batch, time, units], or [units] when every step and example has the same a
+      (the LRU's lambda), float or complex.
+    b: [batch, time, units] ([time, batch, units] if time_major), a's dtype.
     initial_state: None (zeros) or h_0 [batch, units], a's dtype.
     kernel: one of KERNELS.
+    time_major: whether a (when per step) and b and the result are [time, batch, units]:
+      every kernel runs time-major, so a caller that is already saves two transposes.
 
   Returns:
-    h [batch, time, units]: h_1 ... h_T.
+    h [batch, time, units] (or [time, batch, units]): h_1 ... h_T.
   """
-  a = tf.convert_to_tensor(a)
-  b = tf.convert_to_tensor(b, a.dtype)
+  b = tf.convert_to_tensor(b)
+  a = tf.convert_to_tensor(a, b.dtype)
+  if not time_major:
+    b = tf.transpose(b, [1, 0, 2])
+    a = tf.transpose(a, [1, 0, 2]) if a.shape.rank == 3 else a
   if initial_state is None:
-    initial_state = tf.zeros_like(b[:, 0])
-  name = _resolve(kernel, a)
-  forward = _FORWARD[name]
-  backward = _FORWARD[_resolve('auto', a) if name == 'logcumsumexp' else name]
-  return _scan(a, b, tf.convert_to_tensor(initial_state, a.dtype), forward, backward)
+    initial_state = tf.zeros_like(b[0])
+  name = _resolve(kernel, b)
+  backward = _resolve('auto', b) if name == 'logcumsumexp' else name
+  h = _scan(a, b, tf.convert_to_tensor(initial_state, b.dtype), name, backward)
+  return h if time_major else tf.transpose(h, [1, 0, 2])
 
 
 def _scan(a, b, initial_state, forward, backward):
-  """`forward` with the exact reversed-time gradient of the module docstring."""
+  """Kernel `forward` with the exact reversed-time gradient (kernel `backward`) of the module docstring; time-major."""
 
   @tf.custom_gradient
   def scan(a, b, initial_state):
-    h = forward(a, tf.concat([b[:, :1] + a[:, :1] * initial_state[:, None], b[:, 1:]], 1))
+    if forward == 'sequential':
+      h = _sequential_forward(a, b, initial_state)
+    else:
+      a_steps = a if a.shape.rank == 3 else tf.broadcast_to(a, tf.shape(b))
+      h = _FORWARD[forward](a_steps, tf.concat([b[:1] + a_steps[:1] * initial_state, b[1:]], 0))
     h = tf.ensure_shape(h, b.shape)  # associative_scan's output has no static shape in a graph.
 
     def gradient(upstream):
       upstream = tf.ensure_shape(upstream, b.shape)  # A graph's upstream gradient arrives without a shape.
+      if backward == 'sequential':
+        return _sequential_backward(a, h, initial_state, upstream)
+      a_steps = a if a.shape.rank == 3 else tf.broadcast_to(a, tf.shape(b))
       # a_{t+1} for t < T; the last entry multiplies g_{T+1} = 0, so any value does.
-      a_next = tf.math.conj(tf.concat([a[:, 1:], tf.zeros_like(a[:, :1])], 1))
-      g = tf.reverse(backward(tf.reverse(a_next, [1]), tf.reverse(upstream, [1])), [1])
-      h_previous = tf.concat([initial_state[:, None], h[:, :-1]], 1)
-      return g * tf.math.conj(h_previous), g, tf.math.conj(a[:, 0]) * g[:, 0]
+      a_next = tf.math.conj(tf.concat([a_steps[1:], tf.zeros_like(a_steps[:1])], 0))
+      g = tf.reverse(_FORWARD[backward](tf.reverse(a_next, [0]), tf.reverse(upstream, [0])), [0])
+      da = g * tf.math.conj(tf.concat([initial_state[None], h[:-1]], 0))
+      da = da if a.shape.rank == 3 else tf.reduce_sum(da, [0, 1])
+      return da, g, tf.math.conj(a_steps[0]) * g[0]
 
     return h, gradient
 

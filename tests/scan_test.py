@@ -74,6 +74,27 @@ class LinearScanTest(parameterized.TestCase):
   def test_in_a_graph(self, kernel):
     self._check(kernel, 17, complex_=False, positive=True, graph=True)  # 17: chunks of 4, one step over.
 
+  @parameterized.parameters('sequential', 'chunked', 'associative')
+  def test_shared_a_matches_float64_loop(self, kernel):
+    # a [units], the same at every step and example (the LRU's lambda): dL/da sums over both.
+    a, b, h0 = _inputs(7, complex_=True)
+    a = a[0, 0]
+    weights = np.random.default_rng(1).normal(size=b.shape)
+    expected = _values_and_gradients(lambda a, b, h0: _reference_loop(tf.broadcast_to(a, b.shape), b, h0),
+                                     a, b, h0, weights)
+    cast = lambda x: x.astype(np.complex64)  # pylint: disable=unnecessary-lambda-assignment
+    actual = _values_and_gradients(lambda a, b, h0: scan.linear_scan(a, b, h0, kernel=kernel),
+                                   cast(a), cast(b), cast(h0), weights)
+    for got, want in zip(actual, expected):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+  def test_time_major_is_the_transpose(self):
+    a, b, h0 = _inputs(5, complex_=False)
+    to_time_major = lambda x: np.transpose(x, [1, 0, 2])  # pylint: disable=unnecessary-lambda-assignment
+    np.testing.assert_allclose(
+        scan.linear_scan(to_time_major(a), to_time_major(b), h0, time_major=True).numpy(),
+        to_time_major(_reference_loop(a, b, h0).numpy()), rtol=1e-12)
+
   def test_no_initial_state_is_zeros(self):
     a, b, _ = _inputs(5, complex_=False)
     np.testing.assert_allclose(scan.linear_scan(a, b).numpy(), _reference_loop(a, b, np.zeros([3, 4])).numpy(),
