@@ -80,9 +80,14 @@ class LinearRecurrentBlock(keras.layers.Layer):
     h = scan.linear_scan(a, b, h0, kernel=kernel or self.scan_kernel, time_major=True)
     return tf.transpose(self._mix(x, self._readout(h, normed)), [1, 0, 2]), h, gates
 
-  def call(self, inputs, initial_state=None, training=False):
+  def call(self, inputs, initial_state=None, training=False, perturbation=None, gates=False):
+    """[outputs [batch, time, units], *final state [batch, n] float32], or with gates=True (`unroll`)
+    (outputs, {gate: [batch, time, n]}) from the sequential kernel with the perturbation added to b_t."""
     del training  # No dropout, no batch statistics.
-    outputs, h, _ = self.run(inputs, initial_state)
+    if gates:
+      outputs, _, step_gates = self.run(inputs, initial_state, perturbation, kernel='sequential')
+      return outputs, {name: tf.transpose(gate, [1, 0, 2]) for name, gate in step_gates.items()}
+    outputs, h, _ = self.run(inputs, initial_state, perturbation)
     return [outputs, *self._state_out(h[-1])]
 
   def _state_in(self, state):
@@ -278,5 +283,5 @@ def unroll(layer, inputs, initial_state=None, perturbation=None):
     (outputs [batch, time, units], {gate: [batch, time, n] float32}) in the order of
     `linear_specs.GATES`.
   """
-  outputs, _, gates = layer.run(inputs, initial_state, perturbation, kernel='sequential')
-  return outputs, {name: tf.transpose(gate, [1, 0, 2]) for name, gate in gates.items()}
+  # Through __call__, so that a mixed-precision layer casts its inputs and weights as in training.
+  return layer(inputs, initial_state=initial_state, perturbation=perturbation, gates=True)

@@ -150,20 +150,44 @@ _FORWARD = {'chunked': _chunked, 'associative': _associative, 'logcumsumexp': _l
 
 
 def choose_kernel(steps, batch, units, dtype, on_gpu):
-  """The kernel `auto` runs for this shape (static T) and device; never logcumsumexp (its preconditions).
+  """The kernel `auto` runs for this shape (static T; None where unknown) and device; never logcumsumexp.
 
-  CPU figures: `python -m harness.scan_bench` (forward + backward medians, see its output
-  in BUILD.md). GPU: not measured on this project's machines; associative's 2 log2 T
-  levels of large ops suit a device where every launched op costs alike.
+  CPU, measured by `python -m harness.scan_bench` (forward + backward, time-major,
+  float32, medians of 3 interleaved rounds on the 2 shared cores under load ~10,
+  so absolute times are inflated ~3-5x; the ranking held in every round):
+
+    batch x T x units   sequential  chunked  associative  logcumsumexp   (ms)
+    128 x   28 x 128          13.8     29.0         77.4          92.3
+    128 x  112 x 128         120      235          886           774
+    128 x  256 x 128         446      770         2740          2020
+    128 x  784 x 128        2339     5712        13965          8910
+    128 x  784 x 256        1986     5856        12731          8643
+     32 x  784 x  64         164       98          629           353
+     64 x  784 x  64         326      207            -             -
+    128 x  784 x  64         274      724            -             -
+    128 x 2048 x 128        2861     8194            -             -
+    128 x  784 x 128 c64    3487     7376            -             -   (a per step)
+    128 x  784 x 128 c64    2783     7367            -             -   (a shared [units], the LRU)
+     32 x  784 x  64 c64     324      378            -             -   (a shared; a tie within spread)
+
+  The fused while-loop wins wherever a step's slab (batch x units) is large enough
+  to hide the loop's per-iteration overhead; below ~8k elements per step the
+  chunked kernel's ~2 sqrt(T) iterations win. The parallel forms only add passes
+  over memory on a CPU. GPU: not measured on this project's machines;
+  associative's 2 log2 T levels of large ops suit a device where launches, not
+  bytes, cost.
   """
-  del batch, units, dtype  # The measured winner on this CPU depends on T only (see BUILD.md).
+  del dtype  # Complex64 ranks alike.
   if on_gpu:
     return 'associative'
-  return 'sequential' if steps is None or steps <= _SEQUENTIAL_MAX_STEPS else 'chunked'
+  small_steps = batch is not None and units is not None and batch * units < _SEQUENTIAL_MIN_SLAB
+  return 'chunked' if small_steps and steps is not None and steps > _CHUNKED_MIN_STEPS else 'sequential'
 
 
-# The longest T for which the while-loop beats the chunked kernel on this CPU (scan_bench).
-_SEQUENTIAL_MAX_STEPS = 32
+# Elements per step (batch x units) from which the while-loop beats the chunked kernel (scan_bench).
+_SEQUENTIAL_MIN_SLAB = 8192
+# Below this T the chunks are too short to pay for their extra passes.
+_CHUNKED_MIN_STEPS = 32
 
 
 def _resolve(kernel, b):

@@ -216,6 +216,9 @@ class LinearLayersTest(parameterized.TestCase):
     for actual, want in zip(state, expected_state):
       self.assertEqual(actual.dtype, tf.float32)
       np.testing.assert_allclose(actual.numpy(), want.numpy(), rtol=0.05, atol=0.05)
+    unrolled, _ = linear_layers.unroll(mixed, inputs)
+    np.testing.assert_allclose(tf.cast(unrolled, tf.float32).numpy(), tf.cast(outputs, tf.float32).numpy(),
+                               rtol=0.02, atol=0.05)
 
 
 if __name__ == '__main__':
