@@ -62,3 +62,7 @@ TASKS = {
 
 # The evaluation metrics of every task, in first-seen order (the HParams table lists them all).
 EVAL_METRICS = tuple(dict.fromkeys(name for spec in TASKS.values() for name in spec.eval_metrics))
+# TensorBoard's Time Series sorts card groups by tag, capitals before small
+# letters: the loss and accuracy cards (train, eval and baseline) come before
+# every diagnostic group.
+METRICS_GROUP = 'Metrics'

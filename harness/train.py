@@ -26,6 +26,7 @@ from harness import cli
 from harness import config as config_lib
 from harness import recipes
 from harness import runs
+from harness import schedule
 from harness import signals as signals_lib
 from harness.errors import EnvironmentFault
 from harness.errors import NonFiniteLossError
@@ -100,8 +101,8 @@ def _train(started):
           f'continue with: python -m harness.train {_run_flags(config, workdir)} --resume', file=sys.stderr)
     sys.exit(128 + getattr(signal, metrics['stopped_by']).value)
   scores = ', '.join(f'{name[5:]} {value:.4f}' for name, value in metrics.items() if name.startswith('eval_'))
-  print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} in '
-        f'{loop.format_seconds(time.perf_counter() - started)} ({loop.format_seconds(metrics["train_seconds"])} in '
+  total, training = (schedule.format_seconds(s) for s in (time.perf_counter() - started, metrics['train_seconds']))
+  print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} in {total} ({training} in '
         f'training steps); eval {scores}')
   print(f'{_PROGRAM}: run folder {workdir}; look inside with: tensorboard --logdir {config.logdir}')
 

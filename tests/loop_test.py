@@ -18,6 +18,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from harness import archs
 from harness import loop
 from harness import models
+from harness import schedule as schedule_lib
 from harness import steps
 from harness.tasks import base
 from harness.errors import NonFiniteLossError
@@ -25,7 +26,11 @@ from tests import testing
 
 
 def next_event(step, total_steps, config, steps_per_epoch):
-  return loop.Schedule(config, steps_per_epoch, total_steps).steps_to_next_event(step)
+  schedule = schedule_lib.Schedule(config, steps_per_epoch, total_steps)
+  actions = [schedule_lib.Action(name, every, print) for name, every in (
+      ('summary', config.summary_every), ('probes', config.histogram_every), ('eval', schedule.eval_every),
+      ('checkpoint', config.checkpoint_every))]
+  return schedule.steps_to_next_event(step, actions)
 
 
 class ScheduleTest(absltest.TestCase):
@@ -48,10 +53,10 @@ class ScheduleTest(absltest.TestCase):
 
   def test_default_evaluation_is_about_ten_per_run_and_at_least_once_per_epoch(self):
     config = testing.tiny_config(eval_every=0)
-    self.assertEqual(loop.Schedule(config, 1000, 300).eval_every, 30)
-    self.assertEqual(loop.Schedule(config, 469, 4690).eval_every, 469)  # 10 epochs: one per epoch.
-    self.assertEqual(loop.Schedule(config, 50, 1000).eval_every, 50)  # Short epochs: every epoch.
-    self.assertEqual(loop.Schedule(testing.tiny_config(eval_every=7), 50, 1000).eval_every, 7)
+    self.assertEqual(schedule_lib.Schedule(config, 1000, 300).eval_every, 30)
+    self.assertEqual(schedule_lib.Schedule(config, 469, 4690).eval_every, 469)  # 10 epochs: one per epoch.
+    self.assertEqual(schedule_lib.Schedule(config, 50, 1000).eval_every, 50)  # Short epochs: every epoch.
+    self.assertEqual(schedule_lib.Schedule(testing.tiny_config(eval_every=7), 50, 1000).eval_every, 7)
 
 
 class TrainAndEvaluateTest(parameterized.TestCase):
@@ -151,7 +156,8 @@ class InstrumentationTest(absltest.TestCase):
   def test_scalars_tags_steps_and_values(self):
     train_tags = self.tags('scalars', 'train')
     self.assertContainsSubset({'Metrics/loss', 'Metrics/accuracy', 'optimizer/learning_rate', 'optimizer/grad_norm',
-                               'optimizer/clipped_fraction', 'speed/examples_per_sec'}, train_tags)
+                               'optimizer/clipped_fraction', 'speed/examples_per_sec', 'speed/train_share',
+                               'speed/eval_share', 'speed/probes_share', 'speed/checkpoint_share'}, train_tags)
     self.assertEqual({tag.split('/')[0] for tag in train_tags}, {'Metrics', 'optimizer', 'speed'})
     self.assertEqual(self.tags('scalars', 'eval'), {'Metrics/loss', 'Metrics/accuracy'})
     self.assertEqual([s for s, _ in testing.scalar_series(self.events, 'train', 'Metrics/loss')], [2, 4, 6])
