@@ -38,6 +38,7 @@ TASKS = tuple(TASK_DEFAULTS)
 IMAGE_TASKS = ('mnist', 'fashion_mnist')
 # The evaluation metrics of every task (each task says which it has).
 EVAL_METRICS = ('loss', 'accuracy', 'mse')
+HIGHER_IS_BETTER = ('accuracy',)  # Eval metrics that improve upward; the others (losses, errors) downward.
 # What --probes chooses from (harness.probes holds them; layer_dynamics runs in the train step).
 PROBES = ('weights', 'gradients', 'activations', 'gradient_flow', 'gates', 'layer_dynamics')
 VIEWS = ('rows', 'pixels', 'permuted')

@@ -352,6 +352,7 @@ class _Run:
         'train_seconds': float(self.state.train_seconds.numpy()), 'weights_sha256': weights_sha256,
         **{f'eval_{name}': value for name, value in self.eval_metrics.items()},
         **{f'baseline_{name}': value for name, value in self.task.baselines.items()},
+        **{f'threshold_{name}': value for name, value in self.task.thresholds.items()},
     }
     if stopped_by:
       final['stopped_by'] = stopped_by

@@ -85,6 +85,7 @@ class AddingTask(GeneratedTask):
   num_outputs = 1
   eval_metric_names = ('loss', 'mse')
   baselines = {'loss': 1 / 6, 'mse': 1 / 6}
+  thresholds = {'mse': 0.01}
 
   def __init__(self, seq_len, seed):
     self.name = 'adding'
@@ -136,6 +137,7 @@ class CopyTask(GeneratedTask):
   target_dtype = tf.int32
   train_metric_names = ('accuracy',)
   eval_metric_names = ('loss', 'accuracy')
+  thresholds = {'accuracy': 0.99}
 
   def __init__(self, seq_len, seed):
     self.name = 'copy'
