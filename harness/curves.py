@@ -203,7 +203,7 @@ def draw(chart):
                      marker='o', markersize=4, capsize=3, linewidth=1.5, label=', '.join(line) or chart.metric)
       plotted += means
       if quantity == 'steps':
-        _mark_not_reached(panel, line_points, color)
+        _mark_not_reached(panel, line_points, color, index)
     if quantity != 'steps':
       if baselines:
         panel.plot(*zip(*baselines), color='black', linestyle='--', linewidth=1, label='baseline')
@@ -212,6 +212,10 @@ def draw(chart):
         panel.axhline(threshold, color='gray', linestyle=':', linewidth=1,
                       label=f'threshold {_threshold_text(chart.metric, threshold)}')
         plotted.append(threshold)
+    if quantity == 'steps' and not plotted:
+      panel.set_yticks([])
+      panel.text(0.5, 0.4, f'no seed reached {_threshold_text(chart.metric, threshold)}', ha='center',
+                 transform=panel.transAxes, fontsize=10)
     if _log_scale(plotted):
       panel.set_yscale('log')
     panel.set_ylabel(f'steps to {_threshold_text(chart.metric, threshold)}' if quantity == 'steps'
@@ -247,12 +251,12 @@ def _legend(figure, panels, chart):
   figure.tight_layout(rect=(0, 0, 1, 1 - header / height))
 
 
-def _mark_not_reached(panel, points, color):
-  """Seeds that never reached the threshold: k/n beside a point, an × at the top where none did."""
+def _mark_not_reached(panel, points, color, index):
+  """Seeds that never reached the threshold: k/n beside a point, an × near the top where none did."""
   never = [p.x for p in points if p.n and p.reached == 0]
-  if never:  # Drawn at 92 % of the panel's height, whatever its scale.
-    panel.plot(never, [0.92] * len(never), transform=panel.get_xaxis_transform(), marker='x', markersize=8,
-               color=color, linestyle='none', label='not reached')
+  if never:  # In axes height (whatever the scale), a row per line so that they do not hide each other.
+    panel.plot(never, [0.92 - 0.08 * (index % 8)] * len(never), transform=panel.get_xaxis_transform(), marker='x',
+               markersize=8, color=color, linestyle='none', label='not reached')
   for p in points:
     if 0 < p.reached < p.n:
       panel.annotate(f'{p.reached}/{p.n}', (p.x, p.steps[0]), textcoords='offset points', xytext=(5, 5),
