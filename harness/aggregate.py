@@ -11,6 +11,8 @@ recomputed from the trials' own files every time:
   mean/<group>/{train,eval}/   per step, the mean over the group's seeds of each `Metrics/` scalar
                          (it overlays the trials in Time Series) and band/Metrics/<metric>, with
                          /lower and /upper at mean -/+ sd: the margin charts' band
+  curves/, events.*.curves   with a numeric grid axis: each eval metric against it (`harness.curves`),
+                         its tables appended to summary.md
 """
 
 import csv
@@ -25,6 +27,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
 
+from harness import curves
 from harness import loop
 from harness import runfiles
 from harness import runs
@@ -111,7 +114,19 @@ def aggregate(sweep_dir):
 
   tags = _write_mean_runs(sweep_dir, groups, results)
   _write_root(sweep_dir, grid, configs, markdown, tags)
-  return markdown
+  curve_tables = curves.write(sweep_dir, grid, trials, results, _eval_curves(sweep_dir, trials, results))
+  if curve_tables:
+    with open(os.path.join(sweep_dir, 'summary.md'), 'a') as f:
+      f.write(f'\n{curve_tables}\n')
+  return '\n\n'.join(filter(None, [markdown, curve_tables]))
+
+
+def _eval_curves(sweep_dir, trials, results):
+  """{trial name: {metric: {step: value}}} of the finished trials' eval `Metrics/` scalars."""
+  prefix = f'{loop.METRICS_GROUP}/'
+  return {trial.name: {tag[len(prefix):]: series
+                       for tag, series in _read_scalars(os.path.join(sweep_dir, trial.name, 'eval')).items()}
+          for trial in trials if runs.is_finished(results[trial.name])}
 
 
 def _write_mean_runs(sweep_dir, groups, results):

@@ -80,7 +80,7 @@ class Config:
   input_units: int = _field(128, 'Linear input projection per step before the recurrent layers (0 = none).',
                             minimum=0, per_task=True)
   forget_bias: float = _field(1.0, 'Initial LSTM forget-gate bias (lstm).', minimum=-MAX_FORGET_BIAS,
-                              maximum=MAX_FORGET_BIAS)
+                              maximum=MAX_FORGET_BIAS, per_task=True)
   lstm_kernel: str = _field(
       'auto', 'LSTM implementation; same weights and math, and cuDNN on a GPU whatever the choice. On the CPU: '
       'fused = TensorFlow\'s BlockLSTM op, one op per sequence; keras = keras.layers.LSTM\'s per-step '
@@ -98,7 +98,7 @@ class Config:
   optimizer: str = _field('adam', 'Optimizer.', choices=('adam', 'sgd', 'rmsprop'))
   lr_schedule: str = _field('cosine', 'constant, or cosine decay from --learning_rate to 0 over the run\'s steps.',
                             choices=('constant', 'cosine'))
-  clip_norm: float = _field(0.0, 'Clip gradients to this global norm (0 = off).', minimum=0)
+  clip_norm: float = _field(0.0, 'Clip gradients to this global norm (0 = off).', minimum=0, per_task=True)
   seed: int = _field(0, 'Seed for weights and data order.', minimum=0, maximum=SEED_MAX)
   seq_len: int = _field(20, 'Steps per sequence: sin2cos windows, the adding problem\'s T, the copy task\'s blank '
                         'span T (images: fixed by --view).', minimum=0, maximum=MAX_SEQ_LEN, per_task=True)

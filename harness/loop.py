@@ -134,6 +134,7 @@ def final_metrics(state, task, schedule, step, eval_metrics, stopped_by):
       'train_seconds': float(state.train_seconds.numpy()), 'weights_sha256': weights_sha256,
       **{f'eval_{name}': value for name, value in eval_metrics.items()},
       **{f'baseline_{name}': value for name, value in task.baselines.items()},
+      **{f'threshold_{name}': value for name, value in task.thresholds.items()},
   }
   if stopped_by:
     final['stopped_by'] = stopped_by

@@ -32,9 +32,11 @@ RECIPES = {
                    optimizer='adam', learning_rate=1e-3, lr_schedule='cosine', clip_norm=1.0, train_steps=6000)),
     'copy': dict(
         source='Arjovsky, Shah & Bengio (2016): the copy task, 10 symbols recalled after T = 50 blanks; '
-               'LSTM(128), RMSprop 1e-3, clipping at 1',
+               'LSTM(128), clipping at 1; Adam 2e-3 and a forget-gate bias of 4 (measured here to learn faster '
+               'than the paper\'s RMSprop 1e-3)',
         flags=dict(task='copy', seq_len=50, arch='lstm', units=(128,), input_units=0, batch_size=50,
-                   optimizer='rmsprop', learning_rate=1e-3, lr_schedule='cosine', clip_norm=1.0, train_steps=6000)),
+                   optimizer='adam', learning_rate=2e-3, lr_schedule='cosine', clip_norm=1.0, forget_bias=4.0,
+                   train_steps=6000)),
     'pixel_mnist': dict(
         source='Le, Jaitly & Hinton (2015): MNIST read one pixel at a time, 784 steps; LSTM(128), Adam 1e-3, '
                'clipping at 1',

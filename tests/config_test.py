@@ -1,5 +1,6 @@
 """Config validation, task defaults and flagfile round trips."""
 
+import dataclasses
 import os
 import tempfile
 
@@ -78,6 +79,13 @@ class ConfigTest(parameterized.TestCase):
     adding_rnn = config_lib.make_config(recipe='adding', arch='rnn', seq_len=50)
     self.assertEqual((adding_rnn.arch, adding_rnn.seq_len, adding_rnn.units), ('rnn', 50, (128,)))
     self.assertIn('adding', recipes.describe())
+
+  def test_the_memory_tasks_train_by_default_as_their_recipes_do(self):
+    for task in ('adding', 'copy'):
+      with self.subTest(task=task):
+        default, recipe = config_lib.make_config(task=task), config_lib.make_config(recipe=task)
+        self.assertEqual(default.epochs * 10_000 // default.batch_size, recipe.train_steps)  # 10,000 per epoch.
+        self.assertEqual(dataclasses.replace(recipe, recipe='', train_steps=0, epochs=default.epochs), default)
 
   def test_an_unknown_recipe_lists_the_known_ones(self):
     with self.assertRaisesRegex(UserError, r'--recipe=nope: unknown recipe; choose one of rows_tutorial, .*copy'):

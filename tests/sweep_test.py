@@ -119,6 +119,9 @@ class SweepTest(absltest.TestCase):
     with open(first) as f:
       self.assertEqual(f.read(), finished)  # Not run again.
     self.assertEqual(len(self.read_csv('results.csv')), 2)
+    self.assertTrue(os.path.exists(os.path.join(self.sweep_dir, 'curves', 'mse_vs_learning_rate.png')))
+    with open(os.path.join(self.sweep_dir, 'summary.md')) as f:  # A numeric axis: the metric against it.
+      self.assertIn('| learning_rate | n | final mse | best mse |\n|---|---|---|---|\n| 0.01 | 1/1 |', f.read())
 
     changed = self.sweep('--grid=learning_rate=0.01,0.05', '--parallel=1')
     self.assertEqual(changed.returncode, 2)

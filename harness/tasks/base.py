@@ -32,6 +32,9 @@ class Task:
     eval_metric_names: the metrics `eval_metrics` returns (the first is 'loss').
     baselines: {eval metric: value} a memoryless model scores, drawn beside the
       eval curves so they read against it.
+    thresholds: {eval metric: value} at which the task counts as solved (at
+      most; at least for task_table.HIGHER_IS_BETTER): a sweep reports the steps
+      each trial took to reach it.
   """
   name = ''
   source = ''
@@ -42,6 +45,7 @@ class Task:
   train_metric_names = ()
   eval_metric_names = ('loss',)
   baselines = {}
+  thresholds = {}
 
   def steps_per_epoch(self, batch_size):
     raise NotImplementedError
