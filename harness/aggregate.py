@@ -25,9 +25,9 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
 
-from harness import loop
 from harness import runs
 from harness import summaries
+from harness import task_table
 from harness import trials as trials_lib
 from harness.errors import UserError
 
@@ -42,7 +42,7 @@ def _read_scalars(run_dir):
   accumulator.Reload()
   return {tag: {event.step: float(tensor_util.make_ndarray(event.tensor_proto))
                 for event in accumulator.Tensors(tag)}
-          for tag in accumulator.Tags()['tensors'] if tag.startswith(f'{loop.METRICS_GROUP}/')}
+          for tag in accumulator.Tags()['tensors'] if tag.startswith(f'{task_table.METRICS_GROUP}/')}
 
 
 def _mean_sd(values):
@@ -138,7 +138,7 @@ def _write_root(sweep_dir, grid, configs, markdown, tags):
   """The sweep root's text, HParams experiment and margin-chart layout (its own event files, rewritten)."""
   for path in glob.glob(os.path.join(sweep_dir, 'events.out.tfevents.*.sweep')):
     os.remove(path)
-  hparams = {name: runs.hparams(config, {}, {}) for name, config in configs.items()}
+  hparams = {name: runs.hparams(config, {}) for name, config in configs.items()}
   domains = dict.fromkeys(runs.HPARAM_NAMES)
   for flag in [flag for flag, _ in grid] + ['seed']:
     if flag in domains:
@@ -151,6 +151,6 @@ def _write_root(sweep_dir, grid, configs, markdown, tags):
              for tag in tags])])
   writer = summaries.SummaryWriter(sweep_dir, filename_suffix='.sweep')
   writer.text(0, {'sweep/summary': markdown})
-  writer.hparams_experiment(domains, loop.hparams_metrics())
+  writer.hparams_experiment(domains, runs.hparams_metrics())
   writer.layout(layout)
   writer.close()

@@ -13,8 +13,6 @@ import sys
 from absl import flags
 
 from harness import cli
-from harness import runs
-from harness.errors import UserError
 
 _TASK = flags.DEFINE_enum('task', None, ['mnist', 'fashion_mnist'], 'The tfds dataset to create.')
 _IDX_DIR = flags.DEFINE_string('idx_dir', None, 'Folder with the four standard IDX .gz files.')
@@ -28,12 +26,7 @@ def main(argv):
   cli.quiet_console()
   with cli.native_output_filtered():
     from harness.tasks import sources  # pylint: disable=g-import-not-at-top
-  try:
-    path = sources.import_idx(_TASK.value, _IDX_DIR.value, _DATA_DIR.value)
-  except UserError as e:
-    cli.fail(_PROGRAM, e)
-  except OSError as e:
-    cli.fail(_PROGRAM, runs.describe_os_error(e), status=1)
+  path = sources.import_idx(_TASK.value, _IDX_DIR.value, _DATA_DIR.value)
   print(json.dumps({'task': _TASK.value, 'tfds_dir': path}))
   sys.stdout.flush()
 

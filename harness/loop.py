@@ -73,6 +73,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
   steps_per_epoch = task.steps_per_epoch(config.batch_size)
   schedule = schedule_lib.Schedule(config, steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch)
   models.check_memory(config, task.num_features, task.num_outputs)
+  runs.check_directories(config)
   folder = runs.RunFolder(workdir, runtime.is_chief(strategy))
   state = steps.create_train_state(config, task, strategy, schedule.total_steps)
   folder.claim(fresh)
@@ -299,10 +300,10 @@ class _Run:
     if self.start_step:
       return
     num_params = int(sum(np.prod(v.shape) for v in self.state.model.trainable_variables))
-    hparams = runs.hparams(config, task.hparams(), {
+    hparams = runs.hparams(config, {
         'replicas': self.strategy.num_replicas_in_sync, 'batch_splits': runtime.batch_splits(config),
         'data_source': task.source, 'params': num_params})
-    self.writers[''].hparams_experiment(dict.fromkeys(runs.HPARAM_NAMES), hparams_metrics())
+    self.writers[''].hparams_experiment(dict.fromkeys(runs.HPARAM_NAMES), runs.hparams_metrics())
     self.writers[''].hparams(hparams, trial_id=os.path.basename(os.path.normpath(self.workdir)))
     environment = runtime.environment(config, self.strategy, self.state.model) + [
         ('data source', task.source), ('trainable parameters', f'{num_params:,}')]
@@ -330,8 +331,3 @@ class _Run:
     for writer in self.writers.values():
       writer.close()
     return final
-
-
-def hparams_metrics():
-  """{(group, tag): display name} of every task's eval metrics, for the HParams table."""
-  return {('eval', f'{METRICS_GROUP}/{name}'): f'eval {name}' for name in task_table.EVAL_METRICS}

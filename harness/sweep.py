@@ -162,46 +162,44 @@ def _aggregate(sweep_dir):
 
 def main(argv):
   cli.quiet_console()
-  try:
-    if argv[1:2] == ['aggregate']:
-      if len(argv) != 3:
-        raise UserError('usage: python -m harness.sweep aggregate <logdir>/<sweep>')
-      print(_aggregate(argv[2]))
-      return
-    fixed = argv[1:]
-    if not _NAME.value:
-      raise UserError('--name: give the sweep a name (its folder under --logdir)')
-    config_lib.check_run_name(_NAME.value)
-    stray = [arg for arg in fixed if not arg.startswith('-')]
-    if stray:
-      raise UserError(f'unexpected arguments {" ".join(stray)}: trial flags go after --, as --name=value')
-    sweep_dir = os.path.join(_LOGDIR.value, _NAME.value)
-    grid = trials_lib.parse_grid(_GRID.value)
-    trials = trials_lib.make_trials(grid, _SEEDS.value)
-    trials_lib.check_trials(trials, fixed, sweep_dir)
-    if _PRINT_COMMANDS.value:
-      for trial in trials:
-        print(shlex.join(['python', '-m', 'harness.train', f'--logdir={sweep_dir}', f'--run_name={trial.name}',
-                          *trial.flags(fixed)]))
-      return
-    if _TRIAL_INDEX.value >= len(trials):
-      raise UserError(f'--trial_index={_TRIAL_INDEX.value}: the sweep has {len(trials)} trials (0..{len(trials) - 1})')
-    _claim_sweep(sweep_dir, {'grid': grid, 'seeds': _SEEDS.value, 'fixed': fixed})
-    if _TRIAL_INDEX.value >= 0:
-      trials = [trials[_TRIAL_INDEX.value]]
-      parallel = 1
-    else:
-      parallel = _PARALLEL.value or len(os.sched_getaffinity(0))
-    with signals_lib.SignalCatcher() as signals:
-      failures = run_trials(trials, fixed, sweep_dir, min(parallel, len(trials)), signals)
-    if signals.received:
-      print(f'{_PROGRAM}: stopped by {signals.received}; the running trials checkpointed. Run the same command '
-            'to continue.', file=sys.stderr)
-      sys.exit(128 + getattr(signal, signals.received).value)
-    if _TRIAL_INDEX.value < 0:
-      print(_aggregate(sweep_dir))
-  except UserError as e:
-    cli.fail(_PROGRAM, e)
+  if argv[1:2] == ['aggregate']:
+    if len(argv) != 3:
+      raise UserError('usage: python -m harness.sweep aggregate <logdir>/<sweep>')
+    print(_aggregate(argv[2]))
+    return
+  fixed = argv[1:]
+  if not _NAME.value:
+    raise UserError('--name: give the sweep a name (its folder under --logdir)')
+  config_lib.check_run_name(_NAME.value)
+  stray = [arg for arg in fixed if not arg.startswith('-')]
+  if stray:
+    raise UserError(f'unexpected arguments {" ".join(stray)}: trial flags go after --, as --name=value')
+  runs.check_directory('logdir', _LOGDIR.value)
+  sweep_dir = os.path.join(_LOGDIR.value, _NAME.value)
+  grid = trials_lib.parse_grid(_GRID.value)
+  trials = trials_lib.make_trials(grid, _SEEDS.value)
+  trials_lib.check_trials(trials, fixed, sweep_dir)
+  if _PRINT_COMMANDS.value:
+    for trial in trials:
+      print(shlex.join(['python', '-m', 'harness.train', f'--logdir={sweep_dir}', f'--run_name={trial.name}',
+                        *trial.flags(fixed)]))
+    return
+  if _TRIAL_INDEX.value >= len(trials):
+    raise UserError(f'--trial_index={_TRIAL_INDEX.value}: the sweep has {len(trials)} trials (0..{len(trials) - 1})')
+  _claim_sweep(sweep_dir, {'grid': grid, 'seeds': _SEEDS.value, 'fixed': fixed})
+  if _TRIAL_INDEX.value >= 0:
+    trials = [trials[_TRIAL_INDEX.value]]
+    parallel = 1
+  else:
+    parallel = _PARALLEL.value or len(os.sched_getaffinity(0))
+  with signals_lib.SignalCatcher() as signals:
+    failures = run_trials(trials, fixed, sweep_dir, min(parallel, len(trials)), signals)
+  if signals.received:
+    print(f'{_PROGRAM}: stopped by {signals.received}; the running trials checkpointed. Run the same command '
+          'to continue.', file=sys.stderr)
+    sys.exit(128 + getattr(signal, signals.received).value)
+  if _TRIAL_INDEX.value < 0:
+    print(_aggregate(sweep_dir))
   if failures:
     for name, line in failures.items():
       print(f'{_PROGRAM}: trial {name} failed: {line}', file=sys.stderr)

@@ -1,7 +1,7 @@
 """What every task offers the loop, and the input-pipeline pieces tasks share.
 
 The loop knows tasks only through `Task`'s interface: datasets, a loss, the
-metrics to average during training and evaluation, figures, hparams. A task
+metrics to average during training and evaluation, figures. A task
 owns everything particular to it; the loop never asks which task it has.
 
 Training order is a pure function of (seed, step), so a resumed run continues
@@ -82,10 +82,6 @@ class Task:
   def eval_figures(self, results, model):
     """{tag: uint8 image [k, h, w, c]} drawn at each evaluation (the chief only)."""
     del results, model
-    return {}
-
-  def hparams(self):
-    """{name: value} of the task's own settings, for the HParams dashboard."""
     return {}
 
 

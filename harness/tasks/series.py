@@ -129,9 +129,6 @@ class SeriesTask(base.Task):
         targets, predictions, self.seq_len,
         f'{how}\nMSE over these {windows} windows {np.mean((predictions - targets) ** 2):.4f}')}
 
-  def hparams(self):
-    return {'seq_len': self.seq_len}
-
 
 def build_sin2cos(config):
   return SeriesTask(config.batch_size, config.seq_len, config.seed, carry_state=config.stateful)
