@@ -128,7 +128,7 @@ def _write_mean_runs(sweep_dir, groups, results):
         tags.add(tag)
         for step in sorted(set.intersection(*(set(s[tag]) for s in series))):
           mean, sd = _mean_sd([s[tag][step] for s in series])
-          writer.scalars(step, {tag: mean, f'band/{tag}': mean, f'band/{tag}/lower': mean - sd,
+          writer.write_scalars(step, {tag: mean, f'band/{tag}': mean, f'band/{tag}/lower': mean - sd,
                                 f'band/{tag}/upper': mean + sd})
       writer.close()
   return sorted(tags)
@@ -150,7 +150,7 @@ def _write_root(sweep_dir, grid, configs, markdown, tags):
                                                upper=f'band/{tag}/upper')]))
              for tag in tags])])
   writer = summaries.SummaryWriter(sweep_dir, filename_suffix='.sweep')
-  writer.text(0, {'sweep/summary': markdown})
+  writer.write_texts(0, {'sweep/summary': markdown})
   writer.hparams_experiment(domains, runs.hparams_metrics())
   writer.layout(layout)
   writer.close()

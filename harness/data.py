@@ -13,8 +13,10 @@ import sys
 from absl import flags
 
 from harness import cli
+from harness import task_table
 
-_TASK = flags.DEFINE_enum('task', None, ['mnist', 'fashion_mnist'], 'The tfds dataset to create.')
+_TASK = flags.DEFINE_enum('task', None, [name for name, spec in task_table.TASKS.items() if 'view' in spec.flags],
+                          'The tfds dataset to create (an image task).')
 _IDX_DIR = flags.DEFINE_string('idx_dir', None, 'Folder with the four standard IDX .gz files.')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'tfds data_dir (default: tfds\'s own).')
 _PROGRAM = 'harness.data'

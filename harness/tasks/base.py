@@ -26,10 +26,7 @@ class Task:
     num_features: features per input step.
     num_outputs: classes, or outputs per step.
     per_step_outputs: whether the model's head reads every step (else the last).
-    examples_are_independent: whether consecutive batches are unrelated examples
-      (so carrying state between them is unusual).
     train_metric_names: per-example metrics averaged over training steps.
-    eval_metric_names: the metrics `eval_metrics` returns (the first is 'loss').
     baselines: {eval metric: value} a memoryless model scores, drawn beside the
       eval curves so they read against it.
   """
@@ -38,9 +35,7 @@ class Task:
   num_features = 0
   num_outputs = 0
   per_step_outputs = False
-  examples_are_independent = True
   train_metric_names = ()
-  eval_metric_names = ('loss',)
   baselines = {}
 
   def steps_per_epoch(self, batch_size):
@@ -76,7 +71,10 @@ class Task:
     return {'loss': self.per_example_loss(targets, outputs)}
 
   def eval_metrics(self, results):
-    """{name: float} from `eval_outputs` gathered over the test set (numpy, in example order)."""
+    """{name: float} from `eval_outputs` gathered over the test set (numpy, in example order).
+
+    The names are the task's `task_table.TaskSpec.eval_metrics`, 'loss' first.
+    """
     return {'loss': float(results['loss'].mean())}
 
   def eval_figures(self, results, model):
@@ -88,7 +86,6 @@ class Task:
 class ClassificationTask(Task):
   """One label per example; the head reads the last step's output: logits [b, classes]."""
   train_metric_names = ('accuracy',)
-  eval_metric_names = ('loss', 'accuracy')
 
   def per_example_loss(self, targets, outputs):
     return keras.losses.sparse_categorical_crossentropy(targets, outputs, from_logits=True)

@@ -69,7 +69,6 @@ class AddingTask(GeneratedTask):
   """Inputs [b, T, 2] (value, marker); targets [b, 1], the sum of the two marked values."""
   num_features = 2
   num_outputs = 1
-  eval_metric_names = ('loss', 'mse')
   baselines = {'loss': 1 / 6, 'mse': 1 / 6}
 
   def __init__(self, seq_len, seed):
@@ -120,7 +119,6 @@ class CopyTask(GeneratedTask):
   num_outputs = COPY_CLASSES
   per_step_outputs = True
   train_metric_names = ('accuracy',)
-  eval_metric_names = ('loss', 'accuracy')
 
   def __init__(self, seq_len, seed):
     self.name = 'copy'

@@ -28,10 +28,8 @@ class SeriesTask(base.Task):
   every window starts from zeros.
   """
   per_step_outputs = True
-  examples_are_independent = False
   num_outputs = 1
   num_features = 1
-  eval_metric_names = ('loss', 'mse')
   windows_per_epoch = 50
   eval_windows = 10
   plot_windows = 5
