@@ -106,7 +106,7 @@ def _complete(config, folder, task, strategy, schedule, state):
     logging.info('%s is finished at step %d; nothing to do.', folder.workdir, step)
     return saved
   logging.info('%s reached its last step %d; completing its final evaluation.', folder.workdir, step)
-  eval_metrics = evaluate(config, task, strategy, steps.make_eval_step(state.model, task, strategy), step)
+  eval_metrics, _ = evaluate(config, task, strategy, steps.make_eval_step(state.model, task, strategy), step)
   final = final_metrics(state, task, schedule, step, eval_metrics, None)
   folder.write_metrics(final)
   return final
