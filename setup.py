@@ -27,6 +27,7 @@ setuptools.setup(
     },
     entry_points={'console_scripts': [
         'harness-train=harness.train:run',
+        'harness-sweep=harness.sweep:run',
         'harness-bench=harness.bench:run',
         'harness-data=harness.data:run',
     ]},

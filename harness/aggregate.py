@@ -28,10 +28,10 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
 
 from harness import curves
-from harness import loop
 from harness import runfiles
 from harness import runs
 from harness import summaries
+from harness import task_table
 from harness import trials as trials_lib
 from harness.errors import UserError
 
@@ -46,7 +46,7 @@ def _read_scalars(run_dir):
   accumulator.Reload()
   return {tag: {event.step: float(tensor_util.make_ndarray(event.tensor_proto))
                 for event in accumulator.Tensors(tag)}
-          for tag in accumulator.Tags()['tensors'] if tag.startswith(f'{loop.METRICS_GROUP}/')}
+          for tag in accumulator.Tags()['tensors'] if tag.startswith(f'{task_table.METRICS_GROUP}/')}
 
 
 def _mean_sd(values):
@@ -123,7 +123,7 @@ def aggregate(sweep_dir):
 
 def _eval_curves(sweep_dir, trials, results):
   """{trial name: {metric: {step: value}}} of the finished trials' eval `Metrics/` scalars."""
-  prefix = f'{loop.METRICS_GROUP}/'
+  prefix = f'{task_table.METRICS_GROUP}/'
   return {trial.name: {tag[len(prefix):]: series
                        for tag, series in _read_scalars(os.path.join(sweep_dir, trial.name, 'eval')).items()}
           for trial in trials if runs.is_finished(results[trial.name])}
@@ -144,7 +144,7 @@ def _write_mean_runs(sweep_dir, groups, results):
         tags.add(tag)
         for step in sorted(set.intersection(*(set(s[tag]) for s in series))):
           mean, sd = _mean_sd([s[tag][step] for s in series])
-          writer.scalars(step, {tag: mean, f'band/{tag}': mean, f'band/{tag}/lower': mean - sd,
+          writer.write_scalars(step, {tag: mean, f'band/{tag}': mean, f'band/{tag}/lower': mean - sd,
                                 f'band/{tag}/upper': mean + sd})
       writer.close()
   return sorted(tags)
@@ -154,7 +154,7 @@ def _write_root(sweep_dir, grid, configs, markdown, tags):
   """The sweep root's text, HParams experiment and margin-chart layout (its own event files, rewritten)."""
   for path in glob.glob(os.path.join(sweep_dir, 'events.out.tfevents.*.sweep')):
     os.remove(path)
-  hparams = {name: runs.hparams(config, {}, {}) for name, config in configs.items()}
+  hparams = {name: runs.hparams(config, {}) for name, config in configs.items()}
   domains = dict.fromkeys(runs.HPARAM_NAMES)
   for flag in [flag for flag, _ in grid] + ['seed']:
     if flag in domains:
@@ -166,7 +166,7 @@ def _write_root(sweep_dir, grid, configs, markdown, tags):
                                                upper=f'band/{tag}/upper')]))
              for tag in tags])])
   writer = summaries.SummaryWriter(sweep_dir, filename_suffix='.sweep')
-  writer.text(0, {'sweep/summary': markdown})
-  writer.hparams_experiment(domains, loop.hparams_metrics())
+  writer.write_texts(0, {'sweep/summary': markdown})
+  writer.hparams_experiment(domains, runs.hparams_metrics())
   writer.layout(layout)
   writer.close()

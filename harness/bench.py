@@ -50,6 +50,7 @@ from harness import cli
 from harness import config as config_lib
 from harness import loop
 from harness import runtime
+from harness import task_table
 from harness import tasks
 from harness.errors import UserError
 
@@ -91,7 +92,7 @@ def harness_contender(config, task, warmup, steps):
     accumulator = event_accumulator.EventAccumulator(os.path.join(workdir, 'run', 'train'),
                                                      size_guidance={event_accumulator.TENSORS: 0})
     accumulator.Reload()
-    events = [e for e in accumulator.Tensors(f'{loop.METRICS_GROUP}/loss') if e.step >= warmup]
+    events = [e for e in accumulator.Tensors(f'{task_table.METRICS_GROUP}/loss') if e.step >= warmup]
     first, last = events[0], events[-1]
     seconds = last.wall_time - first.wall_time
     return {'examples_per_sec': (last.step - first.step) * config.batch_size / seconds,
@@ -235,27 +236,24 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
 
 def main(argv):
   del argv
-  try:
-    unknown = set(_CONTENDERS.value) - set(CONTENDERS)
-    if unknown:
-      raise UserError(f'--contenders: unknown {", ".join(sorted(unknown))}; choose from {", ".join(CONTENDERS)}')
-    config = config_lib.make_config(**cli.config_values(_CONFIG_FLAGS), lr_schedule='constant')
-    runtime.configure_threads(config)
-    task = tasks.load_task(config)
-    if task.per_step_outputs:
-      raise UserError(f'--task={config.task}: the benchmark compares models whose head reads the last step '
-                      '(image tasks, adding)')
-    arch = archs.get(config.arch)
-    missing = [c for c in _CONTENDERS.value if not {'keras': arch.keras_layer, 'torch': arch.torch_layer}.get(
-        c.split('_')[0], True)]
-    if missing:
-      raise UserError(f'--contenders={",".join(missing)}: --arch={config.arch} has no Keras or PyTorch layer '
-                      'to compare against; benchmark it with the harness contenders')
-    contenders = [c for c in _CONTENDERS.value if not c.startswith('torch') or _torch_available()]
-    if len(contenders) < len(_CONTENDERS.value):
-      logging.warning('PyTorch is not installed: skipping the torch contenders (pip install torch==2.13.0).')
-  except UserError as e:
-    cli.fail(_PROGRAM, e)
+  unknown = set(_CONTENDERS.value) - set(CONTENDERS)
+  if unknown:
+    raise UserError(f'--contenders: unknown {", ".join(sorted(unknown))}; choose from {", ".join(CONTENDERS)}')
+  config = config_lib.make_config(**cli.config_values(_CONFIG_FLAGS), lr_schedule='constant')
+  runtime.configure_threads(config)
+  task = tasks.load_task(config)
+  if task.per_step_outputs:
+    raise UserError(f'--task={config.task}: the benchmark compares models whose head reads the last step '
+                    '(image tasks, adding)')
+  arch = archs.get(config.arch)
+  missing = [c for c in _CONTENDERS.value if not {'keras': arch.keras_layer, 'torch': arch.torch_layer}.get(
+      c.split('_')[0], True)]
+  if missing:
+    raise UserError(f'--contenders={",".join(missing)}: --arch={config.arch} has no Keras or PyTorch layer '
+                    'to compare against; benchmark it with the harness contenders')
+  contenders = [c for c in _CONTENDERS.value if not c.startswith('torch') or _torch_available()]
+  if len(contenders) < len(_CONTENDERS.value):
+    logging.warning('PyTorch is not installed: skipping the torch contenders (pip install torch==2.13.0).')
   if hasattr(task, 'test_images'):  # Only training speed is measured: a short end-of-run evaluation.
     task.test_images, task.test_labels = task.test_images[:512], task.test_labels[:512]
   report = benchmark(config, task, contenders, _WARMUP_STEPS.value, _STEPS.value, _ROUNDS.value)

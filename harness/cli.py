@@ -18,7 +18,11 @@ from absl import flags
 from absl import logging
 
 from harness import config as config_lib
+from harness import runs
 from harness import task_table
+from harness.errors import EnvironmentFault
+from harness.errors import NonFiniteLossError
+from harness.errors import RunFinished
 from harness.errors import UserError
 
 
@@ -184,8 +188,44 @@ def native_output_filtered():
       sys.stderr.flush()
 
 
+def _describe_fault(error, workdir):
+  """One line for a TensorFlow error that is the machine's fault; None for any other (or before TensorFlow)."""
+  if 'tensorflow' not in sys.modules:  # Not a TensorFlow error, then.
+    return None
+  from harness import runtime  # pylint: disable=g-import-not-at-top
+  return runtime.describe_fault(error, workdir)
+
+
+@contextlib.contextmanager
+def exit_codes(program, workdir=lambda: None):
+  """The one place errors become one line and an exit status: input 2, the machine 1, nothing to do 0.
+
+  Args:
+    program: the entry's name, which starts the line.
+    workdir: returns the run folder the error concerns, if any (a TensorFlow fault's message says
+      where the run can resume from).
+  """
+  try:
+    yield
+  except RunFinished as e:
+    print(f'{program}: {e}')
+    sys.exit(0)
+  except (UserError, NonFiniteLossError) as e:
+    fail(program, e)
+  except EnvironmentFault as e:
+    fail(program, e, status=1)
+  except OSError as e:
+    fail(program, runs.describe_os_error(e), status=1)
+  except Exception as e:  # pylint: disable=broad-except  # TensorFlow's errors, named without importing it early.
+    message = _describe_fault(e, workdir())
+    if message is None:
+      raise
+    fail(program, message, status=1)
+
+
 def run(main, program):
-  """absl's app.run with a flags parser that turns every flag or flagfile error into one line."""
+  """absl's app.run with a flags parser that turns every flag or flagfile error into one line, and `main`
+  inside `exit_codes`."""
 
   def parse(argv):
     try:
@@ -194,7 +234,11 @@ def run(main, program):
     except (UserError, flags.Error) as e:
       fail(program, e)
 
-  app.run(main, flags_parser=parse)
+  def guarded_main(argv):
+    with exit_codes(program):
+      return main(argv)
+
+  app.run(guarded_main, flags_parser=parse)
 
 
 def fail(program, message, status=2):

@@ -11,9 +11,7 @@ usage errors come back at once.
 import dataclasses
 import json
 import math
-import os
 import re
-import tempfile
 
 from harness import archs
 from harness import recipes
@@ -41,7 +39,7 @@ MAX_FORGET_BIAS = 100.0
 
 
 def _field(default, help_text, *, choices=None, minimum=None, above=None, maximum=None, per_task=False,
-           resumable=False, flag_default=None):
+           resumable=False, flag_default=None, hparam=True):
   """A Config field with the metadata that flags and validation are generated from.
 
   Args:
@@ -54,9 +52,11 @@ def _field(default, help_text, *, choices=None, minimum=None, above=None, maximu
     per_task: the default comes from the task's entry (`task_table`) (the flag's own default is None).
     resumable: a resumed run may change it (it schedules the run, it does not define it).
     flag_default: the flag's default where it differs from `default` (e.g. '' for an empty tuple).
+    hparam: it can change a result, so the HParams table records it (where it applies to the run's
+      task and arch: `runs.hparams`); False for where a run writes, reads and reports.
   """
   metadata = dict(help=help_text, choices=choices, minimum=minimum, above=above, maximum=maximum, per_task=per_task,
-                  resumable=resumable, flag_default=flag_default)
+                  resumable=resumable, flag_default=flag_default, hparam=hparam)
   return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -105,21 +105,21 @@ class Config:
   stateful: bool = _field(False, 'Carry each stream\'s final state into the next batch (reset at each epoch).')
   deterministic: bool = _field(False, 'Deterministic ops: a resumed run then ends bit-identical to an '
                                'uninterrupted one.')
-  logdir: str = _field('runs', 'Folder that holds the runs.', resumable=True)
+  logdir: str = _field('runs', 'Folder that holds the runs.', resumable=True, hparam=False)
   run_name: str = _field('', 'Run folder name under --logdir (default: task-arch-units-time-random).',
-                         resumable=True)
-  data_dir: str = _field('', 'tfds data_dir (default: tfds\'s own, ~/tensorflow_datasets).', resumable=True)
+                         resumable=True, hparam=False)
+  data_dir: str = _field('', 'tfds data_dir (default: tfds\'s own, ~/tensorflow_datasets).', resumable=True, hparam=False)
   eval_every: int = _field(0, 'Evaluate every this many steps, and at the end (0 = about ten times per run and at '
-                           'least once per epoch).', minimum=0, resumable=True)
+                           'least once per epoch).', minimum=0, resumable=True, hparam=False)
   checkpoint_every: int = _field(1000, 'Checkpoint every this many steps (and at the end).', minimum=1,
-                                 resumable=True)
-  summary_every: int = _field(100, 'Write train scalars every this many steps.', minimum=1, resumable=True)
+                                 resumable=True, hparam=False)
+  summary_every: int = _field(100, 'Write train scalars every this many steps.', minimum=1, resumable=True, hparam=False)
   histogram_every: int = _field(1000, 'Run the probes (histograms, gradient flow, gates) every this many steps, '
-                                'at step 0 and at the last step (0 = never).', minimum=0, resumable=True)
+                                'at step 0 and at the last step (0 = never).', minimum=0, resumable=True, hparam=False)
   probes: str = _field('all', f'What to measure at histogram steps and at step 0: all, none, or some of '
-                       f'{",".join(PROBES)} (comma-separated).', resumable=True)
+                       f'{",".join(PROBES)} (comma-separated).', resumable=True, hparam=False)
   profile_steps: tuple = _field((), 'START,STOP: profile the steps between them (TensorBoard profile plugin).',
-                                minimum=1, resumable=True, flag_default='')
+                                minimum=1, resumable=True, flag_default='', hparam=False)
   strategy: str = _field('default', 'tf.distribute strategy: default (one device), mirrored (local devices), '
                          'multi_worker (hosts in TF_CONFIG).', choices=('default', 'mirrored', 'multi_worker'))
   num_cpu_devices: int = _field(0, 'Split the CPU into this many logical devices (0 = leave it whole).', minimum=0)
@@ -127,8 +127,8 @@ class Config:
       0, 'Split each step\'s batch into this many sub-batches whose forward and backward passes run in '
       'parallel (the summed gradient is the same update). 0 = auto: one per CPU core on a CPU-only single '
       'device if each gets 16+ examples (64+ unless every layer is a fused LSTM), else 1.', minimum=0,
-      resumable=True)
-  resume: bool = _field(False, 'Continue --run_name from its latest checkpoint.', resumable=True)
+      resumable=True, hparam=False)
+  resume: bool = _field(False, 'Continue --run_name from its latest checkpoint.', resumable=True, hparam=False)
 
 
 FIELDS = {field.name: field for field in dataclasses.fields(Config)}
@@ -198,28 +198,6 @@ def _check_field(name, value):
     raise UserError(f'--{name}={value!r}: holds a line break or another control character')
 
 
-def check_directory(name, path):
-  """A directory flag must name a directory, or a place one can be made, where files can be written.
-
-  Writes and removes one temporary file in the nearest existing folder (access
-  bits lie for root and for /proc or /sys); creates nothing that stays.
-  """
-  if not path:
-    return
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise UserError(f'--{name}={path}: is a file, not a directory')
-  existing = os.path.abspath(path)
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise UserError(f'--{name}={path}: {existing} is a file, not a directory')
-  try:
-    with tempfile.TemporaryFile(dir=existing):
-      pass
-  except OSError as e:
-    raise UserError(f'--{name}={path}: cannot write in {existing} ({e.strerror or e})') from None
-
-
 def validate(config):
   """Raises UserError naming the first flag whose value is invalid."""
   for name in FIELDS:
@@ -241,8 +219,6 @@ def validate(config):
     raise UserError('--strategy=multi_worker needs --run_name: every worker must name the same run')
   if config.resume and not config.run_name:
     raise UserError('--resume needs --run_name: the run to continue')
-  check_directory('logdir', config.logdir)
-  check_directory('data_dir', config.data_dir)
 
 
 def _check_task_flags(config):

@@ -77,6 +77,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
     raise UserError(f'--epochs={config.epochs}: {schedule.total_steps} steps; at most {config_lib.MAX_STEPS}')
   steps.check_batch(config, strategy)
   models.check_memory(config, task.num_features, task.num_outputs)
+  runs.check_directories(config)
   folder = runs.RunFolder(workdir, runtime.is_chief(strategy))
   state = steps.create_train_state(config, task, strategy, schedule.total_steps)
   folder.claim(fresh)
@@ -244,7 +245,7 @@ class _Run:
       carried = [[v[:rows] for v in layer] for layer in carried]
     self.prober.write(self.writers['train'], step, inputs, targets, carried)
     if step == 0:
-      self.writers['train'].scalars(0, self.state.metrics.weight_norms())
+      self.writers['train'].write_scalars(0, self.state.metrics.weight_norms())
 
   def write_train_scalars(self, step):
     """The means since the last summary, and where the wall time went; one progress line."""
@@ -257,7 +258,7 @@ class _Run:
       scalars['speed/examples_per_sec'] = steps_per_second * self.config.batch_size
       eta = self.timer.eta(self.schedule.total_steps - step)
       speed = f'  {scalars["speed/examples_per_sec"]:.0f} examples/s  ETA {schedule_lib.format_seconds(eta)}'
-    self.writers['train'].scalars(step, scalars)
+    self.writers['train'].write_scalars(step, scalars)
     metrics = ''.join(f'  {tag.split("/", 1)[1]} {value:.4f}' for tag, value in scalars.items()
                       if tag.startswith(f'{METRICS_GROUP}/'))
     time_shares = ' '.join(f'{kind} {share:.0%}' for kind, share in shares.items())
@@ -267,12 +268,12 @@ class _Run:
     """Evaluates on the test set; writes eval scalars and the task's figures (the chief)."""
     self.check_finite(step)
     self.eval_metrics, results = evaluate(self.config, self.task, self.strategy, self.eval_step, step)
-    self.writers['eval'].scalars(step, {f'{METRICS_GROUP}/{name}': value for name, value in self.eval_metrics.items()})
+    self.writers['eval'].write_scalars(step, {f'{METRICS_GROUP}/{name}': value for name, value in self.eval_metrics.items()})
     if self.task.baselines:  # A flat line in the same cards: what a model without memory scores.
-      self.writers['baseline'].scalars(step, {f'{METRICS_GROUP}/{name}': value
+      self.writers['baseline'].write_scalars(step, {f'{METRICS_GROUP}/{name}': value
                                               for name, value in self.task.baselines.items()})
     if self.chief:
-      self.writers['eval'].images(step, {f'figures/{name}': image for name, image in
+      self.writers['eval'].write_images(step, {f'figures/{name}': image for name, image in
                                          self.task.eval_figures(results, self.state.model).items()})
     self.writers['eval'].flush()
 
@@ -290,7 +291,7 @@ class _Run:
       message = (f'{what} became non-finite (NaN or inf) at step {bad_step}; stopped, last good checkpoint kept: '
                  f'{self.checkpoints.latest or "none"}. Lower --learning_rate or '
                  f'{"lower" if self.config.clip_norm else "set"} --clip_norm.')
-      self.writers['train'].text(bad_step, {'non_finite': message})
+      self.writers['train'].write_texts(bad_step, {'non_finite': message})
       self.writers[''].session_end('failed')
       for writer in self.writers.values():
         writer.flush()
@@ -306,14 +307,14 @@ class _Run:
     if self.start_step:
       return
     num_params = int(sum(np.prod(v.shape) for v in self.state.model.trainable_variables))
-    hparams = runs.hparams(config, task.hparams(), {
+    hparams = runs.hparams(config, {
         'replicas': self.strategy.num_replicas_in_sync, 'batch_splits': runtime.batch_splits(config),
         'data_source': task.source, 'params': num_params})
-    self.writers[''].hparams_experiment(dict.fromkeys(runs.HPARAM_NAMES), hparams_metrics())
-    self.writers[''].hparams(hparams, trial_id=os.path.basename(os.path.normpath(self.workdir)))
+    self.writers[''].hparams_experiment(dict.fromkeys(runs.HPARAM_NAMES), runs.hparams_metrics())
+    self.writers[''].write_hparams(hparams, trial_id=os.path.basename(os.path.normpath(self.workdir)))
     environment = runtime.environment(config, self.strategy, self.state.model) + [
         ('data source', task.source), ('trainable parameters', f'{num_params:,}')]
-    self.writers[''].text(0, {
+    self.writers[''].write_texts(0, {
         'config': summaries.markdown_table(
             [(name, config_lib.flag_value(getattr(config, name))) for name in config_lib.FIELDS],
             header=('flag', 'value')),
@@ -337,8 +338,3 @@ class _Run:
     for writer in self.writers.values():
       writer.close()
     return final
-
-
-def hparams_metrics():
-  """{(group, tag): display name} of every task's eval metrics, for the HParams table."""
-  return {('eval', f'{METRICS_GROUP}/{name}'): f'eval {name}' for name in task_table.EVAL_METRICS}

@@ -282,7 +282,7 @@ class Prober:
       if name in self.figures:
         images.update(self.figures[name].draw(step, {tag: value.numpy()
                                                      for tag, value in kinds['figure_data'].items()}))
-    writer.histograms(step, histograms)
-    writer.scalars(step, scalars)
-    writer.tensors(step, tensors)
-    writer.images(step, images)
+    writer.write_histograms(step, histograms)
+    writer.write_scalars(step, scalars)
+    writer.write_summaries(step, tensors)
+    writer.write_images(step, images)

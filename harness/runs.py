@@ -23,11 +23,12 @@ import re
 import secrets
 import socket
 import stat
+import tempfile
 
 from harness import archs
 from harness import config as config_lib
-from harness import task_table
 from harness import runfiles
+from harness import task_table
 from harness.errors import EnvironmentFault
 from harness.errors import RunFinished
 from harness.errors import UserError
@@ -107,6 +108,34 @@ def run_state(workdir):
   if all(_unstarted_entry(workdir, name) for name in entries):
     return 'unstarted'
   return 'foreign'
+
+
+def check_directory(name, path):
+  """A directory flag must name a directory, or a place one can be made, where files can be written.
+
+  Writes and removes one temporary file in the nearest existing folder (access
+  bits lie for root and for /proc or /sys); creates nothing that stays.
+  """
+  if not path:
+    return
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise UserError(f'--{name}={path}: is a file, not a directory')
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise UserError(f'--{name}={path}: {existing} is a file, not a directory')
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as e:
+    raise UserError(f'--{name}={path}: cannot write in {existing} ({e.strerror or e})') from None
+
+
+def check_directories(config):
+  """--logdir and --data_dir name folders this process can write in (before a run folder is claimed)."""
+  check_directory('logdir', config.logdir)
+  check_directory('data_dir', config.data_dir)
 
 
 def check_new_run(config):
@@ -304,33 +333,44 @@ class RunFolder:
       write_whole(os.path.join(self.workdir, 'metrics.json'), json.dumps(metrics, indent=2, sort_keys=True))
 
 
-# Every hyperparameter a run can record (`hparams`, the tasks' own, the facts a
-# run adds). Every run declares them all, and every task's metrics: TensorBoard
-# takes the first declaration it finds, so each must list every column.
-HPARAM_NAMES = ('recipe', 'task', 'view', 'permutation_seed', 'seq_len', 'arch', 'units', 'input_units',
-                'forget_bias', 'lstm_kernel', 'batch_size', 'optimizer', 'learning_rate', 'lr_schedule', 'clip_norm',
-                'seed', 'stateful', 'replicas', 'batch_splits', 'data_source', 'params')
+# Facts a run adds to its config's hparams once it starts (batch_splits: the number in effect).
+RUN_FACTS = ('replicas', 'batch_splits', 'data_source', 'params')
+# Every hyperparameter a run can record: the config fields that can change a result, then the facts.
+# Every run declares them all, and every task's metrics: TensorBoard takes the first declaration it
+# finds, so each must list every column.
+HPARAM_NAMES = tuple(dict.fromkeys(
+    [name for name, field in config_lib.FIELDS.items() if field.metadata['hparam']] + list(RUN_FACTS)))
+# Fields that apply to some tasks or archs only: recorded for the runs they apply to.
+_TASK_FIELDS = {name for spec in task_table.TASKS.values() for name in spec.flags}
+_ARCH_FIELDS = {name for arch in archs.ARCHS.values() for name in arch.options}
 
 
-def hparams(config, task_hparams, extra):
-  """The run's hyperparameters for the HParams dashboard: what defines the model, data and optimizer.
+def hparams(config, extra):
+  """The run's hyperparameters for the HParams dashboard: every config field that can change a result.
+
+  A task's or an arch's own fields only where they apply (its `hparams`,
+  `options`); the recipe only when one is set.
 
   Args:
     config: the run's Config.
-    task_hparams: the task's own settings ({name: value}).
     extra: facts known once the run starts ({name: value}: replicas, sub-batches, data source, parameters).
   """
-  values = {'recipe': config.recipe} if config.recipe else {}
-  values |= {
-      'task': config.task, 'arch': config.arch, 'units': config_lib.flag_value(config.units),
-      'input_units': config.input_units, 'batch_size': config.batch_size, 'optimizer': config.optimizer,
-      'learning_rate': config.learning_rate, 'lr_schedule': config.lr_schedule, 'clip_norm': config.clip_norm,
-      'seed': config.seed, 'stateful': config.stateful,
-  }
-  values.update({name: getattr(config, name) for name in archs.get(config.arch).options})
-  values.update(task_hparams)
+  applies = set(task_table.TASKS[config.task].hparams) | set(archs.get(config.arch).options)
+  values = {}
+  for name in HPARAM_NAMES:
+    if name not in config_lib.FIELDS or not config_lib.FIELDS[name].metadata['hparam']:
+      continue
+    if (name in _TASK_FIELDS | _ARCH_FIELDS and name not in applies) or (name == 'recipe' and not config.recipe):
+      continue
+    value = getattr(config, name)
+    values[name] = config_lib.flag_value(value) if isinstance(value, tuple) else value
   values.update(extra)
   return values
+
+
+def hparams_metrics():
+  """{(group, tag): display name} of every task's eval metrics, for the HParams table."""
+  return {('eval', f'{task_table.METRICS_GROUP}/{name}'): f'eval {name}' for name in task_table.EVAL_METRICS}
 
 
 def describe_os_error(error):

@@ -175,6 +175,8 @@ def make_train_step(state, task, config, strategy):
   `state.metrics` are updated. Nothing is read back to the host: the loop
   reads the sums only at summary steps.
   """
+  # Over 60 lines: the closures below share what the traced step reads (the model, the variables'
+  # layer groups, the splits); apart, each would take them all as arguments.
   model, optimizer = state.model, state.optimizer
   replicas = strategy.num_replicas_in_sync
   variables = model.trainable_variables

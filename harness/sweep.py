@@ -36,7 +36,6 @@ from harness import runfiles
 from harness import runs
 from harness import signals as signals_lib
 from harness import trials as trials_lib
-from harness.errors import EnvironmentFault
 from harness.errors import UserError
 
 _NAME = flags.DEFINE_string('name', None, 'The sweep\'s folder under --logdir.')
@@ -187,12 +186,6 @@ def main(argv):
       print(_aggregate(argv[2], signals))
       return
     failures = _sweep(argv[1:], signals)
-  except UserError as e:
-    cli.fail(_PROGRAM, e)
-  except EnvironmentFault as e:
-    cli.fail(_PROGRAM, e, status=1)
-  except OSError as e:
-    cli.fail(_PROGRAM, runs.describe_os_error(e), status=1)
   except signals_lib.Stopped as e:
     _report(failures)
     cli.fail(_PROGRAM, f'stopped by {e.signal}; no trial was running. Run the same command to continue, or '
@@ -211,6 +204,7 @@ def _sweep(fixed, signals):
   stray = [arg for arg in fixed if not arg.startswith('-')]
   if stray:
     raise UserError(f'unexpected arguments {" ".join(stray)}: trial flags go after --, as --name=value')
+  runs.check_directory('logdir', _LOGDIR.value)
   sweep_dir = os.path.join(_LOGDIR.value, _NAME.value)
   grid = trials_lib.parse_grid(_GRID.value)
   trials = trials_lib.make_trials(grid, _SEEDS.value)

@@ -18,7 +18,7 @@ from tests import testing
 class TablesTest(absltest.TestCase):
 
   def test_the_tables_and_the_config_import_no_tensorflow(self):
-    code = ('import sys; from harness import archs, config, runs, task_table, tasks; '
+    code = ('import sys; from harness import archs, cli, config, runs, schedule, task_table, tasks; '
             'print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=testing.REPO_ROOT,
                             check=True)

@@ -38,7 +38,7 @@ def write_trial(trial_dir, curve):
                'baseline_mse': BASELINE, 'baseline_loss': BASELINE, 'threshold_mse': 0.01}
     writer = summaries.SummaryWriter(os.path.join(trial_dir, 'eval'))
     for step, value in zip(STEPS, curve):
-      writer.scalars(step, {'Metrics/mse': value, 'Metrics/loss': value})
+      writer.write_scalars(step, {'Metrics/mse': value, 'Metrics/loss': value})
     writer.close()
   with open(os.path.join(trial_dir, 'metrics.json'), 'w') as f:
     json.dump(metrics, f)

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 from absl.testing import absltest
 
@@ -151,7 +152,7 @@ class RunsTest(absltest.TestCase):
     _, workdir = self.start(run_name='r', task='adding', seq_len=10, train_steps=60)
     self.write_metrics(workdir, step=60, total_steps=60, status='finished', steps_per_epoch=200)
     with self.assertRaisesRegex(UserError, r'^--train_steps=0: the run trains to step 60; 0 \(train by epochs\) '
-                                r'would make it 20 epochs'):
+                                r'would make it 30 epochs'):
       runs.resumed_config(self.config(run_name='r', resume=True, task='adding', train_steps=0), ['train_steps'])
     with self.assertRaisesRegex(RunFinished, 'is finished'):  # Fewer epochs than reached: the loop refuses.
       runs.resumed_config(self.config(run_name='r', resume=True, task='adding', train_steps=60), ['train_steps'])
@@ -231,12 +232,39 @@ class RunsTest(absltest.TestCase):
       runs.resumed_config(self.config(run_name='r', resume=True, recipe='adding'), ['recipe'])
 
   def test_hparams_leave_out_what_does_not_apply(self):
-    gru = runs.hparams(self.config(arch='gru'), {}, {'params': 10})
+    gru = runs.hparams(self.config(arch='gru'), {'params': 10})
     self.assertNotIn('forget_bias', gru)
-    self.assertEqual(gru['params'], 10)
-    lstm = runs.hparams(self.config(task='sin2cos'), {'seq_len': 20}, {})
-    self.assertEqual((lstm['forget_bias'], lstm['seq_len']), (1.0, 20))
+    self.assertNotIn('seq_len', gru)  # Images: their steps come from the view.
+    self.assertEqual((gru['params'], gru['view']), (10, 'rows'))
+    lstm = runs.hparams(self.config(task='sin2cos', arch='stacked_lstm', units=(3, 4)), {})
+    self.assertEqual((lstm['forget_bias'], lstm['seq_len'], lstm['units']), (1.0, 20, '3,4'))
+    self.assertNotIn('view', lstm)
     self.assertTrue(all(re.match(r'^[a-z_]+$', name) for name in lstm))
+
+  def test_hparams_are_every_field_that_can_change_a_result(self):
+    config = self.config(precision='mixed_bfloat16', train_steps=7, deterministic=True)
+    values = runs.hparams(config, {})
+    self.assertEqual((values['precision'], values['train_steps'], values['epochs'], values['deterministic']),
+                     ('mixed_bfloat16', 7, 10, True))
+    for where in ('logdir', 'run_name', 'eval_every', 'probes', 'resume'):
+      self.assertNotIn(where, values)
+      self.assertNotIn(where, runs.HPARAM_NAMES)
+    self.assertLessEqual(set(values), set(runs.HPARAM_NAMES))
+
+  def test_directory_checks_are_made_where_the_run_folder_is_claimed(self):
+    with tempfile.NamedTemporaryFile() as f:
+      config = config_lib.make_config(logdir=f.name)  # The config itself does no I/O.
+      with self.assertRaisesRegex(UserError, '--logdir.*is a file'):
+        runs.check_directories(config)
+      with self.assertRaisesRegex(UserError, '--data_dir.*is a file'):
+        runs.check_directories(self.config(data_dir=os.path.join(f.name, 'below')))
+
+  @absltest.skipIf(os.geteuid() == 0, 'root can write anywhere')
+  def test_unwritable_logdir_is_refused(self):
+    with tempfile.TemporaryDirectory() as d:
+      os.chmod(d, 0o500)
+      with self.assertRaisesRegex(UserError, 'cannot write'):
+        runs.check_directories(config_lib.make_config(logdir=os.path.join(d, 'runs')))
 
   def test_os_errors_read_as_one_line(self):
     error = OSError(errno.ENOSPC, 'No space left on device', '/data/run/config.json')

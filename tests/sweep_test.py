@@ -109,7 +109,9 @@ class SweepTest(absltest.TestCase):
     process.send_signal(signal.SIGKILL)  # Its running trial gets SIGTERM: it checkpoints and stops.
     process.wait()
     second = os.path.join(self.sweep_dir, 'learning_rate=0.02,seed=0')
+    deadline = time.time() + 120
     while os.path.exists(os.path.join(second, runs.LOCK_FILE)) and not self.lock_free(second):
+      self.assertLess(time.time(), deadline, f'{second} is still locked 120 s after the sweep was killed')
       time.sleep(0.2)
     with open(first) as f:
       finished = f.read()

@@ -75,15 +75,11 @@ class GeneratedTask(base.Task):
     del step  # The batch is the same at every step.
     return self.generate(tf.constant([self.seed, _PROBE_STEP], tf.int64), base.PROBE_SIZE)
 
-  def hparams(self):
-    return {'seq_len': self.seq_len}
-
 
 class AddingTask(GeneratedTask):
   """Inputs [b, T, 2] (value, marker); targets [b, 1], the sum of the two marked values."""
   num_features = 2
   num_outputs = 1
-  eval_metric_names = ('loss', 'mse')
   baselines = {'loss': 1 / 6, 'mse': 1 / 6}
   thresholds = {'mse': 0.01}
 

