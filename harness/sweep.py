@@ -137,11 +137,7 @@ def run_trials(trials, fixed, sweep_dir, parallel, signals):
       last_progress = 0.0
     if time.time() - last_progress > _PROGRESS_SECONDS:
       finished = done_before + len(durations) - len(failures)
-      eta = None
-      if durations:  # The mean trial time for what is left, minus what the running trials have done.
-        mean = sum(durations) / len(durations)
-        running_left = max([mean - (time.time() - started) for _, _, started, _ in running.values()] or [0])
-        eta = mean * -(-len(todo) // parallel) + max(running_left, 0)
+      eta = trials_lib.seconds_left(durations, len(todo), [time.time() - started for _, _, started, _ in running.values()], parallel)
       logging.info('sweep %s: %d/%d done, %d running, %d failed%s', os.path.basename(sweep_dir), finished,
                    len(trials), len(running), len(failures),
                    f', ETA {_format_seconds(eta)}' if eta is not None else '')
@@ -160,13 +156,20 @@ def _aggregate(sweep_dir):
   return aggregate.aggregate(sweep_dir)
 
 
+def _report(sweep_dir):
+  """Aggregates the sweep; prints its summary table, where it lies, and how to look at it."""
+  print(_aggregate(sweep_dir))
+  print(f'{_PROGRAM}: sweep folder {sweep_dir}; summary table {os.path.join(sweep_dir, "summary.md")}; look inside '
+        f'with: {cli.tensorboard_command(sweep_dir)}')
+
+
 def main(argv):
   cli.quiet_console()
   try:
     if argv[1:2] == ['aggregate']:
       if len(argv) != 3:
         raise UserError('usage: python -m harness.sweep aggregate <logdir>/<sweep>')
-      print(_aggregate(argv[2]))
+      _report(argv[2])
       return
     fixed = argv[1:]
     if not _NAME.value:
@@ -199,7 +202,7 @@ def main(argv):
             'to continue.', file=sys.stderr)
       sys.exit(128 + getattr(signal, signals.received).value)
     if _TRIAL_INDEX.value < 0:
-      print(_aggregate(sweep_dir))
+      _report(sweep_dir)
   except UserError as e:
     cli.fail(_PROGRAM, e)
   if failures:

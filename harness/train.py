@@ -67,6 +67,9 @@ def main(argv):
   workdir = None
   try:
     config = config_from_flags()
+    changed = cli.changed_flags(config)
+    logging.info('config: %s (every value: flags.txt in the run folder)',
+                 f'defaults but {" ".join(changed)}' if changed else 'the defaults')
     # Heavy imports after the flags are known good, so usage errors come back at once.
     with cli.native_output_filtered():
       from harness import loop  # pylint: disable=g-import-not-at-top
@@ -104,7 +107,7 @@ def main(argv):
   print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} in '
         f'{loop.format_seconds(time.perf_counter() - started)} ({loop.format_seconds(metrics["train_seconds"])} in '
         f'training steps); eval {scores}')
-  print(f'{_PROGRAM}: run folder {workdir}; look inside with: tensorboard --logdir {config.logdir}')
+  print(f'{_PROGRAM}: run folder {workdir}; look inside with: {cli.tensorboard_command(config.logdir)}')
 
 
 def _run_flags(config, workdir):
