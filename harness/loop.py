@@ -6,9 +6,11 @@ window, stateful epoch start, end) in calls of about SECONDS_PER_CALL, so a
 signal is still handled within a second.
 """
 
+import collections
+import contextlib
 import dataclasses
 import hashlib
-import json
+import math
 import os
 import time
 
@@ -33,22 +35,49 @@ from harness.errors import UserError
 SECONDS_PER_CALL = 0.5
 MAX_STEPS_PER_CALL = 100
 EVALUATIONS_PER_RUN = 10
+# With --eval_every=0, the evaluations before the last step take at most this
+# share of the time: an evaluation on the whole test split can cost more than
+# a short run's training (Fashion-MNIST: ~12 s, the time of ~250 steps here).
+EVAL_SHARE = 0.15
+PROGRESS_SECONDS = 10.0  # At most this long without a console line while training.
 # TensorBoard's Time Series sorts card groups by tag, capitals before small
 # letters: the loss and accuracy cards come before every diagnostic group.
 METRICS_GROUP = 'Metrics'
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Schedule:
-  """When the loop has work: at multiples of each interval, and at the last step."""
+  """When the loop has work: at multiples of each interval, and at the last step.
+
+  `eval_every` is --eval_every; for 0 it is chosen once the costs of a step
+  and of an evaluation are measured (`choose_eval_every`), and until then
+  only the last step evaluates.
+  """
   config: config_lib.Config
   steps_per_epoch: int
   total_steps: int
+  eval_every: int = dataclasses.field(init=False)
+
+  def __post_init__(self):
+    self.eval_every = self.config.eval_every
 
   @property
-  def eval_every(self):
-    """--eval_every, or for 0 about ten evaluations per run and at least one per epoch."""
-    return self.config.eval_every or min(-(-self.total_steps // EVALUATIONS_PER_RUN), self.steps_per_epoch)
+  def most_eval_every(self):
+    """The densest cadence --eval_every=0 gives: about ten evaluations per run, at least one per epoch."""
+    return min(-(-self.total_steps // EVALUATIONS_PER_RUN), self.steps_per_epoch)
+
+  def choose_eval_every(self, eval_seconds, step_seconds):
+    """For --eval_every=0: a multiple of `most_eval_every` sparse enough that evaluations take <= EVAL_SHARE.
+
+    k steps between evaluations cost k * step_seconds + eval_seconds, so the
+    share is at most EVAL_SHARE where k >= eval_seconds (1 - share) / (share step_seconds).
+    """
+    needed = eval_seconds * (1 - EVAL_SHARE) / (EVAL_SHARE * max(step_seconds, 1e-9))
+    self.eval_every = min(self.total_steps, self.most_eval_every * max(1, math.ceil(needed / self.most_eval_every)))
+    return self.eval_every
+
+  def eval_due(self, step):
+    return step == self.total_steps or self.due(step, self.eval_every)
 
   def due(self, step, every):
     return bool(every) and (step % every == 0 or step == self.total_steps)
@@ -56,8 +85,8 @@ class Schedule:
   def steps_to_next_event(self, step):
     """Steps from `step` to the next step after which the loop has work (with `stateful`, epoch starts too)."""
     config = self.config
-    intervals = [config.summary_every, self.eval_every, config.checkpoint_every]
-    intervals += [n for n in (config.histogram_every, config.stateful and self.steps_per_epoch) if n]
+    intervals = [config.summary_every, config.checkpoint_every]
+    intervals += [n for n in (self.eval_every, config.histogram_every, config.stateful and self.steps_per_epoch) if n]
     next_steps = [self.total_steps] + [(step // n + 1) * n for n in intervals]
     next_steps += [s for s in config.profile_steps if s > step]
     return min(next_steps) - step
@@ -127,16 +156,19 @@ def _train(run):
       if schedule.due(step, config.summary_every):
         run.check_finite(step)
         run.write_train_scalars(step)
+      if step == schedule.total_steps:
+        run.say('step %d of %d reached: %s ...', step, step, run.final_work())
       if schedule.due(step, config.histogram_every):
         run.probe(step)
-      if schedule.due(step, schedule.eval_every):
+      if schedule.eval_due(step):
         run.check_finite(step)
         run.eval_metrics = run.evaluate(step)
       if schedule.due(step, config.checkpoint_every) or (signals.received and not run.preemption):
         run.check_finite(step)
-        run.checkpoints.save(step)
-        for writer in writers.values():
-          writer.flush()
+        with run.timed('checkpoints'):
+          run.checkpoints.save(step)
+          for writer in writers.values():
+            writer.flush()
     stopped_by = signals.received if step < schedule.total_steps else None
   return run.finish(step, stopped_by)
 
@@ -155,7 +187,6 @@ class _Run:
     if self.start_step > schedule.total_steps:
       raise UserError(f'--train_steps={schedule.total_steps}: the run is already at step {self.start_step}; give a '
                       'larger target to train on')
-    logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
     logging.info('data: %s', task.source)
     logging.info('model: %s, %s trainable parameters; recurrent kernel: %s', config.arch, f'{self.num_params:,}',
                  models.recurrent_kernel_name(model))
@@ -165,6 +196,21 @@ class _Run:
     self.eval_metrics = {}
     self.writers = {}
     self.preemption = None
+    self.seconds = collections.Counter()  # This process's time by kind of work: training steps, evaluation, ...
+    self.last_line = time.perf_counter()
+
+  def say(self, message, *args):
+    """A console line of the loop's (the time of the last one keeps the console from going silent)."""
+    logging.info(message, *args)
+    self.last_line = time.perf_counter()
+
+  @contextlib.contextmanager
+  def timed(self, kind):
+    start = time.perf_counter()
+    try:
+      yield
+    finally:
+      self.seconds[kind] += time.perf_counter() - start
 
   def open_writers(self):
     """Event folders: the run's own (hparams, text), train/, eval/, and baseline/ for a task that has baselines."""
@@ -177,6 +223,7 @@ class _Run:
   def start_training(self, signals):
     """Builds the train steps and the input pipeline; writes the run's description."""
     config, state, task = self.config, self.state, self.task
+    self.say('building the train step; its first call traces it (once per process, can take a minute) ...')
     self.train_step = steps.make_train_step(state, task, config, self.strategy)
     self.train_steps = steps.make_multi_step(self.train_step)
     self.read_sums = steps.make_sums_reader(state)
@@ -196,6 +243,7 @@ class _Run:
     self.interval_steps, self.interval_seconds = 0, 0.0
     self.timed_steps, self.timed_seconds = 0, 0.0
     if self.start_step == 0 and config.histogram_every:
+      self.say('probes at step 0, before the first update (%s) ...', ', '.join(config_lib.probe_names(config)))
       self.probe(0)  # The initialization: every distribution has a start, a short run two points.
     self.folder.write_config(config, [
         'harness run config; re-run with --flagfile=<this file> (a new run is named for it)',
@@ -218,11 +266,18 @@ class _Run:
       self.train_steps(self.iterator, tf.constant(count))
     seconds = time.perf_counter() - call_start
     self.state.train_seconds.assign_add(seconds)
+    self.seconds['training steps'] += seconds
     if not self.first_call:
       self.interval_steps += count
       self.interval_seconds += seconds
       self.timed_steps += count
       self.timed_seconds += seconds
+      if not schedule.eval_every:
+        self.choose_eval_every()
+      if time.perf_counter() - self.last_line > PROGRESS_SECONDS:
+        self.say('step %d/%d  %.2f s/step  ETA %s', step + count, schedule.total_steps,
+                 self.timed_seconds / self.timed_steps,
+                 format_seconds((schedule.total_steps - step - count) * self.timed_seconds / self.timed_steps))
     self.first_call = False
     # Multi-worker: one step per call on every worker, so all make the same calls (their timings differ).
     if not self.preemption:
@@ -234,7 +289,8 @@ class _Run:
     """The probes on the probe batch (from the carried state, when stateful), and the layers' weight norms."""
     carried = [[v[:base.PROBE_SIZE] for v in layer] for layer in self.state.carried_state]
     inputs, targets = self.task.probe_batch(step)
-    self.prober.write(self.writers['train'], step, inputs, targets, carried)
+    with self.timed('probes'):
+      self.prober.write(self.writers['train'], step, inputs, targets, carried)
     if steps.LAYER_DYNAMICS in config_lib.probe_names(self.config) and step == 0:
       self.writers['train'].scalars(0, self.weight_norms())
 
@@ -265,14 +321,48 @@ class _Run:
       eta = (self.schedule.total_steps - step) * self.timed_seconds / self.timed_steps
       speed = f'  {scalars["speed/examples_per_sec"]:.0f} examples/s  ETA {format_seconds(eta)}'
     self.writers['train'].scalars(step, scalars)
-    logging.info('step %d/%d%s%s', step, self.schedule.total_steps,
-                 ''.join(f'  {name} {value:.4f}' for name, value in metrics.items()), speed)
+    epochs = self.schedule.steps_per_epoch
+    self.say('step %d/%d (epoch %.1f of %.1f)  train, mean of the last %d steps: %s%s', step,
+             self.schedule.total_steps, step / epochs, self.schedule.total_steps / epochs, int(sums['steps']),
+             '  '.join(f'{name} {value:.4f}' for name, value in metrics.items()), speed)
+
+  def eval_dataset(self):
+    return self.strategy.distribute_datasets_from_function(
+        lambda context: self.task.eval_dataset(self.config.batch_size, context))
+
+  def choose_eval_every(self):
+    """--eval_every=0: the cadence from a step's measured time and an evaluation's estimate; says so in a line."""
+    step_seconds = self.timed_seconds / self.timed_steps
+    batches = int(self.task.eval_dataset(self.config.batch_size).cardinality())
+    iterator = iter(self.eval_dataset())
+    first = next(iterator)
+    with self.timed('final evaluation'):  # Tracing the eval step: the final evaluation would, otherwise.
+      self.eval_step(first)[1].numpy()
+    with self.timed('evaluation'):  # One timed batch, times the batches.
+      start = time.perf_counter()
+      self.eval_step(next(iterator, first))[1].numpy()
+      eval_seconds = (time.perf_counter() - start) * max(batches, 1)
+    every = self.schedule.choose_eval_every(eval_seconds, step_seconds)
+    when = (f'every {every} steps and at the last' if every < self.schedule.total_steps else 'at the last step only')
+    self.say('evaluation on the test split %s: one takes ~%.0f s, the time of ~%d steps; evaluations before the '
+             'last take at most %d %% of the time (--eval_every=N sets the cadence)', when, eval_seconds,
+             eval_seconds / step_seconds, round(100 * EVAL_SHARE))
 
   def evaluate(self, step):
     """Evaluates on the test set; writes eval scalars and the task's figures (if writing); returns the metrics."""
-    dataset = self.strategy.distribute_datasets_from_function(
-        lambda context: self.task.eval_dataset(self.config.batch_size, context))
-    results = steps.evaluate(self.eval_step, dataset)
+    last = step == self.schedule.total_steps
+    with self.timed('final evaluation' if last else 'evaluation'):
+      start = time.perf_counter()
+      metrics, examples = self.write_evaluation(step)
+    if not last and not self.config.eval_every and self.timed_steps:  # Measured now: the cadence from it.
+      self.schedule.choose_eval_every(time.perf_counter() - start, self.timed_seconds / self.timed_steps)
+    self.say('test at step %d (%s examples): %s', step, f'{examples:,}',
+             ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
+    return metrics
+
+  def write_evaluation(self, step):
+    """Evaluates on the whole test split; writes eval scalars and figures; returns (metrics, examples)."""
+    results = steps.evaluate(self.eval_step, self.eval_dataset())
     metrics = self.task.eval_metrics(results)
     if self.writers:
       self.writers['eval'].scalars(step, {f'{METRICS_GROUP}/{name}': value for name, value in metrics.items()})
@@ -283,8 +373,12 @@ class _Run:
         self.writers['eval'].images(step, {f'figures/{name}': image for name, image in
                                            self.task.eval_figures(results, self.state.model).items()})
       self.writers['eval'].flush()
-    logging.info('eval at step %d: %s', step, ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
-    return metrics
+    return metrics, len(results['loss'])
+
+  def final_work(self):
+    """What the last step does besides training, in words."""
+    work = ['probes'] if self.config.histogram_every else []
+    return ', '.join(work + ['evaluation on the whole test split and its figures', 'checkpoint'])
 
   def check_finite(self, step):
     """Stops the run if a loss, gradient or weight went non-finite; called before anything is saved."""
@@ -352,6 +446,9 @@ class _Run:
         'train_seconds': float(self.state.train_seconds.numpy()), 'weights_sha256': weights_sha256,
         **{f'eval_{name}': value for name, value in self.eval_metrics.items()},
         **{f'baseline_{name}': value for name, value in self.task.baselines.items()},
+        # This process's share of the run: where its time went (train.py's closing line).
+        'this_process': {'start_step': self.start_step,
+                         'seconds': {kind: round(seconds, 3) for kind, seconds in self.seconds.items()}},
     }
     if stopped_by:
       final['stopped_by'] = stopped_by
@@ -376,3 +473,21 @@ def format_seconds(seconds):
   minutes, seconds = divmod(int(round(seconds)), 60)
   hours, minutes = divmod(minutes, 60)
   return f'{hours}h{minutes:02d}m{seconds:02d}s' if hours else f'{minutes}m{seconds:02d}s'
+
+
+def time_summary(metrics, wall_seconds):
+  """Where this process's `wall_seconds` went, by share; after a resume, also the whole run's training time.
+
+  A resumed run's `train_seconds` counts every process's training steps: it is
+  named as the whole run's, never set beside this process's wall time alone.
+  """
+  process = metrics.get('this_process', {})
+  seconds = sorted(process.get('seconds', {}).items(), key=lambda item: -item[1])
+  shares = ', '.join(f'{100 * value / max(wall_seconds, 1e-9):.0f} % {kind}' for kind, value in seconds
+                     if value >= 0.005 * wall_seconds)
+  rest = 100 * (1 - sum(value for _, value in seconds) / max(wall_seconds, 1e-9))
+  summary = f'in {format_seconds(wall_seconds)} ({shares + ", " if shares else ""}{rest:.0f} % start-up and the rest)'
+  if process.get('start_step'):
+    return (f'this process (steps {process["start_step"]}-{metrics["step"]}) {summary}; the whole run '
+            f'{format_seconds(metrics["train_seconds"])} in training steps')
+  return summary

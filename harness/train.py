@@ -104,9 +104,8 @@ def main(argv):
           f'continue with: python -m harness.train {_run_flags(config, workdir)} --resume', file=sys.stderr)
     sys.exit(128 + getattr(signal, metrics['stopped_by']).value)
   scores = ', '.join(f'{name[5:]} {value:.4f}' for name, value in metrics.items() if name.startswith('eval_'))
-  print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} in '
-        f'{loop.format_seconds(time.perf_counter() - started)} ({loop.format_seconds(metrics["train_seconds"])} in '
-        f'training steps); eval {scores}')
+  print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} '
+        f'{loop.time_summary(metrics, time.perf_counter() - started)}; test {scores}')
   print(f'{_PROGRAM}: run folder {workdir}; look inside with: {cli.tensorboard_command(config.logdir)}')
 
 

@@ -45,12 +45,36 @@ class ScheduleTest(absltest.TestCase):
     self.assertEqual(next_event(0, 100, config, 6), 10)  # Epochs matter only when stateful.
 
 
-  def test_default_evaluation_is_about_ten_per_run_and_at_least_once_per_epoch(self):
+  def test_default_evaluation_is_about_ten_per_run_and_at_least_once_per_epoch_at_most(self):
     config = testing.tiny_config(eval_every=0)
-    self.assertEqual(loop.Schedule(config, 1000, 300).eval_every, 30)
-    self.assertEqual(loop.Schedule(config, 469, 4690).eval_every, 469)  # 10 epochs: one per epoch.
-    self.assertEqual(loop.Schedule(config, 50, 1000).eval_every, 50)  # Short epochs: every epoch.
+    self.assertEqual(loop.Schedule(config, 1000, 300).most_eval_every, 30)
+    self.assertEqual(loop.Schedule(config, 469, 4690).most_eval_every, 469)  # 10 epochs: one per epoch.
+    self.assertEqual(loop.Schedule(config, 50, 1000).most_eval_every, 50)  # Short epochs: every epoch.
     self.assertEqual(loop.Schedule(testing.tiny_config(eval_every=7), 50, 1000).eval_every, 7)
+
+  def test_default_evaluation_is_sparser_where_it_would_cost_more_than_its_share(self):
+    schedule = loop.Schedule(testing.tiny_config(eval_every=0), 469, 4690)
+    self.assertEqual(schedule.eval_every, 0)  # Not chosen yet: only the last step evaluates.
+    self.assertEqual([s for s in range(1, 4691) if schedule.eval_due(s)], [4690])
+    self.assertEqual(schedule.choose_eval_every(eval_seconds=0.5, step_seconds=0.05), 469)  # Cheap: every epoch.
+    # Fashion-MNIST's ~12 s test split against 0.05 s steps: every 3 epochs, not every epoch.
+    every = schedule.choose_eval_every(eval_seconds=12.0, step_seconds=0.05)
+    self.assertEqual(every, 3 * 469)
+    self.assertLessEqual(12.0 / (12.0 + every * 0.05), loop.EVAL_SHARE)
+    self.assertEqual(next_event(1, 4690, testing.tiny_config(summary_every=5000, checkpoint_every=5000, eval_every=0,
+                                                     histogram_every=0), 469), 4689)
+    short = loop.Schedule(testing.tiny_config(eval_every=0), 469, 50)
+    self.assertEqual(short.choose_eval_every(eval_seconds=12.0, step_seconds=0.05), 50)  # The last step only.
+
+  def test_the_time_summary_names_this_process_and_after_a_resume_the_whole_run(self):
+    seconds = {'training steps': 40.0, 'evaluation': 6.0, 'probes': 0.1}
+    fresh = {'step': 50, 'train_seconds': 40.0, 'this_process': {'start_step': 0, 'seconds': seconds}}
+    self.assertEqual(loop.time_summary(fresh, 80.0),
+                     'in 1m20s (50 % training steps, 8 % evaluation, 42 % start-up and the rest)')
+    resumed = {'step': 3000, 'train_seconds': 90.0, 'this_process': {'start_step': 2000, 'seconds': seconds}}
+    self.assertEqual(loop.time_summary(resumed, 52.0),
+                     'this process (steps 2000-3000) in 0m52s (77 % training steps, 12 % evaluation, 11 % start-up '
+                     'and the rest); the whole run 1m30s in training steps')
 
 
 class TrainAndEvaluateTest(parameterized.TestCase):
@@ -97,6 +121,21 @@ class TrainAndEvaluateTest(parameterized.TestCase):
         self.assertTrue(np.all(np.isfinite(value)), name)
     texts = testing.tensor_series(testing.load_run(self.workdir), 'train', 'non_finite')
     self.assertEqual(texts[0][0], bad_step)
+
+
+@pytest.mark.slow
+class EvaluationShareTest(absltest.TestCase):
+
+  def test_evaluations_before_the_last_take_a_bounded_share_of_a_short_run(self):
+    # A test split 16 times the training steps' batches: evaluating every tenth of the run would take ~60 %.
+    task = testing.learnable_image_task(num_train=256, num_test=4096)
+    config = testing.tiny_config(train_steps=200, eval_every=0, summary_every=50, histogram_every=0,
+                                 checkpoint_every=200, batch_size=16)
+    metrics = loop.train_and_evaluate(config, os.path.join(testing.make_tempdir(self), 'run'), task=task)
+    seconds = metrics['this_process']['seconds']
+    share = seconds.get('evaluation', 0.0) / (seconds['training steps'] + seconds.get('evaluation', 0.0))
+    self.assertLess(share, 1.5 * loop.EVAL_SHARE, seconds)  # Measured, with room for a busy machine.
+    self.assertIn('final evaluation', seconds)
 
 
 @pytest.mark.slow
