@@ -235,6 +235,8 @@ class _Run:
     if config.strategy == 'multi_worker':
       self.preemption = runtime.MultiWorkerPreemption(self.strategy, self.checkpoints, signals,
                                                       save=lambda: self.checkpoints.save(state.step))
+      # Evaluation is collective: every worker must evaluate at the same steps, and their timings differ.
+      self.schedule.eval_every = config.eval_every or self.schedule.most_eval_every
     self.steps_per_call = 1  # Then sized from the time calls take (multi-worker: always 1).
     # examples/s and the ETA time the training calls of this process only, and
     # not its first call, which traces the step; evaluation, checkpoints and
@@ -322,7 +324,7 @@ class _Run:
       speed = f'  {scalars["speed/examples_per_sec"]:.0f} examples/s  ETA {format_seconds(eta)}'
     self.writers['train'].scalars(step, scalars)
     epochs = self.schedule.steps_per_epoch
-    self.say('step %d/%d (epoch %.1f of %.1f)  train, mean of the last %d steps: %s%s', step,
+    self.say('step %d/%d (epoch %.2g of %.2g)  train, mean of the last %d steps: %s%s', step,
              self.schedule.total_steps, step / epochs, self.schedule.total_steps / epochs, int(sums['steps']),
              '  '.join(f'{name} {value:.4f}' for name, value in metrics.items()), speed)
 
