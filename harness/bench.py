@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
+from harness import archs
 from harness import cli
 from harness import config as config_lib
 from harness import loop
@@ -108,7 +109,7 @@ def _batches(config, task):
 
 def _keras_model(config, task, precision):
   dtype = keras.DTypePolicy(precision)
-  recurrent = {'rnn': keras.layers.SimpleRNN, 'gru': keras.layers.GRU}.get(config.arch, keras.layers.LSTM)
+  recurrent = archs.resolve(archs.get(config.arch).keras_layer)
   layers = [keras.Input([None, task.num_features])]
   if config.input_units:
     layers.append(keras.layers.Dense(config.input_units, dtype=dtype))
@@ -144,7 +145,7 @@ def torch_contender(config, task, warmup, steps, precision='float32'):
   """PyTorch on the CPU: nn.RNN / nn.GRU / nn.LSTM with the same shapes, loss, optimizer and batches."""
   import torch  # pylint: disable=g-import-not-at-top
 
-  recurrent = {'rnn': torch.nn.RNN, 'gru': torch.nn.GRU}.get(config.arch, torch.nn.LSTM)
+  recurrent = archs.resolve(archs.get(config.arch).torch_layer)
 
   class Model(torch.nn.Module):
 
@@ -244,6 +245,12 @@ def main(argv):
     if task.per_step_outputs:
       raise UserError(f'--task={config.task}: the benchmark compares models whose head reads the last step '
                       '(image tasks, adding)')
+    arch = archs.get(config.arch)
+    missing = [c for c in _CONTENDERS.value if not {'keras': arch.keras_layer, 'torch': arch.torch_layer}.get(
+        c.split('_')[0], True)]
+    if missing:
+      raise UserError(f'--contenders={",".join(missing)}: --arch={config.arch} has no Keras or PyTorch layer '
+                      'to compare against; benchmark it with the harness contenders')
     contenders = [c for c in _CONTENDERS.value if not c.startswith('torch') or _torch_available()]
     if len(contenders) < len(_CONTENDERS.value):
       logging.warning('PyTorch is not installed: skipping the torch contenders (pip install torch==2.13.0).')

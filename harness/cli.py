@@ -21,13 +21,15 @@ from absl import logging
 
 from harness import config as config_lib
 from harness import recipes
+from harness import task_table
 from harness.errors import UserError
 
 
 def _per_task_help(name):
   by_value = {}
-  for task, defaults in config_lib.TASK_DEFAULTS.items():
-    by_value.setdefault(config_lib.flag_value(defaults.get(name, getattr(config_lib.Config, name))), []).append(task)
+  for task, spec in task_table.TASKS.items():
+    by_value.setdefault(config_lib.flag_value(spec.defaults.get(name, getattr(config_lib.Config, name))),
+                        []).append(task)
   return '; '.join(f'{", ".join(tasks)}: {value}' for value, tasks in by_value.items())
 
 
@@ -227,7 +229,7 @@ def changed_flags(config):
   """
   recipe = recipes.RECIPES[config.recipe]['flags'] if config.recipe else {}
   defaults = {**{name: field.default for name, field in config_lib.FIELDS.items()},
-              **config_lib.TASK_DEFAULTS[config.task], **recipe}
+              **task_table.TASKS[config.task].defaults, **recipe}
   return [_as_flag(name, getattr(config, name)) for name in config_lib.FIELDS
           if name != 'run_name' and getattr(config, name) != _as_tuple(defaults[name])]
 

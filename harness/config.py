@@ -15,29 +15,12 @@ import os
 import re
 import tempfile
 
+from harness import archs
 from harness import recipes
+from harness import task_table
 from harness.errors import UserError
 
-ARCHS = ('rnn', 'gru', 'lstm', 'stacked_lstm')
-
-# Defaults that depend on the task; every other default is in `Config`.
-# Images: a 128-unit input projection, LSTM(128), Adam 3e-3 with cosine decay
-# and batch 128 reach >= 0.90 on Fashion-MNIST in 10 epochs (BUILD.md).
-# sin2cos: the source tutorial's batch and rate, no projection. adding, copy:
-# the sequence lengths of the papers (T = 100, 50); an epoch of generated data
-# is 10,000 examples.
-_IMAGE_DEFAULTS = dict(batch_size=128, learning_rate=3e-3, epochs=10, input_units=128, seq_len=0)
-TASK_DEFAULTS = {
-    'mnist': _IMAGE_DEFAULTS,
-    'fashion_mnist': _IMAGE_DEFAULTS,
-    'sin2cos': dict(batch_size=50, learning_rate=6e-3, epochs=20, input_units=0, seq_len=20),
-    'adding': dict(batch_size=50, learning_rate=1e-3, epochs=20, input_units=0, seq_len=100),
-    'copy': dict(batch_size=50, learning_rate=1e-3, epochs=30, input_units=0, seq_len=50),
-}
-TASKS = tuple(TASK_DEFAULTS)
-IMAGE_TASKS = ('mnist', 'fashion_mnist')
-# The evaluation metrics of every task (each task says which it has).
-EVAL_METRICS = ('loss', 'accuracy', 'mse')
+TASKS = tuple(task_table.TASKS)
 # What --probes chooses from (harness.probes holds them; layer_dynamics runs in the train step).
 PROBES = ('weights', 'gradients', 'activations', 'gradient_flow', 'gates', 'layer_dynamics')
 VIEWS = ('rows', 'pixels', 'permuted')
@@ -56,7 +39,7 @@ def _field(default, help_text, *, choices=None, minimum=None, above=None, per_ta
     choices: the allowed values of a str field (an enum flag).
     minimum: numbers (every element of a tuple) must be >= this.
     above: numbers must be > this.
-    per_task: the default comes from TASK_DEFAULTS (the flag's own default is None).
+    per_task: the default comes from the task's entry (`task_table`) (the flag's own default is None).
     resumable: a resumed run may change it (it schedules the run, it does not define it).
     flag_default: the flag's default where it differs from `default` (e.g. '' for an empty tuple).
   """
@@ -76,12 +59,15 @@ class Config:
                      'permuted (784 pixels in one fixed order from --permutation_seed).', choices=VIEWS)
   permutation_seed: int = _field(0, 'Images, --view=permuted: the seed of the pixel order (the same for train and '
                                  'test).', minimum=0)
-  arch: str = _field('lstm', 'Recurrent architecture.', choices=ARCHS)
-  units: tuple = _field((128,), 'Units per recurrent layer, comma-separated: one for rnn/gru/lstm, two or more '
-                        'for stacked_lstm.', minimum=1)
+  arch: str = _field('lstm', 'Recurrent cell, stacked once per --units size: ' + '; '.join(
+      f'{name} = {arch.description}' for name, arch in archs.ARCHS.items()) + ''.join(
+          f'; {alias}: {name}, an old name' for alias, name in archs.ALIASES.items()) + '.',
+                     choices=archs.NAMES)
+  units: tuple = _field((128,), 'Units per recurrent layer, comma-separated: one layer of --arch per size (32,64 '
+                        'stacks two).', minimum=1)
   input_units: int = _field(128, 'Linear input projection per step before the recurrent layers (0 = none).',
                             minimum=0, per_task=True)
-  forget_bias: float = _field(1.0, 'Initial LSTM forget-gate bias (lstm, stacked_lstm).')
+  forget_bias: float = _field(1.0, 'Initial LSTM forget-gate bias (lstm).')
   lstm_kernel: str = _field(
       'auto', 'LSTM implementation; same weights and math, and cuDNN on a GPU whatever the choice. On the CPU: '
       'fused = TensorFlow\'s BlockLSTM op, one op per sequence; keras = keras.layers.LSTM\'s per-step '
@@ -150,7 +136,7 @@ def make_config(**overrides):
   recipe_values = recipes.RECIPES[recipe]['flags'] if recipe else {}
   task = overrides.get('task', recipe_values.get('task', Config.task))
   _check_field('task', task)
-  values = {**TASK_DEFAULTS[task], **recipe_values, **overrides}
+  values = {**task_table.TASKS[task].defaults, **recipe_values, **overrides}
   for key in ('units', 'profile_steps'):
     if key in values:
       values[key] = tuple(values[key])
@@ -220,24 +206,9 @@ def validate(config):
   """Raises UserError naming the first flag whose value is invalid."""
   for name in FIELDS:
     _check_field(name, getattr(config, name))
-  units = ','.join(map(str, config.units))
   if not config.units:
     raise UserError('--units: needs at least one layer size')
-  if config.arch == 'stacked_lstm' and len(config.units) < 2:
-    raise UserError(f'--units={units}: --arch=stacked_lstm needs two or more comma-separated sizes, one per '
-                    'layer (e.g. 32,64)')
-  if config.arch != 'stacked_lstm' and len(config.units) != 1:
-    raise UserError(f'--units={units}: --arch={config.arch} has one layer; give one size, or use '
-                    '--arch=stacked_lstm')
-  if config.task in IMAGE_TASKS and config.seq_len:
-    raise UserError(f'--seq_len={config.seq_len}: --task={config.task} has its steps from --view (rows: 28, '
-                    'pixels and permuted: 784)')
-  if config.task not in IMAGE_TASKS and not config.seq_len:
-    raise UserError(f'--seq_len: --task={config.task} needs a positive sequence length')
-  if config.task == 'adding' and config.seq_len < 2:
-    raise UserError(f'--seq_len={config.seq_len}: the adding problem needs T >= 2 (one marker in each half)')
-  if config.view != 'rows' and config.task not in IMAGE_TASKS:
-    raise UserError(f'--view={config.view}: only image tasks ({", ".join(IMAGE_TASKS)}) have views')
+  _check_task_flags(config)
   if config.batch_splits and config.batch_size % config.batch_splits:
     raise UserError(f'--batch_splits={config.batch_splits}: must divide --batch_size={config.batch_size}')
   if config.profile_steps:
@@ -254,6 +225,22 @@ def validate(config):
     raise UserError('--resume needs --run_name: the run to continue')
   check_directory('logdir', config.logdir)
   check_directory('data_dir', config.data_dir)
+
+
+def _check_task_flags(config):
+  """The task-specific flags (`task_table.TaskSpec.flags`) are set only for the tasks they apply to."""
+  spec = task_table.TASKS[config.task]
+  if 'seq_len' in spec.flags:
+    minimum, why = spec.min_seq_len
+    if config.seq_len < minimum:
+      raise UserError(f'--seq_len={config.seq_len}: ' + (why or f'--task={config.task} needs a positive sequence '
+                                                                'length'))
+  elif config.seq_len:
+    raise UserError(f'--seq_len={config.seq_len}: --task={config.task} has no sequence-length flag' + (
+        ' (its steps come from --view: rows 28, pixels and permuted 784)' if 'view' in spec.flags else ''))
+  if 'view' not in spec.flags and config.view != Config.view:
+    with_views = [name for name, other in task_table.TASKS.items() if 'view' in other.flags]
+    raise UserError(f'--view={config.view}: only image tasks ({", ".join(with_views)}) have views')
 
 
 def probe_names(config):

@@ -1,11 +1,31 @@
-"""Custom recurrent layers: the forget-gate bias initializer and the fused CPU LSTM.
+"""Recurrent layers: the builders of the Keras cells' archs, the forget-gate bias and the fused CPU LSTM.
 
-`FusedLSTM` is Keras's LSTM (same weights, same math) whose whole sequence runs
-as one op on the CPU too, not only on a GPU.
+Each builder is an `archs.Arch.layer`: builder(units, name, options) -> a layer
+that returns its whole sequence and its final state (the contract in
+`harness.archs`). `FusedLSTM` is Keras's LSTM (same weights, same math) whose
+whole sequence runs as one op on the CPU too, not only on a GPU.
 """
 
 import keras
 import tensorflow as tf
+
+from harness import archs
+
+
+def simple_rnn(units, name, options):
+  return keras.layers.SimpleRNN(units, return_sequences=True, return_state=True, name=name, dtype=options['dtype'])
+
+
+def gru(units, name, options):
+  return keras.layers.GRU(units, return_sequences=True, return_state=True, name=name, dtype=options['dtype'])
+
+
+def lstm(units, name, options):
+  """A `FusedLSTM` or Keras's LSTM (`--lstm_kernel`), its forget-gate bias at options['forget_bias']."""
+  layer_class = FusedLSTM if archs.uses_fused_lstm(options['lstm_kernel'], units) else keras.layers.LSTM
+  return layer_class(
+      units, return_sequences=True, return_state=True, unit_forget_bias=False,
+      bias_initializer=ForgetGateBias(options['forget_bias']), name=name, dtype=options['dtype'])
 
 
 class ForgetGateBias(keras.initializers.Initializer):

@@ -27,8 +27,8 @@ from harness import runtime
 from harness import signals as signals_lib
 from harness import steps
 from harness import summaries
+from harness import task_table
 from harness import tasks
-from harness.tasks import base
 from harness.errors import NonFiniteLossError
 from harness.errors import UserError
 
@@ -288,9 +288,17 @@ class _Run:
     return step + count
 
   def probe(self, step):
-    """The probes on the probe batch (from the carried state, when stateful), and the layers' weight norms."""
-    carried = [[v[:base.PROBE_SIZE] for v in layer] for layer in self.state.carried_state]
+    """The probes on the probe batch (from the carried state, when stateful), and the layers' weight norms.
+
+    When stateful, the probe batch and the carried streams are cut to the shorter of the two: the first
+    streams, each from its own state (a batch below the probe batch's size carries fewer streams).
+    """
     inputs, targets = self.task.probe_batch(step)
+    carried = self.state.carried_state
+    if carried:
+      rows = min(int(inputs.shape[0]), int(carried[0][0].shape[0]))
+      inputs, targets = inputs[:rows], targets[:rows]
+      carried = [[v[:rows] for v in layer] for layer in carried]
     with self.timed('probes'):
       self.prober.write(self.writers['train'], step, inputs, targets, carried)
     if steps.LAYER_DYNAMICS in config_lib.probe_names(self.config) and step == 0:
@@ -467,7 +475,7 @@ class _Run:
 
 def hparams_metrics():
   """{(group, tag): display name} of every task's eval metrics, for the HParams table."""
-  return {('eval', f'{METRICS_GROUP}/{name}'): f'eval {name}' for name in config_lib.EVAL_METRICS}
+  return {('eval', f'{METRICS_GROUP}/{name}'): f'eval {name}' for name in task_table.EVAL_METRICS}
 
 
 def format_seconds(seconds):

@@ -1,7 +1,8 @@
 """Recurrent sequence models built from Keras layers.
 
-`ARCHS` maps an arch name to a function that returns its recurrent layers; a
-`SequenceModel` wraps them with an optional input projection and an output head:
+`harness.archs` holds each arch's layer builder; a `SequenceModel` stacks one
+layer of the arch per `--units` entry between an optional input projection and
+an output head:
 
   inputs [batch, time, features]
     -> Dense(input_units) per step            (when input_units > 0; linear, as in the tutorial)
@@ -11,7 +12,7 @@
 
 LSTM layers of up to 128 units are `FusedLSTM` by default: Keras's LSTM
 (same weights, same math) whose whole sequence runs as one op on the CPU too,
-not only on a GPU; `--lstm_kernel` chooses otherwise.
+not only on a GPU; `--lstm_kernel` chooses otherwise (`harness.layers`).
 """
 
 import os
@@ -19,57 +20,22 @@ import os
 import keras
 import tensorflow as tf
 
+from harness import archs
 from harness import layers
 from harness.errors import UserError
 
 
-# Measured on 2 cores (BUILD.md), BlockLSTM against Keras's CPU loop: 1.9x as
-# fast at 64 units, 1.04-1.07x at 128, 0.9-1.0x at 256, 0.65x at 512. Its
-# per-step matmul is Eigen's; the loop's is oneDNN's, which wins once the
-# matmuls are big enough to hide the loop's per-op cost.
-FUSED_MAX_UNITS = 128
-
-
-def uses_fused_lstm(lstm_kernel, units):
-  """Whether an LSTM layer of `units` is a `FusedLSTM` under `--lstm_kernel` (auto, fused or keras)."""
-  return lstm_kernel == 'fused' or (lstm_kernel == 'auto' and units <= FUSED_MAX_UNITS)
+def arch_options(config):
+  """What `archs.Arch.one_op` reads of a config."""
+  return {'lstm_kernel': config.lstm_kernel, 'precision': config.precision}
 
 
 def all_layers_fused(config):
-  """Whether every recurrent layer `config` builds is a `FusedLSTM`."""
-  return config.arch in ('lstm', 'stacked_lstm') and config.precision == 'float32' and all(
-      uses_fused_lstm(config.lstm_kernel, n) for n in config.units)
+  """Whether every recurrent layer `config` builds runs its whole sequence as one op on the CPU."""
+  arch = archs.get(config.arch)
+  return all(arch.one_op(n, arch_options(config)) for n in config.units)
 
 
-def _lstm(units, name, options):
-  layer_class = layers.FusedLSTM if uses_fused_lstm(options['lstm_kernel'], units) else keras.layers.LSTM
-  return layer_class(
-      units, return_sequences=True, return_state=True, unit_forget_bias=False,
-      bias_initializer=layers.ForgetGateBias(options['forget_bias']), name=name, dtype=options['dtype'])
-
-
-def _rnn(units, name, options):
-  return keras.layers.SimpleRNN(units, return_sequences=True, return_state=True, name=name, dtype=options['dtype'])
-
-
-def _gru(units, name, options):
-  return keras.layers.GRU(units, return_sequences=True, return_state=True, name=name, dtype=options['dtype'])
-
-
-def _one_layer(layer_fn):
-  return lambda units, options: [layer_fn(units[0], 'recurrent_0', options)]
-
-
-# Arch name -> fn(units per layer, options: forget_bias, lstm_kernel, dtype) -> recurrent layers.
-ARCHS = {
-    'rnn': _one_layer(_rnn),
-    'gru': _one_layer(_gru),
-    'lstm': _one_layer(_lstm),
-    'stacked_lstm': lambda units, options: [_lstm(n, f'recurrent_{i}', options) for i, n in enumerate(units)],
-}
-
-
-_GATES = {'rnn': 1, 'gru': 3, 'lstm': 4, 'stacked_lstm': 4}
 # Bytes per parameter a training step holds at least: float32 weights, their
 # gradients, and two optimizer slots (Adam's moments).
 _BYTES_PER_PARAMETER = 16
@@ -81,12 +47,8 @@ def parameter_count(config, num_features, num_outputs):
   if config.input_units:
     count += (num_features + 1) * config.input_units
     width = config.input_units
-  gates = _GATES[config.arch]
-  for units in config.units:
-    biases = 2 * gates * units if config.arch == 'gru' else gates * units  # Keras's GRU: reset_after biases.
-    count += gates * units * (width + units) + biases
-    width = units
-  return count + (width + 1) * num_outputs
+  count += archs.parameter_count(config.arch, width, config.units)
+  return count + (config.units[-1] + 1) * num_outputs
 
 
 def check_memory(config, num_features, num_outputs):
@@ -105,17 +67,15 @@ def check_memory(config, num_features, num_outputs):
                     f'machine has {available / 2**30:,.1f} GiB of memory')
 
 
-def state_sizes(arch, units):
-  """Per layer, the sizes of its state tensors: LSTM carries (h, c), GRU and RNN carry h."""
-  per_layer = 2 if arch in ('lstm', 'stacked_lstm') else 1
-  return [[n] * per_layer for n in units]
-
-
 class SequenceModel(keras.Model):
   """A recurrent model over [batch, time, features] sequences; see the module docstring."""
 
-  def __init__(self, recurrent_layers, input_units, num_outputs, per_step_outputs, dtype=None, **kwargs):
+  def __init__(self, arch, units, input_units, num_outputs, per_step_outputs, options, **kwargs):
+    """arch: an `archs.Arch`; units: per recurrent layer; options: what the arch's builder reads."""
     super().__init__(**kwargs)
+    self.arch, self.units = arch, tuple(units)
+    dtype = options['dtype']
+    recurrent_layers = [arch.build_layer(n, f'recurrent_{i}', options) for i, n in enumerate(units)]
     self.input_projection = (
         keras.layers.Dense(input_units, name='input_projection', dtype=dtype) if input_units else None)
     # One attribute per layer: tf.train.Checkpoint does not see into a Keras-tracked list.
@@ -151,7 +111,7 @@ class SequenceModel(keras.Model):
     final_state, sequences = [], []
     layers_to_run = list(enumerate(self.recurrent_layers))
     first = self.recurrent_layers[0]
-    if (self.input_projection and self.input_projection.built and isinstance(first, layers.FusedLSTM)
+    if (self.input_projection and self.input_projection.built and hasattr(first, 'call_folded')
         and first.built and first.runs_folded(training)):
       # The projection folded into the fused LSTM's weights: the same function, less work per step.
       hidden, *state = first.call_folded(inputs, self.input_projection, initial_state and list(initial_state[0]))
@@ -186,15 +146,19 @@ def build_model(config, num_outputs, per_step_outputs, num_features):
   float16 and keeps float32 variables (a Keras dtype policy per layer, not
   the global one); the head's logits are float32.
   """
-  dtype = keras.DTypePolicy(config.precision)
-  options = dict(forget_bias=config.forget_bias, lstm_kernel=config.lstm_kernel, dtype=dtype)
-  model = SequenceModel(ARCHS[config.arch](config.units, options), config.input_units, num_outputs,
-                        per_step_outputs, dtype=dtype, name=config.arch)
+  arch = archs.get(config.arch)
+  options = dict(forget_bias=config.forget_bias, lstm_kernel=config.lstm_kernel,
+                 dtype=keras.DTypePolicy(config.precision))
+  options.update({name: getattr(config, name) for name in arch.options})
+  model = SequenceModel(arch, config.units, config.input_units, num_outputs, per_step_outputs, options,
+                        name=config.arch)
   model(tf.zeros([1, 2, num_features]))
   return model
 
 
 def _layer_kernel_name(layer):
+  if hasattr(layer, 'kernel_description'):  # A layer of its own says which kernel runs it.
+    return layer.kernel_description()
   if isinstance(layer, keras.layers.SimpleRNN):
     return 'Keras generic RNN loop (SimpleRNN has no fused kernel)'
   if layers.gpu_available() and getattr(layer, 'use_cudnn', 'auto') in ('auto', True):

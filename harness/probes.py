@@ -1,13 +1,15 @@
 """What is measured on the fixed probe batch at histogram steps (and at step 0): see inside the recurrence.
 
-A plain dict maps each probe name to a function of a `ProbeBatch` returning
-{kind: {tag: tensor}}, kind one of 'histograms', 'scalars', 'tensors' (raw
-summaries, for tbparse or pandas) and 'figure_data' (what its figure draws).
+A plain dict maps each probe name to a `Probe`: a function of a `ProbeBatch`
+returning {kind: {tag: tensor}}, kind one of 'histograms', 'scalars', 'tensors'
+(raw summaries, for tbparse or pandas) and 'figure_data' (what its figure
+draws), and the figure, if it has one, that turns the figure data into images.
 The batch computes what several probes read (the model's forward pass and
 gradients; the reference recurrence with its gates and the gradient through
 time) once, on first use, inside one graph call. Tags name layers by position
 (`input_projection`, `layer_0`, ..., `head`), never by arch, so runs of
-different archs overlay.
+different archs overlay; the gates and the reference recurrence come from the
+model's arch entry (`harness.archs`).
 
   weights, gradients   histograms of every variable and its gradient: weights/layer_0/kernel
   activations          histograms of each recurrent layer's outputs: activations/layer_0
@@ -22,13 +24,15 @@ different archs overlay.
                        and update-to-weight ratio |dw| / |w|, averaged over the interval
 """
 
+import dataclasses
 import functools
+from typing import Callable
 
 from matplotlib import ticker
 import numpy as np
 import tensorflow as tf
 
-from harness import recurrence
+from harness import archs
 from harness import summaries
 
 SATURATED = 0.9  # Sigmoid gates below 1 - SATURATED or above it, tanh values beyond +-SATURATED.
@@ -62,7 +66,7 @@ class ProbeBatch:
 
   @functools.cached_property
   def reference(self):
-    """The model re-run through `recurrence.unroll`, with dL/dh_t for every layer and step.
+    """The model re-run through its arch's reference `unroll`, with dL/dh_t for every layer and step.
 
     L is the batch's summed loss, so each example's gradient is that of its own
     loss. The recurrences run in float32 whatever the model's precision.
@@ -75,11 +79,12 @@ class ProbeBatch:
       hidden = model.input_projection(self.inputs) if model.input_projection else self.inputs
       hidden = tf.cast(hidden, tf.float32)  # Under a mixed precision, the reference runs in float32.
       perturbations, gates, sequences = [], [], []
-      for i, layer in enumerate(model.recurrent_layers):
-        perturbation = tf.zeros([tf.shape(hidden)[1], tf.shape(hidden)[0], layer.cell.units])
+      for i, (layer, units) in enumerate(zip(model.recurrent_layers, model.units)):
+        size = model.arch.state_sizes(units)[0]  # The state the perturbation is added to (h_t).
+        perturbation = tf.zeros([tf.shape(hidden)[1], tf.shape(hidden)[0], size])
         tape.watch(perturbation)
         initial = None if self.initial_state is None else self.initial_state[i]
-        hidden, layer_gates = recurrence.unroll(layer, hidden, initial, perturbation)
+        hidden, layer_gates = model.arch.unroll_layer(layer, hidden, initial, perturbation)
         perturbations.append(perturbation)
         gates.append(layer_gates)
         sequences.append(hidden)
@@ -125,37 +130,27 @@ def gradient_flow(batch):
   }
 
 
-def saturated_fraction(gate, values):
-  """The fraction of `values` a gate holds near its limits; None for the cell state (it has none)."""
-  if gate in recurrence.SIGMOID_GATES:
+def saturated_fraction(kind, values):
+  """The fraction of `values` a gate of this kind (`archs.SIGMOID`, ...) holds near its limits; None if it has none."""
+  if kind == archs.SIGMOID:
     return tf.reduce_mean(tf.cast((values < 1 - SATURATED) | (values > SATURATED), tf.float32))
-  if gate in recurrence.TANH_GATES:
+  if kind == archs.TANH:
     return tf.reduce_mean(tf.cast(tf.abs(values) > SATURATED, tf.float32))
   return None
 
 
 def gates(batch):
   histograms, scalars, means_by_step = {}, {}, {}
+  kinds = batch.model.arch.gate_kinds
   for tag, layer_gates in zip(batch.layer_tags, batch.reference['gates']):
     for gate, values in layer_gates.items():
-      values = tf.abs(values) if gate == 'cell' else values
-      name = 'cell_abs' if gate == 'cell' else gate
-      histograms[f'gates/{tag}/{name}'] = values
-      scalars[f'gates/{tag}/{name}/mean'] = tf.reduce_mean(values)
-      fraction = saturated_fraction(gate, values)
+      histograms[f'gates/{tag}/{gate}'] = values
+      scalars[f'gates/{tag}/{gate}/mean'] = tf.reduce_mean(values)
+      fraction = saturated_fraction(kinds[gate], values)
       if fraction is not None:
-        scalars[f'gates/{tag}/{name}/saturated'] = fraction
-      means_by_step[f'{tag}/{name}'] = tf.reduce_mean(values, axis=[0, 2])
+        scalars[f'gates/{tag}/{gate}/saturated'] = fraction
+      means_by_step[f'{tag}/{gate}'] = tf.reduce_mean(values, axis=[0, 2])
   return {'histograms': histograms, 'scalars': scalars, 'figure_data': means_by_step}
-
-
-PROBES = {
-    'weights': weights,
-    'gradients': gradients,
-    'activations': activations,
-    'gradient_flow': gradient_flow,
-    'gates': gates,
-}
 
 
 class FlowFigure:
@@ -168,6 +163,7 @@ class FlowFigure:
   def __init__(self):
     self.figure, self.axes = None, None
     self.lines = []  # Per age (0 = newest), {tag: line}.
+    self.history = []  # [(step, {tag: [T] numpy})], this process's probe steps.
 
   def _build(self, tags):
     self.figure, axes = summaries.subplots(figsize=(6.4, 3.8))
@@ -189,11 +185,12 @@ class FlowFigure:
     self.figure.subplots_adjust(left=0.12, right=0.83, bottom=0.13, top=0.92)
     self.axes = axes
 
-  def draw(self, history, step):
-    """history: [(probe step, {tag: [T] norms})], oldest first. Returns uint8 [1, height, width, 3]."""
+  def draw(self, step, norms_by_tag):
+    """norms_by_tag: {tag: [T] norms} at this probe. Returns {tag: uint8 [1, height, width, 3]}."""
+    self.history.append((step, norms_by_tag))
     if self.figure is None:
-      self._build(list(history[-1][1]))
-    recent = history[::-1][:_FADED_PROBES + 1]
+      self._build(list(norms_by_tag))
+    recent = self.history[::-1][:_FADED_PROBES + 1]
     for age, lines in enumerate(self.lines):
       for tag, line in lines.items():
         norms = recent[age][1][tag] if age < len(recent) else []
@@ -201,7 +198,7 @@ class FlowFigure:
     self.axes.relim()
     self.axes.autoscale_view()
     self.title.set_text(f'gradient through time at step {step} (faded: earlier probes)')
-    return summaries.figure_to_image(self.figure)
+    return {'gradient_flow/norm_by_step': summaries.figure_to_image(self.figure)}
 
 
 class GatesFigure:
@@ -228,8 +225,8 @@ class GatesFigure:
     height = self.figure.get_figheight()
     self.figure.subplots_adjust(left=0.1, right=0.83, bottom=0.5 / height, top=1 - 0.35 / height, hspace=0.25)
 
-  def draw(self, means_by_step, step):
-    """means_by_step: {'layer_0/forget': [T] means, ...}. Returns uint8 [1, height, width, 3]."""
+  def draw(self, step, means_by_step):
+    """means_by_step: {'layer_0/forget': [T] means, ...}. Returns {tag: uint8 [1, height, width, 3]}."""
     if self.figure is None:
       self._build(list(means_by_step))
     for name, means in means_by_step.items():
@@ -238,7 +235,24 @@ class GatesFigure:
       ax.relim()
       ax.autoscale_view()
     self.title.set_text(f'mean of each gate over the batch and units, step {step}')
-    return summaries.figure_to_image(self.figure)
+    return {'gates/mean_by_step': summaries.figure_to_image(self.figure)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+  """measure(ProbeBatch) -> {kind: {tag: tensor}} in the graph; figure() -> an object whose
+  draw(step, figure_data as numpy) returns {tag: image} on the host (one object per run)."""
+  measure: Callable
+  figure: Callable = None
+
+
+PROBES = {
+    'weights': Probe(weights),
+    'gradients': Probe(gradients),
+    'activations': Probe(activations),
+    'gradient_flow': Probe(gradient_flow, FlowFigure),
+    'gates': Probe(gates, GatesFigure),
+}
 
 
 class Prober:
@@ -246,13 +260,12 @@ class Prober:
 
   def __init__(self, model, task, names):
     self.names = [name for name in names if name in PROBES]
-    self.flow_history = []  # [(step, {tag: [T] numpy})], this process's probe steps.
-    self.flow_figure, self.gates_figure = FlowFigure(), GatesFigure()
+    self.figures = {name: PROBES[name].figure() for name in self.names if PROBES[name].figure}
 
     @tf.function
     def probe_step(inputs, targets, initial_state):
       batch = ProbeBatch(model, task, inputs, targets, initial_state or None)
-      return {name: PROBES[name](batch) for name in self.names}
+      return {name: PROBES[name].measure(batch) for name in self.names}
 
     self.probe_step = probe_step
 
@@ -266,12 +279,9 @@ class Prober:
       histograms.update(kinds.get('histograms', {}))
       scalars.update({tag: float(value) for tag, value in kinds.get('scalars', {}).items()})
       tensors.update(kinds.get('tensors', {}))
-      data = {tag: value.numpy() for tag, value in kinds.get('figure_data', {}).items()}
-      if name == 'gradient_flow':
-        self.flow_history.append((step, data))
-        images['gradient_flow/norm_by_step'] = self.flow_figure.draw(self.flow_history, step)
-      elif name == 'gates':
-        images['gates/mean_by_step'] = self.gates_figure.draw(data, step)
+      if name in self.figures:
+        images.update(self.figures[name].draw(step, {tag: value.numpy()
+                                                     for tag, value in kinds['figure_data'].items()}))
     writer.histograms(step, histograms)
     writer.scalars(step, scalars)
     writer.tensors(step, tensors)

@@ -19,7 +19,7 @@ RECIPES = {
     'stacked_tutorial': dict(
         source='TF1 tutorial: MultiRNNCell of LSTM(32) and LSTM(64) on MNIST rows, batch 64, Adam 0.01, '
                '10 epochs, with checkpoints',
-        flags=dict(task='mnist', view='rows', arch='stacked_lstm', units=(32, 64), input_units=0, batch_size=64,
+        flags=dict(task='mnist', view='rows', arch='lstm', units=(32, 64), input_units=0, batch_size=64,
                    optimizer='adam', learning_rate=0.01, lr_schedule='constant', epochs=10)),
     'sin2cos_tutorial': dict(
         source='TF1 tutorial: sin -> cos over 50 streams of 20-step windows, LSTM(10) between per-step input and '

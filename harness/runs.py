@@ -22,7 +22,9 @@ import re
 import secrets
 import socket
 
+from harness import archs
 from harness import config as config_lib
+from harness import task_table
 from harness.errors import EnvironmentFault
 from harness.errors import RunFinished
 from harness.errors import UserError
@@ -39,7 +41,7 @@ def default_run_name(config):
   """Readable and unique: task, arch, units, time, and a random suffix against same-second starts."""
   stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
   units = 'x'.join(map(str, config.units))[:60]
-  task = f'{config.task}-{config.view}' if config.task in config_lib.IMAGE_TASKS else config.task
+  task = f'{config.task}-{config.view}' if 'view' in task_table.TASKS[config.task].flags else config.task
   return f'{task}-{config.arch}-{units}-{stamp}-{secrets.token_hex(2)}'
 
 
@@ -278,8 +280,7 @@ def hparams(config, task_hparams, extra):
       'learning_rate': config.learning_rate, 'lr_schedule': config.lr_schedule, 'clip_norm': config.clip_norm,
       'seed': config.seed, 'stateful': config.stateful,
   }
-  if config.arch in ('lstm', 'stacked_lstm'):
-    values.update(forget_bias=config.forget_bias, lstm_kernel=config.lstm_kernel)
+  values.update({name: getattr(config, name) for name in archs.get(config.arch).options})
   values.update(task_hparams)
   values.update(extra)
   return values

@@ -69,7 +69,7 @@ def create_train_state(config, task, strategy, total_steps):
     if config.stateful:
       carried_state = [[tf.Variable(tf.zeros([config.batch_size, size]), trainable=False,
                                     name=f'carried_state_{i}_{j}') for j, size in enumerate(sizes)]
-                       for i, sizes in enumerate(models.state_sizes(config.arch, config.units))]
+                       for i, sizes in enumerate(model.arch.state_sizes(n) for n in config.units)]
     sum_names = _SUM_NAMES + tuple(task.train_metric_names)
     if LAYER_DYNAMICS in config_lib.probe_names(config):
       sum_names += tuple(f'{kind}/{tag}' for tag, _ in model.named_layers() for kind in _LAYER_SUMS)

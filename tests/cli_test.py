@@ -9,8 +9,10 @@ from absl import flags
 from absl import logging
 from absl.testing import absltest
 
+from harness import archs
 from harness import cli
 from harness import config as config_lib
+from harness import task_table
 from harness.errors import UserError
 from tests import testing
 
@@ -35,14 +37,14 @@ class DefineConfigFlagsTest(absltest.TestCase):
   def test_enum_flags_take_the_field_choices(self):
     flag_values = parse([])
     self.assertEqual(flag_values['task'].parser.enum_values, list(config_lib.TASKS))
-    self.assertEqual(flag_values['arch'].parser.enum_values, list(config_lib.ARCHS))
+    self.assertEqual(flag_values['arch'].parser.enum_values, list(archs.NAMES))
     with self.assertRaisesRegex(flags.IllegalFlagValueError, 'task'):
       parse(['--task=cifar'])
 
   def test_per_task_fields_stay_unset_so_the_task_default_applies(self):
     values = cli.config_values(flag_values=parse(['--task=sin2cos']))
     self.assertNotIn('batch_size', values)
-    self.assertEqual(config_lib.make_config(**values).batch_size, config_lib.TASK_DEFAULTS['sin2cos']['batch_size'])
+    self.assertEqual(config_lib.make_config(**values).batch_size, task_table.TASKS['sin2cos'].defaults['batch_size'])
     self.assertIn('mnist, fashion_mnist: 128; sin2cos, adding, copy: 50', parse([])['batch_size'].help)
 
   def test_a_subset_with_other_defaults(self):

@@ -6,6 +6,7 @@ import tempfile
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from harness import archs
 from harness import config as config_lib
 from harness import recipes
 from harness.errors import UserError
@@ -28,8 +29,7 @@ class ConfigTest(parameterized.TestCase):
       ('negative_batch', dict(batch_size=-4), '--batch_size'),
       ('float_batch', dict(batch_size=2.5), '--batch_size'),
       ('zero_units', dict(units=(0,)), '--units'),
-      ('two_units_for_lstm', dict(arch='lstm', units=(32, 64)), '--units'),
-      ('one_unit_for_stacked', dict(arch='stacked_lstm', units=(32,)), '--units'),
+      ('no_units', dict(units=()), '--units'),
       ('nan_learning_rate', dict(learning_rate=float('nan')), '--learning_rate'),
       ('negative_learning_rate', dict(learning_rate=-0.1), '--learning_rate'),
       ('zero_learning_rate', dict(learning_rate=0.0), '--learning_rate'),
@@ -81,10 +81,17 @@ class ConfigTest(parameterized.TestCase):
     self.assertEqual(config_lib.make_config(task='mnist', view='pixels').seq_len, 0)
     with self.assertRaisesRegex(UserError, '--view=pixels: only image tasks'):
       config_lib.make_config(task='adding', view='pixels')
-    with self.assertRaisesRegex(UserError, '--seq_len=30: --task=mnist has its steps from --view'):
+    with self.assertRaisesRegex(UserError, '--seq_len=30: --task=mnist has no sequence-length flag .*--view'):
       config_lib.make_config(task='mnist', seq_len=30)
     with self.assertRaisesRegex(UserError, 'needs T >= 2'):
       config_lib.make_config(task='adding', seq_len=1)
+
+  def test_every_arch_stacks_and_stacked_lstm_is_lstm(self):
+    for arch in archs.NAMES:
+      with self.subTest(arch=arch):
+        self.assertEqual(config_lib.make_config(arch=arch, units=(32, 64)).units, (32, 64))
+        self.assertEqual(config_lib.make_config(arch=arch, units=(16,)).units, (16,))
+    self.assertIs(archs.get('stacked_lstm'), archs.ARCHS['lstm'])
 
   def test_json_round_trip(self):
     config = config_lib.make_config(arch='stacked_lstm', units=(32, 64), profile_steps=(2, 4))

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from harness import archs
 from harness import loop
 from harness import models
 from harness import steps
@@ -155,7 +156,7 @@ class EveryArchTest(parameterized.TestCase):
     self.assertTrue(np.isfinite(metrics['eval_mse']))
     reader = tf.train.load_checkpoint(os.path.join(self.workdir, 'checkpoints'))
     carried = [name for name in reader.get_variable_to_shape_map() if name.startswith('carried_state/')]
-    self.assertLen(carried, sum(len(s) for s in models.state_sizes(arch, units)))
+    self.assertLen(carried, sum(len(archs.get(arch).state_sizes(n)) for n in units))
 
 
 class InstrumentationTest(absltest.TestCase):

@@ -7,6 +7,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness import archs
+from harness import config as config_lib
 from harness import layers
 from harness import models
 from harness.errors import UserError
@@ -16,7 +18,7 @@ from tests import testing
 class ModelsTest(parameterized.TestCase):
 
   @parameterized.product(
-      arch_units=[('rnn', (6,)), ('gru', (6,)), ('lstm', (6,)), ('stacked_lstm', (4, 6, 5))],
+      arch_units=[('rnn', (6,)), ('gru', (4, 6)), ('lstm', (6,)), ('stacked_lstm', (4, 6, 5)), ('rnn', (3, 5))],
       input_units=[0, 3],
   )
   def test_classification_shapes(self, arch_units, input_units):
@@ -25,7 +27,7 @@ class ModelsTest(parameterized.TestCase):
     model = models.build_model(config, num_outputs=10, per_step_outputs=False, num_features=7)
     outputs, final_state, sequences = model.forward(tf.zeros([2, 5, 7]))
     self.assertEqual(outputs.shape, (2, 10))
-    expected_state = models.state_sizes(arch, units)
+    expected_state = [archs.get(arch).state_sizes(n) for n in units]
     self.assertEqual([[s.shape for s in layer] for layer in final_state],
                      [[(2, n) for n in layer] for layer in expected_state])
     self.assertEqual([s.shape for s in sequences], [(2, 5, n) for n in units])
@@ -78,13 +80,28 @@ class ModelsTest(parameterized.TestCase):
       self.assertIn('recurrent_0: TensorFlow BlockLSTM', name)
       self.assertIn('recurrent_1: Keras generic LSTM loop', name)
 
-  @parameterized.parameters('rnn', 'gru', 'lstm', 'stacked_lstm')
+  @parameterized.parameters(*archs.NAMES)
   def test_parameter_count_matches_the_built_model(self, arch):
-    config = testing.tiny_config(arch=arch, units=(3, 4) if arch == 'stacked_lstm' else (3,), input_units=5)
+    config = testing.tiny_config(arch=arch, units=(3, 4), input_units=5)
     model = models.build_model(config, num_outputs=7, per_step_outputs=False, num_features=2)
     model(tf.zeros([1, 4, 2]))
     self.assertEqual(models.parameter_count(config, 2, 7),
                      sum(int(np.prod(v.shape)) for v in model.trainable_variables))
+
+  def test_an_old_stacked_lstm_config_builds_the_lstm_model(self):
+    # A config.json written before depth was apart from the cell: arch stacked_lstm.
+    old = config_lib.from_json(config_lib.to_json(testing.tiny_config(units=(3, 4))).replace(
+        '"arch": "lstm"', '"arch": "stacked_lstm"'))
+    self.assertEqual(old.arch, 'stacked_lstm')
+    config_lib.validate(old)
+    weights = []
+    for config in (old, testing.tiny_config(units=(3, 4))):
+      keras.utils.set_random_seed(0)
+      model = models.build_model(config, num_outputs=2, per_step_outputs=False, num_features=3)
+      weights.append([(v.path.split('/', 1)[-1], v.numpy()) for v in model.trainable_variables])
+    self.assertEqual([name for name, _ in weights[0]], [name for name, _ in weights[1]])
+    for (name, a), (_, b) in zip(*weights):
+      np.testing.assert_array_equal(a, b, err_msg=name)
 
   def test_a_model_too_big_for_memory_is_refused_naming_the_size_flags(self):
     config = testing.tiny_config(units=(2_000_000,), input_units=0)

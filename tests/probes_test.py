@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from harness import archs
 from harness import config as config_lib
 from harness import layers
 from harness import loop
@@ -24,6 +25,14 @@ def sigmoid(x):
   return 1 / (1 + np.exp(-x))
 
 
+_ARCH_OF = {'lstm': 'lstm', 'fused': 'lstm', 'gru': 'gru', 'rnn': 'rnn'}  # random_layer's kinds.
+
+
+def gate_names(layer):
+  kind = 'lstm' if isinstance(layer, keras.layers.LSTM) else 'gru' if isinstance(layer, keras.layers.GRU) else 'rnn'
+  return tuple(name for name, _ in archs.ARCHS[kind].gates)
+
+
 def numpy_recurrence(layer, inputs, perturbation=None):
   """The cell's equations in float64 numpy: (outputs [b, t, u], {gate: [b, t, u]})."""
   cell = layer.cell
@@ -33,7 +42,7 @@ def numpy_recurrence(layer, inputs, perturbation=None):
   units = cell.units
   h = np.zeros([batch, units])
   c = np.zeros([batch, units])
-  outputs, gates = [], {name: [] for name in recurrence.gate_names(layer)}
+  outputs, gates = [], {name: [] for name in gate_names(layer)}
   for t in range(steps_):
     x = inputs[:, t].astype(np.float64)
     if isinstance(layer, keras.layers.LSTM):
@@ -42,7 +51,7 @@ def numpy_recurrence(layer, inputs, perturbation=None):
           sigmoid(z[:, 3 * units:])
       c = f * c + i * g
       h = o * np.tanh(c)
-      values = (i, f, g, o, c)
+      values = (i, f, g, o, np.abs(c))
     elif isinstance(layer, keras.layers.GRU):
       x_part = x @ kernel + bias[0]
       h_part = h @ recurrent + bias[1]
@@ -77,11 +86,11 @@ class RecurrenceTest(parameterized.TestCase):
   def test_the_reference_equals_the_layer_and_numpy(self, kind):
     layer = random_layer(kind, units=3)
     inputs = tf.random.stateless_normal([4, 6, 3], seed=[7, 8])
-    outputs, gates = recurrence.unroll(layer, inputs)
+    outputs, gates = archs.ARCHS[_ARCH_OF[kind]].unroll_layer(layer, inputs)
     np.testing.assert_allclose(outputs.numpy(), layer(inputs)[0].numpy(), rtol=1e-5, atol=1e-5)
     expected_outputs, expected_gates = numpy_recurrence(layer, inputs.numpy())
     np.testing.assert_allclose(outputs.numpy(), expected_outputs, rtol=1e-4, atol=1e-5)
-    self.assertEqual(tuple(gates), recurrence.gate_names(layer))
+    self.assertEqual(tuple(gates), gate_names(layer))
     for name, values in gates.items():
       np.testing.assert_allclose(values.numpy(), expected_gates[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
@@ -89,7 +98,7 @@ class RecurrenceTest(parameterized.TestCase):
     layer = random_layer('fused', units=3)
     inputs = tf.random.stateless_normal([2, 4, 3], seed=[1, 1])
     state = [tf.random.stateless_normal([2, 3], seed=[2, i]) for i in range(2)]
-    outputs, _ = recurrence.unroll(layer, inputs, state)
+    outputs, _ = recurrence.unroll_lstm(layer, inputs, state)
     np.testing.assert_allclose(outputs.numpy(), layer(inputs, initial_state=state)[0].numpy(), rtol=1e-5, atol=1e-5)
 
 
@@ -147,9 +156,9 @@ class SaturationTest(absltest.TestCase):
 
   def test_thresholds(self):
     values = tf.constant([0.05, 0.5, 0.95, 0.9, 0.1])
-    self.assertAlmostEqual(float(probes.saturated_fraction('forget', values)), 0.4)
-    self.assertAlmostEqual(float(probes.saturated_fraction('candidate', tf.constant([-0.95, 0.2, 0.91, 0.5]))), 0.5)
-    self.assertIsNone(probes.saturated_fraction('cell', values))
+    self.assertAlmostEqual(float(probes.saturated_fraction(archs.SIGMOID, values)), 0.4)
+    self.assertAlmostEqual(float(probes.saturated_fraction(archs.TANH, tf.constant([-0.95, 0.2, 0.91, 0.5]))), 0.5)
+    self.assertIsNone(probes.saturated_fraction(archs.NONE, values))
 
 
 class _Runs:
@@ -158,8 +167,8 @@ class _Runs:
   def run_tags(self, arch, units, **overrides):
     """Events of a 4-step run, probes every 2 steps; on the tiny image task unless `overrides` name a task."""
     workdir = os.path.join(testing.make_tempdir(self), 'run')
-    config = testing.tiny_config(arch=arch, units=units, input_units=3, train_steps=4, histogram_every=2,
-                                 **overrides)
+    config = testing.tiny_config(**{'arch': arch, 'units': units, 'input_units': 3, 'train_steps': 4,
+                                    'histogram_every': 2, **overrides})
     loop.train_and_evaluate(config, workdir, task=None if 'task' in overrides else testing.learnable_image_task())
     return testing.load_run(workdir), config
 
@@ -186,9 +195,16 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
       self.assertEqual([s for s, _ in series], [0, 2, 4])
       self.assertEqual(series[-1][1].shape, (8,))  # [T]: the tiny images have 8 rows.
     every_tag = scalars | histograms | images
-    self.assertEmpty([tag for tag in every_tag if any(arch in tag for arch in config_lib.ARCHS)])
+    self.assertEmpty([tag for tag in every_tag if any(arch in tag for arch in archs.NAMES)])
     ratio = testing.scalar_series(events, 'train', 'layers/layer_0/update_ratio')
     self.assertTrue(all(0 < value < 1 for _, value in ratio))
+
+  def test_a_stateful_run_with_fewer_streams_than_the_probe_batch_probes_them(self):
+    # --task=adding --stateful --batch_size=8: 8 carried streams, a probe batch of PROBE_SIZE.
+    events, _ = self.run_tags('gru', (4,), task='adding', seq_len=4, batch_size=8, stateful=True, probes='gates', train_steps=1, eval_every=1, checkpoint_every=1)
+    (step, values), = testing.tensor_series(events, 'train', 'gates/layer_0/update')[:1]
+    self.assertEqual(step, 0)
+    self.assertTrue(np.all(np.isfinite(values)))
 
   def test_the_probe_batch_reads_the_carried_state(self):
     config = testing.tiny_config(task='sin2cos', units=(3,), batch_size=40, seq_len=4, stateful=True)

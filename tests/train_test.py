@@ -35,8 +35,6 @@ class BadInputTest(parameterized.TestCase):
       ('negative_batch', ['--batch_size=-3'], '--batch_size'),
       ('non_integer_batch', ['--batch_size=2.5'], '--batch_size'),
       ('non_integer_units', ['--units=12,x', '--arch=stacked_lstm'], '--units'),
-      ('units_do_not_fit_arch', ['--arch=lstm', '--units=32,64'], '--units'),
-      ('stacked_needs_two', ['--arch=stacked_lstm', '--units=32'], '--units'),
       ('nan_learning_rate', ['--learning_rate=nan'], '--learning_rate'),
       ('negative_learning_rate', ['--learning_rate=-1'], '--learning_rate'),
       ('unknown_flag', ['--epochz=3'], 'epochz'),

@@ -1,23 +1,14 @@
-"""Tasks: what a run learns. A plain dict maps each `--task` name to a builder of its task object.
+"""Tasks: what a run learns. `load_task` builds the task object of `--task` from its entry in `task_table`.
 
-A builder takes the config and returns a `base.Task`: its data, loss, metrics,
-figures and hparams. Add a task by writing one builder and one entry here (and
-its defaults in `config.TASK_DEFAULTS`).
+A builder takes the config and returns a `base.Task`: its data, loss, metrics
+and figures. Add a task by writing its builder and one entry in
+`harness.task_table` (its defaults, flags, metrics and hparams).
 """
 
-from harness.tasks import images
-from harness.tasks import memory
-from harness.tasks import series
-
-BUILDERS = {
-    'mnist': images.build,
-    'fashion_mnist': images.build,
-    'sin2cos': series.build_sin2cos,
-    'adding': memory.build_adding,
-    'copy': memory.build_copy,
-}
+from harness import archs
+from harness import task_table
 
 
 def load_task(config):
   """Returns the task object for `config.task`."""
-  return BUILDERS[config.task](config)
+  return archs.resolve(task_table.TASKS[config.task].builder)(config)

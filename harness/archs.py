@@ -1,0 +1,147 @@
+"""The archs: one entry per recurrent cell, everything the rest of the harness knows about it, without TensorFlow.
+
+`config`, `models`, `probes`, `runtime`, `runs` and `bench` read an arch only
+through its entry here; nothing else tests an arch by name. Depth is apart
+from the cell: `--arch=X --units=a,b,c` stacks three layers of X, layer i named
+`recurrent_{i}`, each reading the previous one's outputs.
+
+Adding an arch: a layer (a Keras layer, or a class in its own module) obeying
+the contract below, its reference `unroll` for the probes, and one `Arch`
+entry in ARCHS; then its tests.
+
+The layer contract (every arch's layer obeys it):
+  builder(units, name, options) -> keras.layers.Layer, options at least
+    {'dtype': keras.DTypePolicy, 'forget_bias': float, 'lstm_kernel': str}
+    plus the config fields the entry lists in `options`;
+  layer(inputs [batch, time, features], initial_state=None or [per state
+    tensor [batch, n]], training=bool) -> [outputs [batch, time, units],
+    *final_state], each final-state tensor [batch, n] float32 (a complex
+    state as two real tensors);
+  unroll(layer, inputs [b, t, f], initial_state, perturbation [time, batch, n])
+    -> (outputs [b, t, units], {gate: [batch, time, n]}): the layer re-run in
+    plain ops with `perturbation` added to each step's state h_t, so that
+    d loss / d perturbation is the total dL/dh_t; n = state_sizes(units)[0].
+
+Builders and reference functions are named as 'module:function' and imported
+only when called, so that this table (and `config`, which reads it) stays free
+of TensorFlow and a usage error comes back at once.
+"""
+
+import dataclasses
+import importlib
+from typing import Callable
+
+# Gate kinds, for the probes' saturation measure: a sigmoid-like gate in [0, 1]
+# is saturated below 0.1 or above 0.9, a tanh-like value where |x| > 0.9; a
+# value of kind NONE (a cell state, a modulus) has no saturation.
+SIGMOID, TANH, NONE = 'sigmoid', 'tanh', 'none'
+
+# Measured on 2 cores (BUILD.md), BlockLSTM against Keras's CPU loop: 1.9x as
+# fast at 64 units, 1.04-1.07x at 128, 0.9-1.0x at 256, 0.65x at 512. Its
+# per-step matmul is Eigen's; the loop's is oneDNN's, which wins once the
+# matmuls are big enough to hide the loop's per-op cost.
+FUSED_MAX_UNITS = 128
+
+
+def resolve(reference):
+  """The object a 'module:attribute' reference names (imports the module)."""
+  module, _, attribute = reference.partition(':')
+  return getattr(importlib.import_module(module), attribute)
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+  """One recurrent cell. See the module docstring for the contract its layer obeys.
+
+  Attributes:
+    name: the `--arch` value.
+    description: one line, for --helpfull and the docs.
+    layer: 'module:function', the builder(units, name, options) of one layer.
+    unroll: 'module:function', the reference recurrence the probes re-run.
+    state_sizes: units -> per state tensor of one layer, its size n ([u, u] for (h, c)).
+    parameter_count: (input width, units) -> trainable parameters of one layer.
+    gates: ((gate name, kind), ...) in the order `unroll` returns them.
+    kernels: the implementations the arch has (the first is the default).
+    options: config fields the builder reads besides dtype, forget_bias and lstm_kernel, and
+      the config fields (of those three too) that apply to this arch only (hparams report them).
+    one_op: (units, {'lstm_kernel', 'precision'}) -> whether a layer runs its whole sequence as
+      one op on the CPU (then sub-batches pay off from 16 rows, `runtime.batch_splits`).
+    keras_layer, torch_layer: 'module:Class' of the same cell in Keras and PyTorch (the
+      benchmark's contenders), or '' where there is none.
+  """
+  name: str
+  description: str
+  layer: str
+  unroll: str
+  state_sizes: Callable[[int], list]
+  parameter_count: Callable[[int, int], int]
+  gates: tuple
+  kernels: tuple = ()
+  options: tuple = ()
+  one_op: Callable[[int, dict], bool] = lambda units, options: False
+  keras_layer: str = ''
+  torch_layer: str = ''
+
+  def build_layer(self, units, name, options):
+    return resolve(self.layer)(units, name, options)
+
+  def unroll_layer(self, layer, inputs, initial_state=None, perturbation=None):
+    return resolve(self.unroll)(layer, inputs, initial_state, perturbation)
+
+  @property
+  def gate_kinds(self):
+    return dict(self.gates)
+
+
+def uses_fused_lstm(lstm_kernel, units):
+  """Whether an LSTM layer of `units` is a `layers.FusedLSTM` under `--lstm_kernel` (auto, fused or keras)."""
+  return lstm_kernel == 'fused' or (lstm_kernel == 'auto' and units <= FUSED_MAX_UNITS)
+
+
+def _gated_parameters(gates, biases_per_gate=1):
+  """Keras's gated cells: kernel [w, g u], recurrent kernel [u, g u], biases [biases_per_gate * g u]."""
+  return lambda width, units: gates * units * (width + units) + biases_per_gate * gates * units
+
+
+ARCHS = {
+    'rnn': Arch(
+        name='rnn', description='Elman RNN (Keras SimpleRNN): h_t = tanh(W x_t + U h_{t-1} + b)',
+        layer='harness.layers:simple_rnn', unroll='harness.recurrence:unroll_rnn',
+        state_sizes=lambda units: [units], parameter_count=_gated_parameters(1),
+        gates=(('activation', TANH),), kernels=('keras',),
+        keras_layer='keras.layers:SimpleRNN', torch_layer='torch.nn:RNN'),
+    'gru': Arch(
+        name='gru', description='GRU (Cho et al. 2014; Keras, reset_after): update, reset and candidate',
+        layer='harness.layers:gru', unroll='harness.recurrence:unroll_gru',
+        state_sizes=lambda units: [units], parameter_count=_gated_parameters(3, biases_per_gate=2),
+        gates=(('update', SIGMOID), ('reset', SIGMOID), ('candidate', TANH)), kernels=('keras',),
+        keras_layer='keras.layers:GRU', torch_layer='torch.nn:GRU'),
+    'lstm': Arch(
+        name='lstm', description='LSTM (Hochreiter & Schmidhuber 1997, with forget gate): state (h, c)',
+        layer='harness.layers:lstm', unroll='harness.recurrence:unroll_lstm',
+        state_sizes=lambda units: [units, units], parameter_count=_gated_parameters(4),
+        gates=(('input', SIGMOID), ('forget', SIGMOID), ('candidate', TANH), ('output', SIGMOID),
+               ('cell_abs', NONE)),
+        kernels=('auto', 'fused', 'keras'), options=('forget_bias', 'lstm_kernel'),
+        one_op=lambda units, options: options['precision'] == 'float32' and uses_fused_lstm(
+            options['lstm_kernel'], units),
+        keras_layer='keras.layers:LSTM', torch_layer='torch.nn:LSTM'),
+}
+
+# Old names that still load: flagfiles, config.json files and sweeps that name them keep working.
+ALIASES = {'stacked_lstm': 'lstm'}
+NAMES = tuple(ARCHS) + tuple(ALIASES)
+
+
+def get(name):
+  """The entry of an arch name or alias."""
+  return ARCHS[ALIASES.get(name, name)]
+
+
+def parameter_count(name, width, units):
+  """Trainable parameters of the stacked layers of `units` over inputs of `width` features."""
+  arch, count = get(name), 0
+  for n in units:
+    count += arch.parameter_count(width, n)
+    width = n
+  return count

@@ -1,0 +1,64 @@
+"""The tasks: one entry per `--task`, what the rest of the harness knows about it, without TensorFlow.
+
+`config` (defaults, which flags apply, validation), `runs` (names, hparams),
+`tasks.load_task` (the builder) and the HParams table (eval metrics) read a
+task only through its entry here. The task object itself (`tasks.base.Task`)
+owns its data, loss, metrics and figures.
+
+Adding a task: a builder(config) -> `tasks.base.Task` and one `TaskSpec` here.
+"""
+
+import dataclasses
+
+# Images: a 128-unit input projection, LSTM(128), Adam 3e-3 with cosine decay
+# and batch 128 reach >= 0.90 on Fashion-MNIST in 10 epochs (BUILD.md).
+# sin2cos: the source tutorial's batch and rate, no projection. adding, copy:
+# the sequence lengths of the papers (T = 100, 50); an epoch of generated data
+# is 10,000 examples.
+_IMAGE_DEFAULTS = dict(batch_size=128, learning_rate=3e-3, epochs=10, input_units=128, seq_len=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+  """One task.
+
+  Attributes:
+    name: the `--task` value.
+    builder: 'module:function', builder(config) -> `tasks.base.Task` (imported when called).
+    defaults: the config defaults that depend on the task (every other default is in `Config`).
+    flags: the config fields that apply to this task only: 'view' and 'permutation_seed' (images),
+      'seq_len' (its sequence length is a flag; without it, --seq_len must stay 0).
+    eval_metrics: what its evaluation returns, 'loss' first.
+    hparams: the config fields of the task's own that the HParams table records.
+    min_seq_len: the shortest --seq_len it accepts (where 'seq_len' applies), and why.
+  """
+  name: str
+  builder: str
+  defaults: dict
+  flags: tuple
+  eval_metrics: tuple
+  hparams: tuple
+  min_seq_len: tuple = (1, '')
+
+
+_IMAGE_FLAGS = ('view', 'permutation_seed')
+
+TASKS = {
+    'mnist': TaskSpec('mnist', 'harness.tasks.images:build', _IMAGE_DEFAULTS, _IMAGE_FLAGS, ('loss', 'accuracy'),
+                      _IMAGE_FLAGS),
+    'fashion_mnist': TaskSpec('fashion_mnist', 'harness.tasks.images:build', _IMAGE_DEFAULTS, _IMAGE_FLAGS,
+                              ('loss', 'accuracy'), _IMAGE_FLAGS),
+    'sin2cos': TaskSpec('sin2cos', 'harness.tasks.series:build_sin2cos',
+                        dict(batch_size=50, learning_rate=6e-3, epochs=20, input_units=0, seq_len=20),
+                        ('seq_len',), ('loss', 'mse'), ('seq_len',)),
+    'adding': TaskSpec('adding', 'harness.tasks.memory:build_adding',
+                       dict(batch_size=50, learning_rate=1e-3, epochs=20, input_units=0, seq_len=100),
+                       ('seq_len',), ('loss', 'mse'), ('seq_len',),
+                       min_seq_len=(2, 'the adding problem needs T >= 2 (one marker in each half)')),
+    'copy': TaskSpec('copy', 'harness.tasks.memory:build_copy',
+                     dict(batch_size=50, learning_rate=1e-3, epochs=30, input_units=0, seq_len=50),
+                     ('seq_len',), ('loss', 'accuracy'), ('seq_len',)),
+}
+
+# The evaluation metrics of every task, in first-seen order (the HParams table lists them all).
+EVAL_METRICS = tuple(dict.fromkeys(name for spec in TASKS.values() for name in spec.eval_metrics))
