@@ -223,7 +223,6 @@ class _Run:
   def start_training(self, signals):
     """Builds the train steps and the input pipeline; writes the run's description."""
     config, state, task = self.config, self.state, self.task
-    self.say('building the train step; its first call traces it (once per process, can take a minute) ...')
     self.train_step = steps.make_train_step(state, task, config, self.strategy)
     self.train_steps = steps.make_multi_step(self.train_step)
     self.read_sums = steps.make_sums_reader(state)
@@ -247,6 +246,7 @@ class _Run:
     if self.start_step == 0 and config.histogram_every:
       self.say('probes at step 0, before the first update (%s) ...', ', '.join(config_lib.probe_names(config)))
       self.probe(0)  # The initialization: every distribution has a start, a short run two points.
+    self.say('tracing the train step (once per process; can take a minute) ...')
     self.folder.write_config(config, [
         'harness run config; re-run with --flagfile=<this file> (a new run is named for it)',
         f'data_source: {task.source}', f'tensorflow: {tf.__version__}'])

@@ -162,8 +162,8 @@ class ConsoleTest(absltest.TestCase):
     lines = output.splitlines()
     self.assertEqual([line for line in lines if re.match(r'^[IWE]\d{4} ', line)], [])  # No absl prefix.
     expected = [r'config: defaults but .*--train_steps=300', r'data: ', r'model: lstm, ',
-                r'building the train step; its first call traces it',
                 r'probes at step 0, before the first update \(weights, ',
+                r'tracing the train step \(once per process',
                 r'evaluation on the test split (every \d+ steps and at the last|at the last step only): one takes '
                 r'~\d+ s, the time of ~\d+ steps; .*\(--eval_every=N sets the cadence\)$',
                 r'step 100/300 \(epoch 0\.2 of 0\.6\)  train, mean of the last 100 steps: loss \d\.\d{4}  '
