@@ -137,7 +137,8 @@ def run_trials(trials, fixed, sweep_dir, parallel, signals):
       last_progress = 0.0
     if time.time() - last_progress > _PROGRESS_SECONDS:
       finished = done_before + len(durations) - len(failures)
-      eta = trials_lib.seconds_left(durations, len(todo), [time.time() - started for _, _, started, _ in running.values()], parallel)
+      elapsed = [time.time() - started for _, _, started, _ in running.values()]
+      eta = trials_lib.seconds_left(durations, len(todo), elapsed, parallel)
       logging.info('sweep %s: %d/%d done, %d running, %d failed%s', os.path.basename(sweep_dir), finished,
                    len(trials), len(running), len(failures),
                    f', ETA {_format_seconds(eta)}' if eta is not None else '')
