@@ -90,9 +90,10 @@ def aggregate(sweep_dir):
   groups = {}
   for trial in trials:
     groups.setdefault(trial.group, []).append(trial)
+  shown = _markdown_metrics(metric_names, results)
   summary_rows, markdown = [], [
-      '| ' + ' | '.join([*flags_varied, 'n', *(name[5:] for name in metric_names), 'train seconds']) + ' |',
-      '|' + '---|' * (len(flags_varied) + len(metric_names) + 2)]
+      '| ' + ' | '.join([*flags_varied, 'n', *(name[5:] for name in shown), 'train seconds']) + ' |',
+      '|' + '---|' * (len(flags_varied) + len(shown) + 2)]
   for members in groups.values():
     done = [results[t.name] for t in members if runs.is_finished(results[t.name])]
     row, cells = [value for _, value in members[0].values], [value for _, value in members[0].values]
@@ -102,15 +103,19 @@ def aggregate(sweep_dir):
       values = [m[name] for m in done if name in m]
       mean, sd = _mean_sd(values) if values else (float('nan'), float('nan'))
       row += [mean, sd]
-      cells.append(f'{mean:.4f} ± {sd:.4f}' if name != 'train_seconds' else f'{mean:.1f} ± {sd:.1f}')
+      if name in shown:
+        cells.append(f'{mean:.4f} ± {sd:.4f}')
+      elif name == 'train_seconds':
+        cells.append(f'{mean:.1f} ± {sd:.1f}')
     summary_rows.append(row)
     markdown.append('| ' + ' | '.join(map(str, cells)) + ' |')
+  markdown += _baseline_rows(groups, results, len(flags_varied), shown)
   _write_table(os.path.join(sweep_dir, 'summary.csv'),
                [*flags_varied, 'n', *(f'{n}_{s}' for n in metric_names + ['train_seconds'] for s in ('mean', 'sd'))],
                summary_rows)
   markdown = '\n'.join(markdown)
   with open(os.path.join(sweep_dir, 'summary.md'), 'w') as f:
-    f.write(f'Mean ± sd over seeds of the final metrics; n = finished trials.\n\n{markdown}\n')
+    f.write(f'Mean ± sd over seeds of the final test metrics; n = finished trials.\n\n{markdown}\n')
 
   tags = _write_mean_runs(sweep_dir, groups, results)
   _write_root(sweep_dir, grid, configs, markdown, tags)
@@ -127,6 +132,34 @@ def _eval_curves(sweep_dir, trials, results):
   return {trial.name: {tag[len(prefix):]: series
                        for tag, series in _read_scalars(os.path.join(sweep_dir, trial.name, 'eval')).items()}
           for trial in trials if runs.is_finished(results[trial.name])}
+
+
+def _markdown_metrics(metric_names, results):
+  """The metrics summary.md shows: all but a loss that equals another metric in every trial (a regression's MSE)."""
+  finished = [m for m in results.values() if runs.is_finished(m)]
+
+  def equal(a, b):
+    return bool(finished) and all(m.get(a) == m.get(b) for m in finished)
+
+  return [name for name in metric_names
+          if not (name == 'eval_loss' and any(equal(name, other) for other in metric_names if other != name))]
+
+
+def _baseline_rows(groups, results, num_flags, shown):
+  """summary.md rows of what a memoryless model scores (tasks that have one): one row, or one per group if they differ.
+
+  A grid over --seq_len changes the copy task's baseline loss, for example.
+  """
+  baselines = {}
+  for group, members in groups.items():
+    saved = next((results[t.name] for t in members if runs.is_finished(results[t.name])), {})
+    values = tuple(saved.get(f'baseline_{name[5:]}') for name in shown)
+    if any(value is not None for value in values):
+      baselines[group] = values
+  labels = {'memoryless baseline': v for v in baselines.values()} if len(set(baselines.values())) == 1 else {
+      f'baseline of {group}': v for group, v in baselines.items()}
+  return ['| ' + ' | '.join([label, *[''] * num_flags, *('' if v is None else f'{v:.4f}' for v in values), '']) + ' |'
+          for label, values in labels.items()]
 
 
 def _write_mean_runs(sweep_dir, groups, results):

@@ -110,7 +110,8 @@ class Config:
                          resumable=True, hparam=False)
   data_dir: str = _field('', 'tfds data_dir (default: tfds\'s own, ~/tensorflow_datasets).', resumable=True, hparam=False)
   eval_every: int = _field(0, 'Evaluate every this many steps, and at the end (0 = about ten times per run and at '
-                           'least once per epoch).', minimum=0, resumable=True, hparam=False)
+                           'least once per epoch, or sparser where that would take more than 15 % of the time).',
+                           minimum=0, resumable=True, hparam=False)
   checkpoint_every: int = _field(1000, 'Checkpoint every this many steps (and at the end).', minimum=1,
                                  resumable=True, hparam=False)
   summary_every: int = _field(100, 'Write train scalars every this many steps.', minimum=1, resumable=True, hparam=False)

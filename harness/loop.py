@@ -6,9 +6,7 @@ the profile window, a stateful epoch start, the end) in calls of about
 SECONDS_PER_CALL, so a signal is still handled within a second.
 """
 
-import dataclasses
 import hashlib
-import json
 import os
 import time
 
@@ -40,8 +38,7 @@ METRICS_GROUP = task_table.METRICS_GROUP
 def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
   """Trains `config` in `workdir`, resuming from its newest good checkpoint if there is one.
 
-  Everything that can fail on the input (the data, the batch size, the model's
-  size) is checked before the run folder is claimed.
+  Every check of the input (data, batch size, model size, precision) comes before the run folder is claimed.
 
   Args:
     config: a validated `harness.config.Config`.
@@ -52,10 +49,9 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
     fresh: the folder must not hold a started run (a new run of the command line).
 
   Returns:
-    The final metrics (also in metrics.json). If a SIGTERM or SIGINT arrived,
-    training stopped early after a checkpoint, and metrics['stopped_by'] names
-    the signal. A run already at its last step returns its saved metrics (or
-    completes only the missing final evaluation) and trains nothing.
+    The final metrics (also in metrics.json). If a SIGTERM or SIGINT arrived, training stopped early after
+    a checkpoint, and metrics['stopped_by'] names the signal. A run already at its last step returns its
+    saved metrics (or completes only the missing final evaluation) and trains nothing.
 
   Raises:
     UserError: bad input, found before anything is written.
@@ -81,6 +77,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
   folder = runs.RunFolder(workdir, runtime.is_chief(strategy))
   state = steps.create_train_state(config, task, strategy, schedule.total_steps)
   folder.claim(fresh)
+  logging.info('run folder: %s', folder.workdir)  # Named once it exists: every check above could still fail.
   try:
     checkpoints = runtime.Checkpoints(state.checkpoint(), folder.workdir, strategy, folder.chief)
     restored = checkpoints.restore()
@@ -88,7 +85,6 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
       raise UserError(f'--train_steps={schedule.total_steps}: the run is already at step {state.step}; give a '
                       'larger target to train on')
     num_params = int(sum(np.prod(v.shape) for v in state.model.trainable_variables))
-    logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
     logging.info('data: %s', task.source)
     logging.info('model: %s, %s trainable parameters; recurrent kernel: %s', config.arch, f'{num_params:,}',
                  models.recurrent_kernel_name(state.model))
@@ -108,25 +104,31 @@ def _complete(config, folder, task, strategy, schedule, state):
   saved = runfiles.read_metrics(folder.workdir)
   if runs.is_finished(saved) and saved['step'] == step:
     logging.info('%s is finished at step %d; nothing to do.', folder.workdir, step)
-    return saved
+    return {**saved, 'this_process': {'start_step': step, 'seconds': {}}}
   logging.info('%s reached its last step %d; completing its final evaluation.', folder.workdir, step)
+  start = time.perf_counter()
   eval_metrics, _ = evaluate(config, task, strategy, steps.make_eval_step(state.model, task, strategy), step)
-  final = final_metrics(state, task, schedule, step, eval_metrics, None)
+  final = final_metrics(state, task, schedule, step, eval_metrics, None,
+                        {'start_step': step, 'seconds': {'final_eval': time.perf_counter() - start}})
   folder.write_metrics(final)
   return final
 
 
-def evaluate(config, task, strategy, eval_step, step):
-  """Evaluates on the test set; returns ({name: float}, the gathered per-example results)."""
-  dataset = strategy.distribute_datasets_from_function(lambda context: task.eval_dataset(config.batch_size, context))
-  results = steps.evaluate(eval_step, dataset)
+def evaluate(config, task, strategy, eval_step, step, say=logging.info):
+  """Evaluates on the whole test split; says so; returns ({name: float}, the gathered per-example results)."""
+  results = steps.evaluate(eval_step, eval_dataset(config, task, strategy))
   metrics = task.eval_metrics(results)
-  logging.info('eval at step %d: %s', step, ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
+  say('test at step %d (%s examples): %s', step, f'{len(next(iter(results.values()))):,}',
+      ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
   return metrics, results
 
 
-def final_metrics(state, task, schedule, step, eval_metrics, stopped_by):
-  """What metrics.json records at the end of a run (or of this part of it)."""
+def eval_dataset(config, task, strategy):
+  return strategy.distribute_datasets_from_function(lambda context: task.eval_dataset(config.batch_size, context))
+
+
+def final_metrics(state, task, schedule, step, eval_metrics, stopped_by, this_process):
+  """What metrics.json records at the end of a run (or of this part of it), with `this_process`'s time by kind."""
   weights_sha256 = hashlib.sha256(b''.join(v.numpy().tobytes() for v in state.model.trainable_variables)).hexdigest()
   final = {
       'step': step, 'total_steps': schedule.total_steps, 'status': 'stopped' if stopped_by else 'finished',
@@ -136,6 +138,7 @@ def final_metrics(state, task, schedule, step, eval_metrics, stopped_by):
       **{f'eval_{name}': value for name, value in eval_metrics.items()},
       **{f'baseline_{name}': value for name, value in task.baselines.items()},
       **{f'threshold_{name}': value for name, value in task.thresholds.items()},
+      'this_process': this_process,
   }
   if stopped_by:
     final['stopped_by'] = stopped_by
@@ -169,12 +172,17 @@ class _Run:
                                                       save=lambda: checkpoints.save(state.step))
     self.steps_per_call = 1  # Then sized from the time calls take (multi-worker: always 1).
     self.timer = schedule_lib.Timer()
-    self.eval_metrics = {}
+    self.eval_metrics, self.last_line, self.last_summary = {}, time.perf_counter(), self.start_step
+    # --eval_every=0: the eval interval follows its measured cost (`choose_eval_every`); until the first
+    # estimate only the last step evaluates. Multi-worker keeps the default: evaluation is collective.
+    self.adaptive_eval, self.eval_seconds = not config.eval_every and not self.preemption, None
     # The periodic work, in the order it runs after a call that reaches its step.
     self.actions = (
         schedule_lib.Action('summary', config.summary_every, self.write_train_scalars),
+        schedule_lib.Action('announce', schedule.total_steps, self.announce_last_step),  # The last step only.
         schedule_lib.Action('probes', config.histogram_every, self.probe),
-        schedule_lib.Action('eval', schedule.eval_every, self.evaluate),
+        schedule_lib.Action('eval', schedule.total_steps if self.adaptive_eval else schedule.eval_every,
+                            self.evaluate, last_name='final_eval'),
         schedule_lib.Action('checkpoint', config.checkpoint_every, self.save, on_stop=True),
     )
 
@@ -185,23 +193,35 @@ class _Run:
   def train(self):
     """Calls of training steps up to each event, then the due actions, until the end or a signal."""
     self.begin()
-    step = self.start_step
-    while step < self.schedule.total_steps and not self.stopping():
+    step, total = self.start_step, self.schedule.total_steps
+    while step < total and not self.stopping():
       try:
         step = self.train_until_next_event(step)
       except runtime.Preempted:
         return self.finish(step, self.signals.received or 'SIGTERM')
+      if self.adaptive_eval and self.eval_seconds is None and step < total and self.timer.step_seconds():
+        self.estimate_eval()
       for action in self.actions:
         if self.schedule.due(step, action.every) or (action.on_stop and self.stopping()):
-          with self.timer.timed(action.name):
+          with self.timer.timed(action.timer_kind(step == total)):
             action.run(step)
-    return self.finish(step, self.signals.received if step < self.schedule.total_steps else None)
+      if time.perf_counter() - self.last_line > schedule_lib.PROGRESS_SECONDS:
+        eta = self.timer.eta(total - step)
+        self.say('step %d/%d%s', step, total, f'  ETA {schedule_lib.format_seconds(eta)}' if eta else '')
+    return self.finish(step, self.signals.received if step < total else None)
+
+  def say(self, message, *args):
+    """A console line; the time of the last one keeps the console from going silent for long."""
+    logging.info(message, *args)
+    self.last_line = time.perf_counter()
 
   def begin(self):
     """The step-0 probe (every distribution has a start, a short run two points) and the run's description."""
     if self.start_step == 0 and self.config.histogram_every:
+      self.say('probes at step 0, before the first update (%s) ...', ', '.join(config_lib.probe_names(self.config)))
       with self.timer.timed('probes'):
         self.probe(0)
+    self.say('tracing the train step (once per process; can take a minute) ...')
     self.folder.write_config(self.config, [
         'harness run config; re-run with --flagfile=<this file> (a new run is named for it)',
         f'data_source: {self.task.source}', f'tensorflow: {tf.__version__}'])
@@ -253,22 +273,54 @@ class _Run:
     scalars = self.state.metrics.read_and_reset()
     shares, steps_per_second = self.timer.read_and_reset()
     scalars.update({f'speed/{kind}_share': share for kind, share in shares.items()})
-    speed = ''
+    speed, epoch, total = '', self.schedule.steps_per_epoch, self.schedule.total_steps
     if steps_per_second:
       scalars['speed/examples_per_sec'] = steps_per_second * self.config.batch_size
-      eta = self.timer.eta(self.schedule.total_steps - step)
-      speed = f'  {scalars["speed/examples_per_sec"]:.0f} examples/s  ETA {schedule_lib.format_seconds(eta)}'
+      speed = (f'  {scalars["speed/examples_per_sec"]:.0f} examples/s  '
+               f'ETA {schedule_lib.format_seconds(self.timer.eta(total - step))}')
     self.writers['train'].write_scalars(step, scalars)
-    metrics = ''.join(f'  {tag.split("/", 1)[1]} {value:.4f}' for tag, value in scalars.items()
-                      if tag.startswith(f'{METRICS_GROUP}/'))
+    metrics = '  '.join(f'{tag.split("/", 1)[1]} {value:.4f}' for tag, value in scalars.items()
+                        if tag.startswith(f'{METRICS_GROUP}/'))
     time_shares = ' '.join(f'{kind} {share:.0%}' for kind, share in shares.items())
-    logging.info('step %d/%d%s%s  time: %s', step, self.schedule.total_steps, metrics, speed, time_shares)
+    self.say('step %d/%d (epoch %.2g of %.2g)  train, mean of the last %d steps: %s%s  time: %s', step, total,
+             step / epoch, total / epoch, step - self.last_summary, metrics, speed, time_shares)
+    self.last_summary = step
+
+  def announce_last_step(self, step):
+    self.say('step %d of %d reached: %sevaluation on the whole test split and its figures, checkpoint ...', step,
+             step, 'probes, ' if self.config.histogram_every else '')
+
+  def estimate_eval(self):
+    """--eval_every=0: an evaluation's cost from one timed batch, then the cadence from it; says so."""
+    batches = int(self.task.eval_dataset(self.config.batch_size).cardinality())
+    iterator = iter(eval_dataset(self.config, self.task, self.strategy))
+    first = next(iterator)
+    with self.timer.timed('final_eval'):  # Tracing the eval step, which the final evaluation would do otherwise.
+      self.eval_step(first)[1].numpy()
+    with self.timer.timed('eval'):
+      start = time.perf_counter()
+      self.eval_step(next(iterator, first))[1].numpy()
+      self.eval_seconds = (time.perf_counter() - start) * max(batches, 1)
+    self.choose_eval_every('estimated from one batch')
+
+  def choose_eval_every(self, how):
+    """The eval action's interval from an evaluation's cost (found `how`) and a step's; says it if it is new."""
+    every = self.schedule.sparse_eval_every(self.eval_seconds, self.timer.step_seconds())
+    if how == 'measured' and every == dict((a.name, a.every) for a in self.actions)['eval']:
+      return
+    self.actions = schedule_lib.with_every(self.actions, 'eval', every)
+    when = f'every {every} steps and at the last' if every < self.schedule.total_steps else 'at the last step only'
+    self.say('evaluation on the test split %s: one takes ~%.1f s (%s), the time of ~%d steps; evaluations before '
+             'the last take at most %d %% of the time (--eval_every=N sets the cadence)', when, self.eval_seconds,
+             how, self.eval_seconds / self.timer.step_seconds(), round(100 * schedule_lib.EVAL_SHARE))
 
   def evaluate(self, step):
     """Evaluates on the test set; writes eval scalars and the task's figures (the chief)."""
     self.check_finite(step)
-    self.eval_metrics, results = evaluate(self.config, self.task, self.strategy, self.eval_step, step)
-    self.writers['eval'].write_scalars(step, {f'{METRICS_GROUP}/{name}': value for name, value in self.eval_metrics.items()})
+    start = time.perf_counter()
+    self.eval_metrics, results = evaluate(self.config, self.task, self.strategy, self.eval_step, step, self.say)
+    self.writers['eval'].write_scalars(
+        step, {f'{METRICS_GROUP}/{name}': value for name, value in self.eval_metrics.items()})
     if self.task.baselines:  # A flat line in the same cards: what a model without memory scores.
       self.writers['baseline'].write_scalars(step, {f'{METRICS_GROUP}/{name}': value
                                               for name, value in self.task.baselines.items()})
@@ -276,6 +328,9 @@ class _Run:
       self.writers['eval'].write_images(step, {f'figures/{name}': image for name, image in
                                          self.task.eval_figures(results, self.state.model).items()})
     self.writers['eval'].flush()
+    if self.adaptive_eval and step < self.schedule.total_steps:  # Measured: the cadence from it.
+      self.eval_seconds = time.perf_counter() - start
+      self.choose_eval_every('measured')
 
   def save(self, step):
     self.check_finite(step)
@@ -332,7 +387,8 @@ class _Run:
     self.profiler.stop()
     if stopped_by and step == self.start_step and not self.preemption:
       self.checkpoints.save(step)  # Signalled before any step: keep the restart point on disk all the same.
-    final = final_metrics(self.state, self.task, self.schedule, step, self.eval_metrics, stopped_by)
+    final = final_metrics(self.state, self.task, self.schedule, step, self.eval_metrics, stopped_by,
+                          self.timer.this_process(self.start_step))
     self.folder.write_metrics(final)
     self.writers[''].session_end(final['status'])
     for writer in self.writers.values():

@@ -204,7 +204,7 @@ def resumed_config(config, explicit_flags):
   if is_finished(metrics) and not _trains_on(resumed, changes, metrics):
     scores = ', '.join(f'{k[5:]} {v:.4f}' for k, v in sorted(metrics.items()) if k.startswith('eval_'))
     raise RunFinished(f'{workdir} is finished (step {metrics["step"]} of {metrics["total_steps"]}'
-                      f'{"; eval " + scores if scores else ""}); nothing to do. To train on, add '
+                      f'{"; test " + scores if scores else ""}); nothing to do. To train on, add '
                       f'--train_steps=N with N > {metrics["step"]}.')
   return resumed
 

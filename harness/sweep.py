@@ -137,11 +137,8 @@ def run_trials(trials, fixed, sweep_dir, parallel, signals):
       last_progress = 0.0
     if time.time() - last_progress > _PROGRESS_SECONDS:
       finished = done_before + len(durations) - len(failures)
-      eta = None
-      if durations:  # The mean trial time for what is left, minus what the running trials have done.
-        mean = sum(durations) / len(durations)
-        running_left = max([mean - (time.time() - started) for _, _, started, _ in running.values()] or [0])
-        eta = mean * -(-len(todo) // parallel) + max(running_left, 0)
+      elapsed = [time.time() - started for _, _, started, _ in running.values()]
+      eta = trials_lib.seconds_left(durations, len(todo), elapsed, parallel)
       logging.info('sweep %s: %d/%d done, %d running, %d failed%s', os.path.basename(sweep_dir), finished,
                    len(trials), len(running), len(failures),
                    f', ETA {_format_seconds(eta)}' if eta is not None else '')
@@ -172,6 +169,13 @@ def _aggregate(sweep_dir, signals):
     signals.interrupt = False
 
 
+def _summarize(sweep_dir, signals):
+  """Aggregates the sweep; prints its summary table, where it lies, and how to look at it."""
+  print(_aggregate(sweep_dir, signals))
+  print(f'{_PROGRAM}: sweep folder {sweep_dir}; summary table {os.path.join(sweep_dir, "summary.md")}; look inside '
+        f'with: {cli.tensorboard_command(sweep_dir)}')
+
+
 def main(argv):
   cli.quiet_console()
   # To the end of the process: a stop signal before the trials or during the
@@ -183,7 +187,7 @@ def main(argv):
     if argv[1:2] == ['aggregate']:
       if len(argv) != 3:
         raise UserError('usage: python -m harness.sweep aggregate <logdir>/<sweep>')
-      print(_aggregate(argv[2], signals))
+      _summarize(argv[2], signals)
       return
     failures = _sweep(argv[1:], signals)
   except signals_lib.Stopped as e:
@@ -230,7 +234,7 @@ def _sweep(fixed, signals):
           'to continue.', file=sys.stderr)
     sys.exit(128 + getattr(signal, trial_signals.received).value)
   if _TRIAL_INDEX.value < 0:
-    print(_aggregate(sweep_dir, signals))
+    _summarize(sweep_dir, signals)
   return failures
 
 

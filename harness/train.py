@@ -70,15 +70,17 @@ def main(argv):
           f'continue with: python -m harness.train {_run_flags(config, workdir)} --resume', file=sys.stderr)
     sys.exit(128 + getattr(signal, metrics['stopped_by']).value)
   scores = ', '.join(f'{name[5:]} {value:.4f}' for name, value in metrics.items() if name.startswith('eval_'))
-  total, training = (schedule.format_seconds(s) for s in (time.perf_counter() - started, metrics['train_seconds']))
-  print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} in {total} ({training} in '
-        f'training steps); eval {scores}')
-  print(f'{_PROGRAM}: run folder {workdir}; look inside with: tensorboard --logdir {config.logdir}')
+  print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} '
+        f'{schedule.time_summary(metrics, time.perf_counter() - started)}; test {scores}')
+  print(f'{_PROGRAM}: run folder {workdir}; look inside with: {cli.tensorboard_command(config.logdir)}')
 
 
 def _train(where):
   """The config from the flags, then the run: (config, final metrics); where['workdir'] is set once known."""
   config = config_from_flags()
+  changed = cli.changed_flags(config)
+  logging.info('config: %s (every value: flags.txt in the run folder)',
+               f'defaults but {" ".join(changed)}' if changed else 'the defaults')
   # Heavy imports after the flags are known good, so usage errors come back at once.
   with cli.native_output_filtered():
     from harness import loop  # pylint: disable=g-import-not-at-top
@@ -87,8 +89,7 @@ def _train(where):
     runtime.configure_threads(config)  # Before TensorFlow's runtime starts.
     strategy = runtime.make_strategy(config)
   task = tasks.load_task(config)
-  where['workdir'] = runs.run_dir(config)
-  logging.info('run folder: %s', where['workdir'])
+  where['workdir'] = runs.run_dir(config)  # The loop names it once it is claimed.
   return config, loop.train_and_evaluate(config, where['workdir'], task=task, strategy=strategy,
                                          fresh=not config.resume)
 

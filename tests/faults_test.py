@@ -178,7 +178,7 @@ class FinishedRunTest(absltest.TestCase):
     before = snapshot(self.workdir)
     again = self.harness('--resume')
     self.assertEqual(again.returncode, 0, again.stderr[-3000:])
-    self.assertIn('is finished (step 20 of 20; eval loss', again.stdout)
+    self.assertIn('is finished (step 20 of 20; test loss', again.stdout)
     self.assertEqual(snapshot(self.workdir), before)
     lower = self.harness('--resume', '--train_steps=10')
     one_error_line(self, lower, 2, '--train_steps=10: the run is already at step 20')

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -22,6 +23,7 @@ from harness import schedule as schedule_lib
 from harness import steps
 from harness.tasks import base
 from harness.errors import NonFiniteLossError
+from harness.errors import UserError
 from tests import testing
 
 
@@ -72,6 +74,45 @@ class TrainAndEvaluateTest(parameterized.TestCase):
     losses = testing.scalar_series(testing.load_run(self.workdir), 'train', 'Metrics/loss')
     self.assertLess(losses[-1][1], 0.5 * losses[0][1])
     self.assertGreater(metrics['eval_accuracy'], 0.8)
+
+  def test_default_evaluations_follow_their_measured_share_of_the_time(self):
+    config = testing.tiny_config(train_steps=12, eval_every=0, summary_every=12, histogram_every=0,
+                                 checkpoint_every=12)
+    for share, expected, cadence in ((1e-6, [12], 'at the last step only'),
+                                     (0.999, [2, 4, 6, 8, 10, 12], 'every 2 steps and at the last')):
+      with self.subTest(share=share), mock.patch.object(schedule_lib, 'EVAL_SHARE', share):
+        workdir = f'{self.workdir}_{share}'
+        with self.assertLogs('absl', 'INFO') as logs:
+          metrics = loop.train_and_evaluate(config, workdir, task=testing.learnable_image_task())
+        evaluated = testing.scalar_series(testing.load_run(workdir), 'eval', 'Metrics/accuracy')
+        self.assertEqual([step for step, _ in evaluated], expected)
+        self.assertIn(f'evaluation on the test split {cadence}: one takes', '\n'.join(logs.output))
+        self.assertContainsSubset({'train', 'final_eval', 'eval', 'summary', 'checkpoint'},
+                                  metrics['this_process']['seconds'])
+        self.assertEqual(metrics['this_process']['start_step'], 0)
+
+  def test_every_input_error_comes_before_the_run_folder_which_is_named_only_once_it_exists(self):
+    task = testing.learnable_image_task()  # 64 training examples.
+    three_replicas = mock.Mock(num_replicas_in_sync=3)
+    for overrides, strategy, expected in (
+        (dict(batch_size=1000), None, '--batch_size=1000: larger than the 64 training examples'),
+        (dict(precision='mixed_float16'), None, '--precision=mixed_float16: float16 is for GPUs'),
+        (dict(epochs=2**61, train_steps=0), None, rf'--epochs={2**61}: {2**64} steps'),
+        (dict(batch_size=8), three_replicas, '--batch_size=8: must divide evenly over 3 replicas'),
+        (dict(batch_size=12, batch_splits=6), three_replicas, '--batch_splits=6: must divide the per-replica batch of 4'),
+        (dict(stateful=True, task='sin2cos'), three_replicas, '--stateful: carried state runs on one device only'),
+        (dict(units=(10**6,)), None, r'--units=1000000: the model has [\d,]+ parameters and needs'),
+    ):
+      with self.subTest(expected=expected), mock.patch.object(loop.logging, 'info') as info:
+        with self.assertRaisesRegex(UserError, expected):
+          loop.train_and_evaluate(testing.tiny_config(**overrides), self.workdir,
+                                  task=None if 'task' in overrides else task, strategy=strategy)
+        self.assertFalse(os.path.exists(os.path.dirname(self.workdir)) and os.listdir(os.path.dirname(self.workdir)))
+        self.assertNotIn('run folder: %s', [call.args[0] for call in info.call_args_list])
+    said = []
+    with mock.patch.object(loop.logging, 'info', lambda *args: said.append((args, os.path.isdir(self.workdir)))):
+      loop.train_and_evaluate(testing.tiny_config(train_steps=1, histogram_every=0), self.workdir, task=task)
+    self.assertIn((('run folder: %s', self.workdir), True), said)
 
   def test_sin2cos_mse_falls(self):
     config = testing.tiny_config(task='sin2cos', units=(8,), batch_size=8, train_steps=120, eval_every=20,

@@ -127,7 +127,7 @@ class RunsTest(absltest.TestCase):
     _, workdir = self.start(run_name='r', train_steps=100)
     self.write_metrics(workdir, step=100, total_steps=100, status='finished', eval_loss=0.5)
     before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
-    with self.assertRaisesRegex(RunFinished, r'is finished \(step 100 of 100; eval loss 0.5000\); nothing to do'):
+    with self.assertRaisesRegex(RunFinished, r'is finished \(step 100 of 100; test loss 0.5000\); nothing to do'):
       runs.resumed_config(self.config(run_name='r', resume=True), ['run_name', 'resume'])
     with self.assertRaisesRegex(UserError, '--train_steps=50: the run is already at step 100'):
       runs.resumed_config(self.config(run_name='r', resume=True, train_steps=50), ['train_steps'])

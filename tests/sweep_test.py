@@ -73,6 +73,11 @@ class SweepTest(absltest.TestCase):
       self.assertAlmostEqual(float(summary[arch]['eval_mse_mean']), statistics.fmean(values), places=6)
       self.assertAlmostEqual(float(summary[arch]['eval_mse_sd']), statistics.stdev(values), places=6)
     self.assertIn('| rnn | 2/2 |', result.stdout)
+    with open(os.path.join(self.sweep_dir, 'summary.md')) as f:
+      self.assertIn('| arch | n | mse | train seconds |', f.read())  # sin2cos: its loss is its MSE, shown once.
+    self.assertRegex(result.stdout.splitlines()[-1],
+                     rf'^harness.sweep: sweep folder {self.sweep_dir}; summary table {self.sweep_dir}/summary.md; '
+                     rf'look inside with: \S*tensorboard --logdir {self.sweep_dir}$')
 
     events = testing.load_run(self.sweep_dir)
     for arch in ('rnn', 'gru'):

@@ -58,6 +58,14 @@ class BadInputTest(parameterized.TestCase):
       f.write(f'# a comment\n--flagfile={first}\n')
     self.assert_usage_error([f'--flagfile={first}'], f'includes itself ({first} -> {second} -> {first})')
 
+  def test_help_exits_0_and_creates_nothing(self):
+    for flag, shows in (('--help', '--task'), ('--helpfull', '--verbosity')):
+      with self.subTest(flag=flag):
+        result = testing.run_harness([f'--logdir={self.logdir}', flag], timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(shows, result.stdout)
+        self.assertEqual(os.listdir(self.root), [])
+
   def test_logdir_is_a_file(self):
     path = os.path.join(self.root, 'afile')
     open(path, 'w').close()
