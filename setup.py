@@ -31,6 +31,5 @@ setuptools.setup(
         'harness-sweep=harness.sweep:run',
         'harness-bench=harness.bench:run',
         'harness-data=harness.data:run',
-        'harness-sweep=harness.sweep:run',
     ]},
 )
