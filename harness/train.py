@@ -81,6 +81,7 @@ def _train(where):
   changed = cli.changed_flags(config)
   logging.info('config: %s (every value: flags.txt in the run folder)',
                f'defaults but {" ".join(changed)}' if changed else 'the defaults')
+  logging.info('starting TensorFlow, then the data and the model (can take a minute) ...')
   # Heavy imports after the flags are known good, so usage errors come back at once.
   with cli.native_output_filtered():
     from harness import loop  # pylint: disable=g-import-not-at-top

@@ -159,7 +159,8 @@ class ConsoleTest(absltest.TestCase):
       self.assertNotIn(noise, output)
     lines = output.splitlines()
     self.assertEqual([line for line in lines if re.match(r'^[IWE]\d{4} ', line)], [])  # No absl prefix.
-    expected = [r'config: defaults but .*--train_steps=300', r'run folder: ', r'data: ', r'model: lstm, ',
+    expected = [r'config: defaults but .*--train_steps=300', r'starting TensorFlow, then the data', r'run folder: ',
+                r'data: ', r'model: lstm, ',
                 r'probes at step 0, before the first update \(weights, ',
                 r'tracing the train step \(once per process',
                 r'evaluation on the test split (every \d+ steps and at the last|at the last step only): one takes '
