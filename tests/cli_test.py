@@ -109,10 +109,11 @@ class ConsoleTest(absltest.TestCase):
     self.assertRegex(library, r'^E\d{4} .* x\.py:158\] bad$')
 
   def test_matplotlib_debug_lines_stay_hidden_at_verbosity_1(self):
-    saved = logging.get_verbosity()
-    self.addCleanup(logging.set_verbosity, saved)
-    for name in ('matplotlib', 'PIL'):
-      self.addCleanup(python_logging.getLogger(name).setLevel, python_logging.getLogger(name).level)
+    # Each logger's own level back, not set_verbosity(get_verbosity()): under pytest absl's logger
+    # inherits the root's, and setting it back by verbosity would pin it at WARNING for later tests.
+    for logger in (logging.get_absl_logger(), python_logging.getLogger(),
+                   python_logging.getLogger('matplotlib'), python_logging.getLogger('PIL')):
+      self.addCleanup(logger.setLevel, logger.level)
     logging.set_verbosity(logging.DEBUG)
     cli.quiet_console()
     self.assertFalse(python_logging.getLogger('matplotlib.font_manager').isEnabledFor(python_logging.DEBUG))
