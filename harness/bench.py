@@ -49,6 +49,7 @@ from harness import archs
 from harness import cli
 from harness import config as config_lib
 from harness import loop
+from harness import models
 from harness import runtime
 from harness import tasks
 from harness.errors import UserError
@@ -142,10 +143,11 @@ def keras_fit_contender(config, task, warmup, steps, precision='float32'):
 
 
 def torch_contender(config, task, warmup, steps, precision='float32'):
-  """PyTorch on the CPU: nn.RNN / nn.GRU / nn.LSTM with the same shapes, loss, optimizer and batches."""
+  """PyTorch on the CPU: the arch's `harness.torch_blocks` layer with the same shapes, loss, optimizer and batches."""
   import torch  # pylint: disable=g-import-not-at-top
 
   recurrent = archs.resolve(archs.get(config.arch).torch_layer)
+  options = models.arch_option_values(config)
 
   class Model(torch.nn.Module):
 
@@ -156,7 +158,7 @@ def torch_contender(config, task, warmup, steps, precision='float32'):
       features = config.input_units or features
       self.layers = torch.nn.ModuleList()
       for units in config.units:
-        self.layers.append(recurrent(features, units, batch_first=True))
+        self.layers.append(recurrent(features, units, options))
         features = units
       self.head = torch.nn.Linear(features, task.num_outputs)
 

@@ -308,7 +308,7 @@ class RunFolder:
 # run adds). Every run declares them all, and every task's metrics: TensorBoard
 # takes the first declaration it finds, so each must list every column.
 HPARAM_NAMES = ('recipe', 'task', 'view', 'permutation_seed', 'seq_len', 'arch', 'units', 'input_units',
-                'forget_bias', 'lstm_kernel', 'batch_size', 'optimizer', 'learning_rate', 'lr_schedule', 'clip_norm',
+                *archs.ARCH_FIELDS, 'batch_size', 'optimizer', 'learning_rate', 'lr_schedule', 'clip_norm',
                 'seed', 'stateful', 'replicas', 'batch_splits', 'data_source', 'params')
 
 

@@ -237,6 +237,11 @@ class RunsTest(absltest.TestCase):
     lstm = runs.hparams(self.config(task='sin2cos'), {'seq_len': 20}, {})
     self.assertEqual((lstm['forget_bias'], lstm['seq_len']), (1.0, 20))
     self.assertTrue(all(re.match(r'^[a-z_]+$', name) for name in lstm))
+    self.assertNotIn('scan_kernel', lstm)
+    lru = runs.hparams(self.config(arch='lru', lru_r_min=0.5), {}, {})
+    self.assertEqual((lru['scan_kernel'], lru['lru_r_min']), ('auto', 0.5))
+    self.assertNotIn('forget_bias', lru)
+    self.assertLessEqual(set(lru), set(runs.HPARAM_NAMES))
 
   def test_os_errors_read_as_one_line(self):
     error = OSError(errno.ENOSPC, 'No space left on device', '/data/run/config.json')
