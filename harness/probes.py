@@ -22,7 +22,7 @@ model's arch entry (`harness.archs`).
                        each gate's mean over the steps
   timescales           per layer and unit, the memory tau = 1 / (1 - r) steps of the state's mean
                        retention r = |a_t| (the arch entry's `retention`: LRU |lambda|, minGRU 1 - z,
-                       minLSTM f', the LSTM's forget gate, the GRU's z): a histogram of log10 tau,
+                       minLSTM f', the LSTM's forget gate, the GRU's z): a histogram of log10 tau (/log10),
                        scalars median and max, tensor timescales/layer_0 [n] sorted, and an image of
                        tau by unit rank now against the first probe's (step 0 when probed there)
   layer_dynamics       (in the train step, at summary steps) each layer's weight norm, gradient norm
@@ -166,7 +166,7 @@ def timescales(batch):
   for tag, layer_gates in zip(batch.layer_tags, batch.reference['gates']):
     kept = tf.reduce_mean(retention(layer_gates), axis=[0, 1])  # [n]: the state's mean retention per unit.
     steps = tf.sort(1.0 / tf.maximum(1.0 - kept, 1e-7))  # 1e-7: float32 resolves no |a| nearer 1.
-    histograms[f'timescales/{tag}'] = tf.math.log(steps) / np.log(10.0)
+    histograms[f'timescales/{tag}/log10'] = tf.math.log(steps) / np.log(10.0)
     scalars[f'timescales/{tag}/median'] = steps[tf.size(steps) // 2]
     scalars[f'timescales/{tag}/max'] = steps[-1]
     tensors[f'timescales/{tag}'] = steps

@@ -222,7 +222,7 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
       self.assertIn(tag, histograms)
     self.assertEqual(images, {'gradient_flow/norm_by_step', 'gates/mean_by_step', 'timescales/by_unit'})
     self.assertIn('timescales/layer_1/median', scalars)
-    self.assertIn('timescales/layer_0', histograms)
+    self.assertIn('timescales/layer_0/log10', histograms)
     self.assertEqual([s for s, _ in testing.tensor_series(events, 'train', 'weights/layer_0/kernel')], [0, 2, 4])
     self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'layers/layer_0/weight_norm')][0], 0)
     for tag in ('gradient_flow/layer_0', 'gradient_flow/layer_1', 'gradient_flow/input'):
