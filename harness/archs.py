@@ -73,6 +73,9 @@ class Arch:
     keras_layer: 'module:Class' of the same cell in Keras (the benchmark's contender), or ''.
     torch_layer: 'module:function' (features, units, options) -> the same layer in PyTorch
       (`harness.torch_blocks`, the benchmark's contender), or ''.
+    jit_compile: XLA-compile each sub-batch's forward and backward pass in the train step
+      (`steps.make_train_step`): on a CPU XLA fuses the elementwise passes (norms, gates,
+      activations, the scan's loop body) that make a block of large per-step ops memory-bound.
     retention: {gate: [batch, time, n]} (what `unroll` returns) -> |a_t| [batch, time, n], the
       fraction of h_{t-1} that h_t keeps, for the timescales probe (1 / (1 - |a|) steps); None
       where the cell has no such gate.
@@ -89,6 +92,7 @@ class Arch:
   one_op: Callable[[int, dict], bool] = lambda units, options: False
   keras_layer: str = ''
   torch_layer: str = ''
+  jit_compile: bool = False
   retention: Callable = None
 
   def build_layer(self, units, name, options):
@@ -120,7 +124,7 @@ def _linear_arch(name, description, options, retention):
       parameter_count=lambda width, units, options=None: linear_specs.parameter_count(name, width, units, options),
       gates=tuple((gate, kind or NONE) for gate, kind in linear_specs.GATES[name]),
       kernels=linear_specs.SCAN_KERNELS, options=options, torch_layer=f'harness.torch_blocks:{name}',
-      retention=retention)
+      jit_compile=True, retention=retention)
 
 
 ARCHS = {

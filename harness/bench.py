@@ -8,9 +8,12 @@ Contenders:
   harness_no_probes     the same without histograms and probes (train scalars only): their cost
   harness_keras_lstm    the same with --lstm_kernel=keras (Keras's per-step loop on the CPU)
   harness_bf16          the same with --precision=mixed_bfloat16
+  harness_lstm          baselines: the harness loop (probes off) with --arch=lstm / gru at the same --units,
+  harness_gru           for the linear recurrences (mingru, minlstm, lru) to be measured against
   keras_fit             Keras 3 `model.fit` on the same layers (in float32)
   keras_fit_bf16        the same under the mixed_bfloat16 policy
-  torch                 PyTorch's nn.RNN / nn.GRU / nn.LSTM, same shapes, loss and optimizer
+  torch                 the arch in PyTorch (`harness.torch_blocks`: nn.RNN / nn.GRU / nn.LSTM, the
+                        minGRU / minLSTM / LRU blocks), same shapes, loss and optimizer
   torch_bf16            the same under torch.autocast('cpu', dtype=torch.bfloat16)
 
 Every contender trains the same model (input projection if any, recurrent
@@ -29,6 +32,7 @@ not installed.
 
 import dataclasses
 import datetime
+import functools
 import importlib.util
 import json
 import os
@@ -54,12 +58,13 @@ from harness import runtime
 from harness import tasks
 from harness.errors import UserError
 
-CONTENDERS = ('harness', 'harness_no_probes', 'harness_keras_lstm', 'harness_bf16', 'keras_fit', 'keras_fit_bf16',
-              'torch', 'torch_bf16')
+CONTENDERS = ('harness', 'harness_no_probes', 'harness_keras_lstm', 'harness_bf16', 'harness_lstm', 'harness_gru',
+              'keras_fit', 'keras_fit_bf16', 'torch', 'torch_bf16')
 _BATCHES = 50  # Distinct batches the Keras and PyTorch contenders cycle through.
 
 _CONFIG_FLAGS = ('task', 'view', 'seq_len', 'arch', 'units', 'input_units', 'batch_size', 'learning_rate',
-                 'summary_every', 'histogram_every', 'probes', 'batch_splits', 'data_dir')
+                 'summary_every', 'histogram_every', 'probes', 'batch_splits', 'data_dir', 'scan_kernel',
+                 'mlp_expansion')
 cli.define_config_flags(_CONFIG_FLAGS, defaults=dict(
     task='fashion_mnist', arch='lstm', units=(128,), input_units=0, batch_size=256, learning_rate=1e-3))
 _STEPS = flags.DEFINE_integer('steps', 200, 'N: measured steps per contender and round.', lower_bound=1)
@@ -203,6 +208,9 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
           dataclasses.replace(config, lstm_kernel='keras'), task, warmup, steps),
       'harness_bf16': lambda: harness_contender(
           dataclasses.replace(config, precision='mixed_bfloat16'), task, warmup, steps),
+      **{f'harness_{baseline}': functools.partial(
+          harness_contender, dataclasses.replace(config, arch=baseline, histogram_every=0, probes='none'), task,
+          warmup, steps) for baseline in ('lstm', 'gru')},
       'keras_fit': lambda: keras_fit_contender(config, task, warmup, steps),
       'keras_fit_bf16': lambda: keras_fit_contender(config, task, warmup, steps, 'mixed_bfloat16'),
       'torch': lambda: torch_contender(config, task, warmup, steps),
