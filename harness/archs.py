@@ -116,7 +116,7 @@ def _gated_parameters(gates, biases_per_gate=1):
   return lambda width, units, options=None: gates * units * (width + units) + biases_per_gate * gates * units
 
 
-def _linear_arch(name, description, options, retention):
+def _linear_arch(name, description, options, retention, jit_compile=True):
   """minGRU, minLSTM, LRU: layers of `harness.linear_layers` over the `harness.scan` primitive."""
   return Arch(
       name=name, description=description, layer=f'harness.linear_layers:build_{name}',
@@ -124,7 +124,7 @@ def _linear_arch(name, description, options, retention):
       parameter_count=lambda width, units, options=None: linear_specs.parameter_count(name, width, units, options),
       gates=tuple((gate, kind or NONE) for gate, kind in linear_specs.GATES[name]),
       kernels=linear_specs.SCAN_KERNELS, options=options, torch_layer=f'harness.torch_blocks:{name}',
-      jit_compile=True, retention=retention)
+      jit_compile=jit_compile, retention=retention)
 
 
 ARCHS = {
@@ -165,7 +165,8 @@ ARCHS = {
         'Sequences"): diagonal complex h_t = lambda h_{t-1} + gamma B x_t, ring-initialised |lambda|, y_t = Re(C h_t) '
         '+ D x_t, in a pre-norm residual block with a GLU', ('scan_kernel', 'lru_r_min', 'lru_r_max',
                                                              'lru_max_phase'),
-        retention=lambda gates: gates['modulus']),
+        # Not XLA: compiling its complex scan (the chunked kernel's unrolled steps) took over 15 minutes here.
+        retention=lambda gates: gates['modulus'], jit_compile=False),
 }
 
 # Old names that still load: flagfiles, config.json files and sweeps that name them keep working.
