@@ -14,13 +14,14 @@ import math
 import re
 
 from harness import archs
+from harness import linear_specs
 from harness import recipes
 from harness import task_table
 from harness.errors import UserError
 
 TASKS = tuple(task_table.TASKS)
 # What --probes chooses from (harness.probes holds them; layer_dynamics runs in the train step).
-PROBES = ('weights', 'gradients', 'activations', 'gradient_flow', 'gates', 'layer_dynamics')
+PROBES = ('weights', 'gradients', 'activations', 'gradient_flow', 'gates', 'timescales', 'layer_dynamics')
 VIEWS = ('rows', 'pixels', 'permuted')
 
 _RUN_NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=,-]*$')
@@ -86,6 +87,32 @@ class Config:
       'fused = TensorFlow\'s BlockLSTM op, one op per sequence; keras = keras.layers.LSTM\'s per-step '
       'tf.while_loop; auto = fused for layers of up to 128 units (where it is faster), keras above.',
       choices=('auto', 'fused', 'keras'), resumable=True)
+  scan_kernel: str = _field(
+      linear_specs.DEFAULT_OPTIONS['scan_kernel'],
+      'mingru, minlstm, lru: how h_t = a_t h_{t-1} + b_t is scanned over time; same math, the exact reversed-time '
+      'gradient in each. sequential = a tf.while_loop of elementwise ops; chunked = T/C loop steps over chunks '
+      'of C ~ sqrt(T) steps done at once; associative = keras.ops.associative_scan; logcumsumexp = the log-space '
+      'form (minGRU/minLSTM only, where a, b > 0); auto = the fastest measured for the shape and device '
+      '(harness.scan).', choices=linear_specs.SCAN_KERNELS, resumable=True)
+  mlp_expansion: int = _field(
+      linear_specs.DEFAULT_OPTIONS['mlp_expansion'],
+      'mingru, minlstm: hidden width of the block\'s per-step MLP in multiples of the layer\'s units (Feng et al. '
+      '2024 train their minRNN layers in a pre-norm residual block with a 4x MLP; 0 = no MLP, the bare '
+      'recurrence with its residual).', minimum=0, maximum=64)
+  lru_r_min: float = _field(
+      linear_specs.DEFAULT_OPTIONS['lru_r_min'],
+      'lru: smallest |lambda| of the ring initialisation (|lambda|^2 uniform in [r_min^2, r_max^2]); 1 / (1 - '
+      '|lambda|) is a unit\'s memory in steps. Orvieto et al. 2023 (App. A code, and NicolasZucchet/minimal-LRU) '
+      'default to r_min 0, r_max 1, max_phase 2 pi and raise r_min towards 1 for long-range tasks; the harness '
+      'starts at 0.9 for T in the hundreds.', minimum=0.0, maximum=1.0)
+  lru_r_max: float = _field(
+      linear_specs.DEFAULT_OPTIONS['lru_r_max'],
+      'lru: largest |lambda| of the ring initialisation (0.999: timescales up to 1,000 steps).', above=0.0,
+      maximum=1.0)
+  lru_max_phase: float = _field(
+      linear_specs.DEFAULT_OPTIONS['lru_max_phase'],
+      'lru: the phase arg(lambda) starts uniform in [0, max_phase] radians (the paper\'s default 2 pi; it '
+      'restricts it to a thin slice, pi / 10, on its longest task).', above=0.0, maximum=2 * math.pi)
   precision: str = _field(
       'float32', 'Compute precision: float32, or a Keras mixed policy with float32 variables: mixed_bfloat16 '
       '(bfloat16 matmuls: AMX or AVX-512 BF16 on CPUs, recent GPUs) or mixed_float16 (GPUs; with loss scaling).',
@@ -206,6 +233,8 @@ def validate(config):
   if not config.units:
     raise UserError('--units: needs at least one layer size')
   _check_task_flags(config)
+  if config.lru_r_min > config.lru_r_max:
+    raise UserError(f'--lru_r_min={config.lru_r_min}: must be at most --lru_r_max={config.lru_r_max}')
   if config.batch_splits and config.batch_size % config.batch_splits:
     raise UserError(f'--batch_splits={config.batch_splits}: must divide --batch_size={config.batch_size}')
   if config.profile_steps:
@@ -259,6 +288,12 @@ def check_run_name(name, flag='run_name'):
                     'slashes), starting with a letter or digit')
   if len(name) > RUN_NAME_MAX_LENGTH:
     raise UserError(f'--{flag}: {len(name)} characters; at most {RUN_NAME_MAX_LENGTH}')
+
+
+def applicable_fields(config):
+  """The config's field names less the arch-specific ones (`archs.ARCH_FIELDS`) its arch does not read."""
+  arch_options = archs.get(config.arch).options
+  return [name for name in FIELDS if name not in archs.ARCH_FIELDS or name in arch_options]
 
 
 def flag_value(value):

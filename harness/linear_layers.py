@@ -27,6 +27,7 @@ imaginary parts), float32; outputs are in the compute dtype.
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from harness import linear_specs
@@ -49,6 +50,10 @@ class LinearRecurrentBlock(keras.layers.Layer):
     super().__init__(**kwargs)
     self.units = units
     self.scan_kernel = scan_kernel
+
+  def kernel_description(self):
+    """Which scan kernel runs this layer (`models.recurrent_kernel_name`)."""
+    return scan.describe(self.scan_kernel, self.units)
 
   def _dense(self, units, name, activation=None):
     return keras.layers.Dense(units, activation=activation, name=name, dtype=self.dtype_policy)
@@ -178,11 +183,14 @@ class LRU(LinearRecurrentBlock):
 
   def _build_recurrence(self):
     n = self.units
-    # Unseeded initializers draw from Keras's global seed, like every Dense kernel.
-    modulus_squared = keras.initializers.RandomUniform(self.r_min ** 2, self.r_max ** 2)([n])
-    nu_log = tf.math.log(-0.5 * tf.math.log(modulus_squared))
-    theta_log = tf.math.log(keras.initializers.RandomUniform(0.0, self.max_phase)([n]))
-    gamma_log = tf.math.log(tf.sqrt(1.0 - modulus_squared))
+    # Unseeded initializers draw from Keras's global seed, like every Dense kernel. Drawn eagerly
+    # (init_scope), as values: the layer may first be built inside a tf.function, whose tensors
+    # its variables' initializers could not read later.
+    with tf.init_scope():
+      modulus_squared = keras.initializers.RandomUniform(self.r_min ** 2, self.r_max ** 2)([n]).numpy()
+      nu_log = np.log(-0.5 * np.log(modulus_squared))
+      theta_log = np.log(keras.initializers.RandomUniform(0.0, self.max_phase)([n]).numpy())
+      gamma_log = np.log(np.sqrt(1.0 - modulus_squared))
     # autocast=False: lambda and gamma stay float32 under a bfloat16 policy.
     self.nu_log = self.add_weight(name='nu_log', shape=[n], initializer=_constant(nu_log), autocast=False)
     self.theta_log = self.add_weight(name='theta_log', shape=[n], initializer=_constant(theta_log), autocast=False)

@@ -371,7 +371,7 @@ class _Run:
         ('data source', task.source), ('trainable parameters', f'{num_params:,}')]
     self.writers[''].write_texts(0, {
         'config': summaries.markdown_table(
-            [(name, config_lib.flag_value(getattr(config, name))) for name in config_lib.FIELDS],
+            [(name, config_lib.flag_value(getattr(config, name))) for name in config_lib.applicable_fields(config)],
             header=('flag', 'value')),
         'environment': summaries.markdown_table(environment),
     })

@@ -20,6 +20,11 @@ model's arch entry (`harness.archs`).
   gates                per layer and gate, a histogram over batch x time x units, the mean and the
                        saturated fraction (sigmoid < 0.1 or > 0.9, tanh |x| > 0.9), and an image of
                        each gate's mean over the steps
+  timescales           per layer and unit, the memory tau = 1 / (1 - r) steps of the state's mean
+                       retention r = |a_t| (the arch entry's `retention`: LRU |lambda|, minGRU 1 - z,
+                       minLSTM f', the LSTM's forget gate, the GRU's z): a histogram of log10 tau (/log10),
+                       scalars median and max, tensor timescales/layer_0 [n] sorted, and an image of
+                       tau by unit rank now against the first probe's (step 0 when probed there)
   layer_dynamics       (in the train step, at summary steps) each layer's weight norm, gradient norm
                        and update-to-weight ratio |dw| / |w|, averaged over the interval
 """
@@ -153,6 +158,21 @@ def gates(batch):
   return {'histograms': histograms, 'scalars': scalars, 'figure_data': means_by_step}
 
 
+def timescales(batch):
+  retention = batch.model.arch.retention
+  if retention is None:
+    return {'figure_data': {}}
+  histograms, scalars, tensors = {}, {}, {}
+  for tag, layer_gates in zip(batch.layer_tags, batch.reference['gates']):
+    kept = tf.reduce_mean(retention(layer_gates), axis=[0, 1])  # [n]: the state's mean retention per unit.
+    steps = tf.sort(1.0 / tf.maximum(1.0 - kept, 1e-7))  # 1e-7: float32 resolves no |a| nearer 1.
+    histograms[f'timescales/{tag}/log10'] = tf.math.log(steps) / np.log(10.0)
+    scalars[f'timescales/{tag}/median'] = steps[tf.size(steps) // 2]
+    scalars[f'timescales/{tag}/max'] = steps[-1]
+    tensors[f'timescales/{tag}'] = steps
+  return {'histograms': histograms, 'scalars': scalars, 'tensors': tensors, 'figure_data': tensors}
+
+
 class FlowFigure:
   """log mean |dL/dh_t| against t, a line per layer (the inputs dashed); the last _FADED_PROBES probes faded.
 
@@ -238,6 +258,39 @@ class GatesFigure:
     return {'gates/mean_by_step': summaries.figure_to_image(self.figure)}
 
 
+class TimescaleFigure:
+  """Each unit's memory 1 / (1 - r) steps against its rank, per layer: now solid, the first probe dashed."""
+
+  def __init__(self):
+    self.figure, self.first = None, None
+
+  def draw(self, step, steps_by_tag):
+    """steps_by_tag: {'timescales/layer_0': [n] sorted}. Returns {tag: uint8 [1, height, width, 3]}."""
+    if not steps_by_tag:
+      return {}
+    if self.figure is None:
+      self.figure, self.axes = summaries.subplots(figsize=(6.4, 3.6))
+      self.first = (step, steps_by_tag)
+      self.now = {}
+      for i, (tag, steps) in enumerate(steps_by_tag.items()):
+        name = tag.split('/')[-1]
+        self.axes.semilogy(np.arange(1, len(steps) + 1), steps, color=f'C{i}', linestyle='--', linewidth=0.9,
+                           alpha=0.6, label=f'{name}, step {step}')
+        self.now[tag], = self.axes.semilogy([], [], color=f'C{i}', linewidth=1.6, label=f'{name}, now')
+      self.axes.set_xlabel('unit (sorted)', fontsize=10)
+      self.axes.set_ylabel('1 / (1 - |a|)  (steps)', fontsize=10)
+      self.axes.tick_params(labelsize=9)
+      self.axes.legend(fontsize=8, loc='upper left')
+      self.title = self.axes.set_title('', fontsize=10)
+      self.figure.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.91)
+    for tag, steps in steps_by_tag.items():
+      self.now[tag].set_data(np.arange(1, len(steps) + 1), steps)
+    self.axes.relim()
+    self.axes.autoscale_view()
+    self.title.set_text(f'memory per unit at step {step} (dashed: step {self.first[0]})')
+    return {'timescales/by_unit': summaries.figure_to_image(self.figure)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Probe:
   """measure(ProbeBatch) -> {kind: {tag: tensor}} in the graph; figure() -> an object whose
@@ -252,6 +305,7 @@ PROBES = {
     'activations': Probe(activations),
     'gradient_flow': Probe(gradient_flow, FlowFigure),
     'gates': Probe(gates, GatesFigure),
+    'timescales': Probe(timescales, TimescaleFigure),
 }
 
 

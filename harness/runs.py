@@ -342,7 +342,7 @@ HPARAM_NAMES = tuple(dict.fromkeys(
     [name for name, field in config_lib.FIELDS.items() if field.metadata['hparam']] + list(RUN_FACTS)))
 # Fields that apply to some tasks or archs only: recorded for the runs they apply to.
 _TASK_FIELDS = {name for spec in task_table.TASKS.values() for name in spec.flags}
-_ARCH_FIELDS = {name for arch in archs.ARCHS.values() for name in arch.options}
+_ARCH_FIELDS = set(archs.ARCH_FIELDS)
 
 
 def hparams(config, extra):

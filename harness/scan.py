@@ -190,6 +190,26 @@ _SEQUENTIAL_MIN_SLAB = 8192
 _CHUNKED_MIN_STEPS = 32
 
 
+_KERNEL_WORDS = {
+    'sequential': 'sequential (a tf.while_loop over time)',
+    'chunked': 'chunked (a loop over chunks of ~sqrt(T) steps done at once)',
+    'associative': 'associative (keras.ops.associative_scan)',
+    'logcumsumexp': 'logcumsumexp (log-space cumulative sums)',
+}
+
+
+def describe(kernel, units):
+  """Which kernel runs a scan over `units`, in words (`auto`: its rule on this device)."""
+  prefix = 'linear scan (harness.scan), exact reversed-time gradient; '
+  if kernel != 'auto':
+    return prefix + _KERNEL_WORDS[kernel]
+  if tf.config.list_logical_devices('GPU'):
+    return prefix + 'auto: ' + _KERNEL_WORDS['associative'] + ' (GPU)'
+  rows = -(-_SEQUENTIAL_MIN_SLAB // units)
+  return (prefix + f'auto: {_KERNEL_WORDS["sequential"]} for batches of {rows}+ rows, else '
+          f'{_KERNEL_WORDS["chunked"]} over T > {_CHUNKED_MIN_STEPS}')
+
+
 def _resolve(kernel, b):
   """The kernel to run for b [time, batch, units]."""
   if kernel not in KERNELS:

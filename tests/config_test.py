@@ -48,6 +48,11 @@ class ConfigTest(parameterized.TestCase):
       ('item13_forget_bias_beyond_float32', dict(forget_bias=1e39), '--forget_bias=1e+39: must be at most 100'),
       ('item13_train_steps_beyond_int64', dict(train_steps=10**19), '--train_steps=10000000000000000000: must be'),
       ('item18_seq_len_beyond_memory', dict(task='adding', seq_len=10**7), '--seq_len=10000000: must be at most'),
+      ('unknown_scan_kernel', dict(arch='lru', scan_kernel='fft'), '--scan_kernel'),
+      ('lru_ring_inside_out', dict(arch='lru', lru_r_min=0.99, lru_r_max=0.9), '--lru_r_min=0.99: must be at most'),
+      ('lru_ring_outside_the_circle', dict(arch='lru', lru_r_max=1.5), '--lru_r_max=1.5: must be at most 1'),
+      ('lru_no_phase', dict(arch='lru', lru_max_phase=0.0), '--lru_max_phase=0.0: must be > 0'),
+      ('negative_mlp', dict(arch='mingru', mlp_expansion=-1), '--mlp_expansion'),
   )
   def test_bad_value_names_its_flag(self, overrides, flag):
     with self.assertRaises(UserError) as raised:
@@ -93,6 +98,15 @@ class ConfigTest(parameterized.TestCase):
         self.assertEqual(config_lib.make_config(arch=arch, units=(32, 64)).units, (32, 64))
         self.assertEqual(config_lib.make_config(arch=arch, units=(16,)).units, (16,))
     self.assertIs(archs.get('stacked_lstm'), archs.ARCHS['lstm'])
+
+  def test_only_the_arch_fields_of_its_arch_apply(self):
+    lru = config_lib.applicable_fields(config_lib.make_config(arch='lru'))
+    self.assertContainsSubset(['scan_kernel', 'lru_r_min', 'lru_r_max', 'lru_max_phase', 'units'], lru)
+    self.assertNoCommonElements(['forget_bias', 'lstm_kernel', 'mlp_expansion'], lru)
+    lstm = config_lib.applicable_fields(config_lib.make_config(arch='lstm'))
+    self.assertContainsSubset(['forget_bias', 'lstm_kernel'], lstm)
+    self.assertNoCommonElements(['scan_kernel', 'lru_r_min', 'mlp_expansion'], lstm)
+    self.assertIn('mlp_expansion', config_lib.applicable_fields(config_lib.make_config(arch='minlstm')))
 
   def test_json_round_trip(self):
     config = config_lib.make_config(arch='stacked_lstm', units=(32, 64), profile_steps=(2, 4))

@@ -154,7 +154,8 @@ class EveryArchTest(parameterized.TestCase):
     super().setUp()
     self.workdir = os.path.join(testing.make_tempdir(self), 'run')
 
-  @parameterized.parameters(('rnn', (4,)), ('gru', (4,)), ('lstm', (4,)), ('stacked_lstm', (3, 4)))
+  @parameterized.parameters(('rnn', (4,)), ('gru', (4,)), ('lstm', (4,)), ('stacked_lstm', (3, 4)),
+                            ('mingru', (3, 4)), ('minlstm', (4,)), ('lru', (3, 4)))
   def test_every_arch_trains_stateful_sin2cos(self, arch, units):
     config = testing.tiny_config(task='sin2cos', arch=arch, units=units, batch_size=4, seq_len=5,
                                  stateful=True, input_units=3, train_steps=4, eval_every=4)

@@ -152,6 +152,39 @@ class GradientFlowTest(parameterized.TestCase):
     np.testing.assert_allclose(reference['input_flow'].numpy(), expected.numpy(), rtol=1e-4, atol=1e-7)
 
 
+class TimescalesTest(parameterized.TestCase):
+
+  def _batch(self, arch, **overrides):
+    config = testing.tiny_config(arch=arch, units=(5, 6), input_units=3, **overrides)
+    model = models.build_model(config, num_outputs=4, per_step_outputs=False, num_features=8)
+    task = testing.learnable_image_task()
+    inputs = tf.random.stateless_uniform([3, 7, 8], seed=[1, 2])
+    return probes.ProbeBatch(model, task, inputs, tf.constant([0, 1, 2])), model
+
+  def test_lru_timescales_are_its_eigenvalues(self):
+    batch, model = self._batch('lru', lru_r_min=0.5, lru_r_max=0.99)
+    result = probes.timescales(batch)
+    for i, layer in enumerate(model.recurrent_layers):
+      expected = np.sort(1 / (1 - layer.modulus.numpy()))
+      np.testing.assert_allclose(result['tensors'][f'timescales/layer_{i}'].numpy(), expected, rtol=1e-4)
+      self.assertTrue(np.all((expected >= 2 - 1e-4) & (expected <= 100 + 1e-2)))
+      np.testing.assert_allclose(result['scalars'][f'timescales/layer_{i}/max'].numpy(), expected[-1], rtol=1e-4)
+    image = probes.TimescaleFigure().draw(0, {tag: v.numpy() for tag, v in result['figure_data'].items()})
+    self.assertEqual(image['timescales/by_unit'].shape[-1], 3)
+
+  @parameterized.parameters(('mingru', 'update', lambda z: 1 / z), ('lstm', 'forget', lambda f: 1 / (1 - f)))
+  def test_gated_timescales_are_the_mean_retention(self, arch, gate, steps):
+    batch, _ = self._batch(arch)
+    result = probes.timescales(batch)
+    values = batch.reference['gates'][1][gate].numpy().mean(axis=(0, 1))
+    np.testing.assert_allclose(result['tensors']['timescales/layer_1'].numpy(), np.sort(steps(values)), rtol=1e-4)
+
+  def test_an_arch_without_retention_has_none(self):
+    batch, _ = self._batch('rnn')
+    self.assertEqual(probes.timescales(batch), {'figure_data': {}})
+    self.assertEqual(probes.TimescaleFigure().draw(0, {}), {})
+
+
 class SaturationTest(absltest.TestCase):
 
   def test_thresholds(self):
@@ -187,7 +220,9 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
     for tag in ('weights/layer_0/recurrent_kernel', 'gradients/head/kernel', 'activations/layer_1',
                 'gates/layer_0/input', 'weights/input_projection/kernel'):
       self.assertIn(tag, histograms)
-    self.assertEqual(images, {'gradient_flow/norm_by_step', 'gates/mean_by_step'})
+    self.assertEqual(images, {'gradient_flow/norm_by_step', 'gates/mean_by_step', 'timescales/by_unit'})
+    self.assertIn('timescales/layer_1/median', scalars)
+    self.assertIn('timescales/layer_0/log10', histograms)
     self.assertEqual([s for s, _ in testing.tensor_series(events, 'train', 'weights/layer_0/kernel')], [0, 2, 4])
     self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'layers/layer_0/weight_norm')][0], 0)
     for tag in ('gradient_flow/layer_0', 'gradient_flow/layer_1', 'gradient_flow/input'):
@@ -224,7 +259,8 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
 class MoreRunsTest(_Runs, parameterized.TestCase):
   """Probes of stateful runs of every arch (from the carried state), and probe selection."""
 
-  @parameterized.parameters(('rnn', (4,)), ('gru', (4,)), ('lstm', (4,)))
+  @parameterized.parameters(('rnn', (4,)), ('gru', (4,)), ('lstm', (4,)), ('mingru', (4,)), ('minlstm', (3, 4)),
+                            ('lru', (3, 4)))
   def test_stateful_series_probe_from_the_carried_state(self, arch, units):
     events, _ = self.run_tags(arch, units, task='sin2cos', seq_len=5, batch_size=8, stateful=True)
     (step, flow), = testing.tensor_series(events, 'train', 'gradient_flow/layer_0')[-1:]

@@ -240,6 +240,11 @@ class RunsTest(absltest.TestCase):
     self.assertEqual((lstm['forget_bias'], lstm['seq_len'], lstm['units']), (1.0, 20, '3,4'))
     self.assertNotIn('view', lstm)
     self.assertTrue(all(re.match(r'^[a-z_]+$', name) for name in lstm))
+    self.assertNotIn('scan_kernel', lstm)
+    lru = runs.hparams(self.config(arch='lru', lru_r_min=0.5), {})
+    self.assertEqual((lru['scan_kernel'], lru['lru_r_min']), ('auto', 0.5))
+    self.assertNotIn('forget_bias', lru)
+    self.assertLessEqual(set(lru), set(runs.HPARAM_NAMES))
 
   def test_hparams_are_every_field_that_can_change_a_result(self):
     config = self.config(precision='mixed_bfloat16', train_steps=7, deterministic=True)

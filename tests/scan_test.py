@@ -70,10 +70,6 @@ class LinearScanTest(parameterized.TestCase):
   def test_logcumsumexp_matches_on_positive_inputs(self, steps):
     self._check('logcumsumexp', steps, complex_=False, positive=True)
 
-  @parameterized.parameters('sequential', 'chunked', 'associative', 'logcumsumexp', 'auto')
-  def test_in_a_graph(self, kernel):
-    self._check(kernel, 17, complex_=False, positive=True, graph=True)  # 17: chunks of 4, one step over.
-
   @parameterized.parameters('sequential', 'chunked', 'associative')
   def test_shared_a_matches_float64_loop(self, kernel):
     # a [units], the same at every step and example (the LRU's lambda): dL/da sums over both.
