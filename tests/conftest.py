@@ -18,4 +18,4 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_configure(config):
-  config.addinivalue_line('markers', 'slow: subprocess and end-to-end tests; CI runs them, -m "not slow" skips them')
+  config.addinivalue_line('markers', 'slow: subprocesses, end-to-end runs and multi-step training; CI runs them, -m "not slow" skips them')

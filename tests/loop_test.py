@@ -75,6 +75,7 @@ class TrainAndEvaluateTest(parameterized.TestCase):
     self.assertLess(losses[-1][1], 0.5 * losses[0][1])
     self.assertGreater(metrics['eval_accuracy'], 0.8)
 
+  @pytest.mark.slow
   def test_default_evaluations_follow_their_measured_share_of_the_time(self):
     config = testing.tiny_config(train_steps=12, eval_every=0, summary_every=12, histogram_every=0,
                                  checkpoint_every=12)
@@ -114,6 +115,7 @@ class TrainAndEvaluateTest(parameterized.TestCase):
       loop.train_and_evaluate(testing.tiny_config(train_steps=1, histogram_every=0), self.workdir, task=task)
     self.assertIn((('run folder: %s', self.workdir), True), said)
 
+  @pytest.mark.slow
   def test_sin2cos_mse_falls(self):
     config = testing.tiny_config(task='sin2cos', units=(8,), batch_size=8, train_steps=120, eval_every=20,
                                  summary_every=20, histogram_every=0, checkpoint_every=120, stateful=True)
@@ -167,6 +169,7 @@ class EveryArchTest(parameterized.TestCase):
     self.assertLen(carried, sum(len(archs.get(arch).state_sizes(n)) for n in units))
 
 
+@pytest.mark.slow
 class InstrumentationTest(absltest.TestCase):
   """One tiny run, read back plugin by plugin."""
 

@@ -6,6 +6,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from harness import archs
@@ -23,6 +24,7 @@ class ModelsTest(parameterized.TestCase):
       arch_units=[('rnn', (6,)), ('gru', (4, 6)), ('lstm', (6,)), ('stacked_lstm', (4, 6, 5)), ('rnn', (3, 5))],
       input_units=[0, 3],
   )
+  @pytest.mark.slow
   def test_classification_shapes(self, arch_units, input_units):
     arch, units = arch_units
     config = testing.tiny_config(arch=arch, units=units, input_units=input_units)
@@ -91,6 +93,7 @@ class ModelsTest(parameterized.TestCase):
     self.assertIn(expected, name)
 
   @parameterized.parameters(*archs.NAMES, ('mingru', 0), ('minlstm', 2))
+  @pytest.mark.slow
   def test_parameter_count_matches_the_built_model(self, arch, mlp_expansion=4):
     config = testing.tiny_config(arch=arch, units=(3, 4), input_units=5, mlp_expansion=mlp_expansion)
     model = models.build_model(config, num_outputs=7, per_step_outputs=False, num_features=2)

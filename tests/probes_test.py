@@ -208,6 +208,7 @@ class _Runs:
 
 class ProbesInARunTest(_Runs, parameterized.TestCase):
 
+  @pytest.mark.slow
   def test_every_probe_writes_at_step_0_and_each_histogram_step_with_position_tags(self):
     events, _ = self.run_tags('stacked_lstm', (4, 5))
     scalars = set(events.PluginRunToTagToContent('scalars')['train'])
@@ -234,6 +235,7 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
     ratio = testing.scalar_series(events, 'train', 'layers/layer_0/update_ratio')
     self.assertTrue(all(0 < value < 1 for _, value in ratio))
 
+  @pytest.mark.slow
   def test_a_stateful_run_with_fewer_streams_than_the_probe_batch_probes_them(self):
     # --task=adding --stateful --batch_size=8: 8 carried streams, a probe batch of PROBE_SIZE.
     events, _ = self.run_tags('gru', (4,), task='adding', seq_len=4, batch_size=8, stateful=True, probes='gates', train_steps=1, eval_every=1, checkpoint_every=1)

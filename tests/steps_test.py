@@ -4,6 +4,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from harness import steps
@@ -18,6 +19,7 @@ def first_batch(task, config):
 class StepTest(parameterized.TestCase):
 
   @parameterized.parameters(('rnn', (6,)), ('gru', (6,)), ('lstm', (6,)), ('stacked_lstm', (4, 5)))
+  @pytest.mark.slow
   def test_one_step_changes_every_trainable_variable(self, arch, units):
     config = testing.tiny_config(arch=arch, units=units, input_units=3, clip_norm=1.0)
     task = testing.learnable_image_task()
@@ -52,6 +54,7 @@ class StepTest(parameterized.TestCase):
     self.assertAlmostEqual(moved, config.learning_rate * 1e-3, places=7)
 
   @parameterized.parameters(('lstm', (6,), False), ('stacked_lstm', (4, 5), True))
+  @pytest.mark.slow
   def test_sub_batches_make_the_same_update_as_one_batch(self, arch, units, stateful):
     task = series.SeriesTask(8, 5, 0) if stateful else testing.learnable_image_task()
     base = dict(arch=arch, units=units, clip_norm=0.1, stateful=stateful)
@@ -74,6 +77,7 @@ class StepTest(parameterized.TestCase):
       for expected, actual in zip(results[0], other):
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
+  @pytest.mark.slow
   def test_multi_step_runs_count_steps(self):
     task = testing.learnable_image_task()
     config = testing.tiny_config()
