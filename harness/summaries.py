@@ -15,11 +15,36 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
 from tensorboard.plugins.custom_scalar import summary as custom_scalar_summary
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import summary as hparams_summary
 
 FLUSH_MILLIS = 10_000  # Events reach disk at least this often while training runs.
+HISTOGRAM_BUCKETS = 30  # TensorBoard's default.
+
+
+def histogram_buckets(values, bucket_count=HISTOGRAM_BUCKETS):
+  """The [bucket_count, 3] float64 rows (left edge, right edge, count) TensorBoard's histogram op makes of `values`.
+
+  Equal-width buckets from the minimum to the maximum, the maximum in the
+  last; all in the last bucket when every value is the same; zeros for no
+  values. Values that are not finite are left out (the op's edges would be NaN).
+  """
+  data = np.asarray(values, np.float64).ravel()
+  data = data[np.isfinite(data)]
+  if not data.size:
+    return np.zeros((bucket_count, 3))
+  low, high = data.min(), data.max()
+  counts = np.zeros(bucket_count)
+  if low == high:
+    counts[-1] = data.size
+    return np.stack([np.full(bucket_count, high), np.full(bucket_count, high), counts], axis=1)
+  indices = np.minimum(np.floor((data - low) / ((high - low) / bucket_count)).astype(np.int64), bucket_count - 1)
+  counts += np.bincount(indices, minlength=bucket_count)
+  edges = np.linspace(low, high, bucket_count + 1)
+  edges[-1] = high
+  return np.stack([edges[:-1], edges[1:], counts], axis=1)
 
 
 class SummaryWriter:
@@ -42,14 +67,16 @@ class SummaryWriter:
         tf.summary.scalar(tag, value)
 
   def write_histograms(self, step, arrays):
-    """arrays: {tag: tensor of any shape}. Written by one graph call, not op by op."""
-    with self.as_default(step):
-      self._write_histograms(tf.constant(step, tf.int64), arrays)
+    """arrays: {tag: tensor or array of any shape}, bucketed here in numpy (`histogram_buckets`).
 
-  @tf.function
-  def _write_histograms(self, step, arrays):
-    for tag, value in arrays.items():
-      tf.summary.histogram(tag, value, step=step)
+    TensorBoard's own op bucketed through a [values, 30] float64 one-hot in a
+    tf.cond: ~0.3 s per probe of a small model, and tracing it for a probe's
+    ~30 tags took ~9 s of every run's start-up on 2 cores.
+    """
+    metadata = histogram_metadata.create_summary_metadata(display_name=None, description=None)
+    with self.as_default(step):
+      for tag, value in arrays.items():
+        tf.summary.write(tag, histogram_buckets(np.asarray(value)), step=step, metadata=metadata)
 
   def write_summaries(self, step, tensors):
     """tensors: {tag: tensor}, written raw (no plugin), for tbparse, pandas or numpy to read back."""
