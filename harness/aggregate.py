@@ -5,12 +5,15 @@ recomputed from the trials' own files every time:
 
   results.csv            one row per trial: its grid values, seed, status, step and final metrics
   summary.csv, .md       one row per group: n finished, and mean ± sd (sample sd) of each final metric
-  events.*.sweep         at the sweep's root: the summary as text, the HParams experiment (every
-                         varying hparam with the grid's values as its domain, every task's metrics)
-                         and a custom-scalars layout of margin charts
-  mean/<group>/{train,eval}/   per step, the mean over the group's seeds of each `Metrics/` scalar
-                         (it overlays the trials in Time Series) and band/Metrics/<metric>, with
-                         /lower and /upper at mean -/+ sd: the margin charts' band
+  sweep/                 the summary as text and a custom-scalars layout: a margin chart per eval
+                         metric (its own event folder: TensorBoard names a logdir's root run `.`)
+  mean/<group>/          per eval step, the mean over the group's finished seeds of each eval
+                         metric, mean_sd/<metric>, and mean_sd/<metric>.lower and .upper at mean
+                         -/+ sd: the margin charts' band. Eval only: train means add lines, not
+                         answers; no `Metrics/` tag, so the Metrics cards hold the trials only.
+
+No HParams experiment is declared: TensorBoard builds the table from the
+trials' own hparams and eval metrics (see `loop.DESCRIPTION_FOLDER`).
 """
 
 import csv
@@ -32,7 +35,8 @@ from harness import summaries
 from harness import trials as trials_lib
 from harness.errors import UserError
 
-_SPLITS = ('train', 'eval')
+SUMMARY_FOLDER = 'sweep'
+MEAN_FOLDER = 'mean'
 
 
 def _read_scalars(run_dir):
@@ -72,7 +76,7 @@ def aggregate(sweep_dir):
     raise UserError(f'{sweep_dir}: not a sweep folder (no readable sweep.json)') from None
   grid, fixed = [(flag, values) for flag, values in identity['grid']], identity['fixed']
   trials = trials_lib.make_trials(grid, identity['seeds'])
-  configs = trials_lib.check_trials(trials, fixed, sweep_dir)
+  trials_lib.check_trials(trials, fixed, sweep_dir)
   results = {trial.name: runfiles.read_metrics(os.path.join(sweep_dir, trial.name)) or {} for trial in trials}
   metric_names = sorted({k for m in results.values() for k in m if k.startswith('eval_')})
   flags_varied = [flag for flag, _ in grid]
@@ -109,49 +113,48 @@ def aggregate(sweep_dir):
   with open(os.path.join(sweep_dir, 'summary.md'), 'w') as f:
     f.write(f'Mean ± sd over seeds of the final metrics; n = finished trials.\n\n{markdown}\n')
 
-  tags = _write_mean_runs(sweep_dir, groups, results)
-  _write_root(sweep_dir, grid, configs, markdown, tags)
+  metrics = _write_mean_runs(sweep_dir, groups, results)
+  _write_summary(sweep_dir, markdown, metrics)
   return markdown
 
 
+def band_tags(metric):
+  """The mean runs' tags of an eval metric: (mean, mean - sd, mean + sd), told apart after the last '/'."""
+  return f'mean_sd/{metric}', f'mean_sd/{metric}.lower', f'mean_sd/{metric}.upper'
+
+
 def _write_mean_runs(sweep_dir, groups, results):
-  """mean/<group>/{train,eval}: per step, the mean (and the band mean ± sd) over the group's finished seeds."""
-  shutil.rmtree(os.path.join(sweep_dir, 'mean'), ignore_errors=True)  # Derived: recomputed whole.
-  tags = set()
+  """mean/<group>: per eval step, the mean and mean -/+ sd over the group's finished seeds; returns the metrics."""
+  shutil.rmtree(os.path.join(sweep_dir, MEAN_FOLDER), ignore_errors=True)  # Derived: recomputed whole.
+  metrics = set()
   for group, members in groups.items():
-    done = [t for t in members if runs.is_finished(results[t.name])]
-    for split in _SPLITS:
-      series = [_read_scalars(os.path.join(sweep_dir, t.name, split)) for t in done]
-      if not series:
-        continue
-      writer = summaries.SummaryWriter(os.path.join(sweep_dir, 'mean', group, split))
-      for tag in set.intersection(*(set(s) for s in series)):
-        tags.add(tag)
-        for step in sorted(set.intersection(*(set(s[tag]) for s in series))):
-          mean, sd = _mean_sd([s[tag][step] for s in series])
-          writer.scalars(step, {tag: mean, f'band/{tag}': mean, f'band/{tag}/lower': mean - sd,
-                                f'band/{tag}/upper': mean + sd})
-      writer.close()
-  return sorted(tags)
+    series = [_read_scalars(os.path.join(sweep_dir, t.name, 'eval')) for t in members
+              if runs.is_finished(results[t.name])]
+    if not series:
+      continue
+    writer = summaries.SummaryWriter(os.path.join(sweep_dir, MEAN_FOLDER, group))
+    for tag in set.intersection(*(set(s) for s in series)):
+      metric = tag[len(loop.METRICS_GROUP) + 1:]
+      metrics.add(metric)
+      for step in sorted(set.intersection(*(set(s[tag]) for s in series))):
+        mean, sd = _mean_sd([s[tag][step] for s in series])
+        writer.scalars(step, dict(zip(band_tags(metric), (mean, mean - sd, mean + sd))))
+    writer.close()
+  return sorted(metrics)
 
 
-def _write_root(sweep_dir, grid, configs, markdown, tags):
-  """The sweep root's text, HParams experiment and margin-chart layout (its own event files, rewritten)."""
-  for path in glob.glob(os.path.join(sweep_dir, 'events.out.tfevents.*.sweep')):
+def _write_summary(sweep_dir, markdown, metrics):
+  """sweep/: the summary text and the margin charts' layout (rewritten whole)."""
+  shutil.rmtree(os.path.join(sweep_dir, SUMMARY_FOLDER), ignore_errors=True)
+  for path in glob.glob(os.path.join(sweep_dir, 'events.out.tfevents.*.sweep')):  # Where older versions wrote them.
     os.remove(path)
-  hparams = {name: runs.hparams(config, {}, {}) for name, config in configs.items()}
-  domains = dict.fromkeys(runs.HPARAM_NAMES)
-  for flag in [flag for flag, _ in grid] + ['seed']:
-    if flag in domains:
-      domains[flag] = sorted({h[flag] for h in hparams.values() if flag in h}, key=str)
+  name = os.path.basename(os.path.normpath(sweep_dir))
   layout = layout_pb2.Layout(category=[layout_pb2.Category(
-      title=f'sweep {os.path.basename(os.path.normpath(sweep_dir))}: mean ± sd over seeds (mean/<group> runs)',
-      chart=[layout_pb2.Chart(title=tag, margin=layout_pb2.MarginChartContent(series=[
-          layout_pb2.MarginChartContent.Series(value=f'band/{tag}', lower=f'band/{tag}/lower',
-                                               upper=f'band/{tag}/upper')]))
-             for tag in tags])])
-  writer = summaries.SummaryWriter(sweep_dir, filename_suffix='.sweep')
+      title=f'sweep {name}: mean ± sd over seeds, one line per {MEAN_FOLDER}/<group> run (select them)',
+      chart=[layout_pb2.Chart(title=f'eval {metric}: mean ± sd over seeds', margin=layout_pb2.MarginChartContent(
+          series=[layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)]))
+             for metric in metrics for value, lower, upper in [band_tags(metric)]])])
+  writer = summaries.SummaryWriter(os.path.join(sweep_dir, SUMMARY_FOLDER))
   writer.text(0, {'sweep/summary': markdown})
-  writer.hparams_experiment(domains, loop.hparams_metrics())
   writer.layout(layout)
   writer.close()

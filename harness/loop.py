@@ -37,6 +37,11 @@ EVALUATIONS_PER_RUN = 10
 # TensorBoard's Time Series sorts card groups by tag, capitals before small
 # letters: the loss and accuracy cards come before every diagnostic group.
 METRICS_GROUP = 'Metrics'
+# The event folder that also describes the run (hparams, status, config text):
+# the HParams session's metrics are then its own scalars, and the run root,
+# holding no events, takes no colour in the charts (TensorBoard colours every
+# folder with events, curves or not, from a palette of 7).
+DESCRIPTION_FOLDER = 'eval'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,11 +176,9 @@ class _Run:
     self.preemption = None
 
   def open_writers(self):
-    """Event folders: the run's own (hparams, text), train/, eval/, and baseline/ for a task that has baselines."""
-    names = ('', 'train', 'eval') + (('baseline',) if self.task.baselines else ())
-    self.writers = {name: summaries.SummaryWriter(os.path.join(self.workdir, name) if name else self.workdir,
-                                                  self.chief)
-                    for name in names}
+    """Event folders: train/, eval/ (which also describes the run) and baseline/ for a task that has baselines."""
+    names = ('train', 'eval') + (('baseline',) if self.task.baselines else ())
+    self.writers = {name: summaries.SummaryWriter(os.path.join(self.workdir, name), self.chief) for name in names}
     return self.writers
 
   def start_training(self, signals):
@@ -184,7 +187,8 @@ class _Run:
     self.train_step = steps.make_train_step(state, task, config, self.strategy)
     self.train_steps = steps.make_multi_step(self.train_step)
     self.read_sums = steps.make_sums_reader(state)
-    self.prober = probes.Prober(state.model, task, config_lib.probe_names(config))
+    self.prober = probes.Prober(state.model, task, config_lib.probe_names(config), title=(
+        f'{config.arch} {config_lib.flag_value(config.units)} · {runs.trial_id(self.workdir)}'))
     dataset = self.strategy.distribute_datasets_from_function(
         lambda context: task.train_dataset(config.batch_size, config.seed, self.start_step, context))
     self.iterator = iter(dataset)
@@ -251,7 +255,7 @@ class _Run:
       self.writers['train'].scalars(0, self.weight_norms())
 
   def weight_norms(self):
-    return {f'layers/{tag}/weight_norm': float(tf.linalg.global_norm(layer.trainable_variables))
+    return {probes.layer_dynamics_tag(tag, 'weight_norm'): float(tf.linalg.global_norm(layer.trainable_variables))
             for tag, layer in self.state.model.named_layers()}
 
   def write_train_scalars(self, step):
@@ -269,8 +273,8 @@ class _Run:
     if steps.LAYER_DYNAMICS in config_lib.probe_names(self.config):
       scalars.update(self.weight_norms())
       for tag, _ in self.state.model.named_layers():
-        scalars[f'layers/{tag}/grad_norm'] = sums[f'layer_grad_norm/{tag}'] / sums['steps']
-        scalars[f'layers/{tag}/update_ratio'] = sums[f'layer_update_ratio/{tag}'] / sums['steps']
+        scalars[probes.layer_dynamics_tag(tag, 'grad_norm')] = sums[f'layer_grad_norm/{tag}'] / sums['steps']
+        scalars[probes.layer_dynamics_tag(tag, 'update_ratio')] = sums[f'layer_update_ratio/{tag}'] / sums['steps']
     speed = ''
     if steps_timed:
       scalars['speed/examples_per_sec'] = steps_timed * self.config.batch_size / max(seconds, 1e-9)
@@ -287,10 +291,9 @@ class _Run:
     results = steps.evaluate(self.eval_step, dataset)
     metrics = self.task.eval_metrics(results)
     if self.writers:
-      self.writers['eval'].scalars(step, {f'{METRICS_GROUP}/{name}': value for name, value in metrics.items()})
+      self.writers['eval'].scalars(step, metric_scalars(self.config, metrics))
       if self.task.baselines:  # A flat line in the same cards: what a model without memory scores.
-        self.writers['baseline'].scalars(step, {f'{METRICS_GROUP}/{name}': value
-                                                for name, value in self.task.baselines.items()})
+        self.writers['baseline'].scalars(step, metric_scalars(self.config, self.task.baselines))
       if self.chief:
         self.writers['eval'].images(step, {f'figures/{name}': image for name, image in
                                            self.task.eval_figures(results, self.state.model).items()})
@@ -307,7 +310,7 @@ class _Run:
                  f'{self.checkpoints.latest or "none"}. Lower --learning_rate or '
                  f'{"lower" if self.config.clip_norm else "set"} --clip_norm.')
       self.writers['train'].text(bad_step, {'non_finite': message})
-      self.writers[''].session_end('failed')
+      self.writers[DESCRIPTION_FOLDER].session_end('failed')
       for writer in self.writers.values():
         writer.flush()
       self.folder.write_metrics({'step': step, 'total_steps': self.schedule.total_steps, 'status': 'failed',
@@ -321,14 +324,17 @@ class _Run:
       writer.session_start(self.start_step + 1 if self.start_step else 0)
     if self.start_step:
       return
-    hparams = runs.hparams(config, task.hparams(), {
-        'replicas': self.strategy.num_replicas_in_sync, 'batch_splits': runtime.batch_splits(config),
-        'data_source': task.source, 'params': self.num_params})
-    self.writers[''].hparams_experiment(dict.fromkeys(runs.HPARAM_NAMES), hparams_metrics())
-    self.writers[''].hparams(hparams, trial_id=os.path.basename(os.path.normpath(self.workdir)))
+    # No experiment is declared: TensorBoard then takes the hparams of every
+    # session and the metrics of every session's scalars, so a logdir that
+    # mixes tasks compares in one table, each run with its own task's metrics.
+    # (It reads one declared experiment only, any run's, and hides the runs that
+    # lack one of its metrics from the parallel coordinates.)
+    hparams = runs.hparams(config, task.hparams(), {'data_source': task.source, 'params': self.num_params})
+    description = self.writers[DESCRIPTION_FOLDER]
+    description.hparams(hparams, trial_id=runs.trial_id(self.workdir))
     environment = runtime.environment(config, self.strategy, self.state.model) + [
         ('data source', task.source), ('trainable parameters', f'{self.num_params:,}')]
-    self.writers[''].text(0, {
+    description.text(0, {
         'config': summaries.markdown_table(
             [(name, config_lib.flag_value(getattr(config, name))) for name in config_lib.FIELDS],
             header=('flag', 'value')),
@@ -339,7 +345,7 @@ class _Run:
       # would also catch whatever else runs eagerly meanwhile.
       with self.writers['train'].as_default(0):
         tf.summary.graph(self.train_step.get_concrete_function(self.iterator).graph)
-    self.writers[''].flush()
+    description.flush()
 
   def complete(self):
     """A run already at its last step: its saved metrics, or the missing final evaluation and metrics.json."""
@@ -373,15 +379,16 @@ class _Run:
       logging.info('final weights sha256: %s', weights_sha256)  # Equal on every worker of a synchronous run.
     self.folder.write_metrics(final)
     if self.writers:
-      self.writers[''].session_end(final['status'])
+      self.writers[DESCRIPTION_FOLDER].session_end(final['status'])
     for writer in self.writers.values():
       writer.close()
     return final
 
 
-def hparams_metrics():
-  """{(group, tag): display name} of every task's eval metrics, for the HParams table."""
-  return {('eval', f'{METRICS_GROUP}/{name}'): f'eval {name}' for name in task_table.EVAL_METRICS}
+def metric_scalars(config, metrics):
+  """{`Metrics/<name>`: value}, one card per quantity: a metric that is the task's loss (its MSE) is the loss."""
+  same = task_table.TASKS[config.task].loss_is
+  return {f'{METRICS_GROUP}/{name}': value for name, value in metrics.items() if name != same}
 
 
 def format_seconds(seconds):

@@ -8,20 +8,25 @@ The batch computes what several probes read (the model's forward pass and
 gradients; the reference recurrence with its gates and the gradient through
 time) once, on first use, inside one graph call. Tags name layers by position
 (`input_projection`, `layer_0`, ..., `head`), never by arch, so runs of
-different archs overlay; the gates and the reference recurrence come from the
-model's arch entry (`harness.archs`).
+different archs overlay; a scalar's tag keeps what tells it from its
+neighbours after its last '/' (`saturation/layer_0.forget`): Time Series cuts
+the middle of a long card title but never that part. Figures are drawn for a
+Time Series card (`summaries.CARD_FIGSIZE`). The gates and the reference
+recurrence come from the model's arch entry (`harness.archs`).
 
   weights, gradients   histograms of every variable and its gradient: weights/layer_0/kernel
   activations          histograms of each recurrent layer's outputs: activations/layer_0
   gradient_flow        mean over the batch of |dL/dh_t| at every step t of every layer (the total
                        derivative, through all later steps) and of |dL/dx_t| for the inputs:
                        tensors gradient_flow/layer_0 and gradient_flow/input [T], scalars
-                       gradient_flow/layer_0/first_over_last, an image of all of them over time
-  gates                per layer and gate, a histogram over batch x time x units, the mean and the
-                       saturated fraction (sigmoid < 0.1 or > 0.9, tanh |x| > 0.9), and an image of
-                       each gate's mean over the steps
+                       gradient_flow/layer_0.log10_first_over_last, an image of all of them over time
+  gates                per layer and gate, a histogram over batch x time x units (not of the RNN's
+                       activation, which is its output), the saturated fraction (sigmoid < 0.1 or
+                       > 0.9, tanh |x| > 0.9) as scalars saturation/layer_0.forget and per step in an
+                       image; the LSTM's |c_t| (no saturation) as its mean, cell/layer_0.cell_abs_mean
   layer_dynamics       (in the train step, at summary steps) each layer's weight norm, gradient norm
-                       and update-to-weight ratio |dw| / |w|, averaged over the interval
+                       and update-to-weight ratio |dw| / |w|, averaged over the interval:
+                       layers/layer_0.weight_norm (`layer_dynamics_tag`)
 """
 
 import dataclasses
@@ -36,6 +41,7 @@ from harness import archs
 from harness import summaries
 
 SATURATED = 0.9  # Sigmoid gates below 1 - SATURATED or above it, tanh values beyond +-SATURATED.
+FLOW_FLOOR = 1e-30  # The flow ratio's norms below this (float32 underflow to 0) count as this.
 _FADED_PROBES = 4  # Earlier probe steps drawn faded in the gradient-flow image.
 
 
@@ -118,71 +124,100 @@ def activations(batch):
   return {'histograms': {f'activations/{tag}': s for tag, s in zip(batch.layer_tags, batch.sequences)}}
 
 
+def log10_ratio(first, last):
+  """log10(first / last), each floored at FLOW_FLOOR: finite when a norm underflows to 0 in float32."""
+  return (tf.math.log(tf.maximum(first, FLOW_FLOOR)) - tf.math.log(tf.maximum(last, FLOW_FLOOR))) / tf.math.log(10.0)
+
+
 def gradient_flow(batch):
   flow = batch.reference['flow']
   return {
       'tensors': {f'gradient_flow/{tag}': norms for tag, norms in zip(batch.layer_tags, flow)}
                  | {'gradient_flow/input': batch.reference['input_flow']},
-      'scalars': {f'gradient_flow/{tag}/first_over_last': norms[0] / norms[-1]
-                  for tag, norms in zip(batch.layer_tags, flow)},
+      # On log10: the ratio spans 1e-9 .. 1 and TensorBoard plots and smooths linearly.
+      'scalars': {flow_tag(tag): log10_ratio(norms[0], norms[-1]) for tag, norms in zip(batch.layer_tags, flow)},
       'figure_data': {tag: norms for tag, norms in zip(batch.layer_tags, flow)}
                      | {'input': batch.reference['input_flow']},
   }
 
 
-def saturated_fraction(kind, values):
-  """The fraction of `values` a gate of this kind (`archs.SIGMOID`, ...) holds near its limits; None if it has none."""
+def flow_tag(layer_tag):
+  """The flow ratio's scalar: everything that tells cards apart after the last '/', which Time Series never cuts."""
+  return f'gradient_flow/{layer_tag}.log10_first_over_last'
+
+
+def layer_dynamics_tag(layer_tag, quantity):
+  """`layers/layer_0.weight_norm`: the layer dynamics' scalars (`weight_norm`, `grad_norm`, `update_ratio`)."""
+  return f'layers/{layer_tag}.{quantity}'
+
+
+def saturation_tag(layer_tag, gate):
+  return f'saturation/{layer_tag}.{gate}'
+
+
+def saturated(kind, values, axis=None):
+  """The fraction of `values` a gate of this kind (`archs.SIGMOID`, ...) holds near its limits; None if it has none.
+
+  axis: the axes to average over (None: all).
+  """
   if kind == archs.SIGMOID:
-    return tf.reduce_mean(tf.cast((values < 1 - SATURATED) | (values > SATURATED), tf.float32))
+    return tf.reduce_mean(tf.cast((values < 1 - SATURATED) | (values > SATURATED), tf.float32), axis=axis)
   if kind == archs.TANH:
-    return tf.reduce_mean(tf.cast(tf.abs(values) > SATURATED, tf.float32))
+    return tf.reduce_mean(tf.cast(tf.abs(values) > SATURATED, tf.float32), axis=axis)
   return None
 
 
 def gates(batch):
-  histograms, scalars, means_by_step = {}, {}, {}
-  kinds = batch.model.arch.gate_kinds
+  """Per gate: histograms, the saturated fraction (a scalar and per step); a value without saturation, its mean."""
+  histograms, scalars, by_step = {}, {}, {'saturated': {}, 'magnitude': {}}
+  arch = batch.model.arch
   for tag, layer_gates in zip(batch.layer_tags, batch.reference['gates']):
     for gate, values in layer_gates.items():
-      histograms[f'gates/{tag}/{gate}'] = values
-      scalars[f'gates/{tag}/{gate}/mean'] = tf.reduce_mean(values)
-      fraction = saturated_fraction(kinds[gate], values)
-      if fraction is not None:
-        scalars[f'gates/{tag}/{gate}/saturated'] = fraction
-      means_by_step[f'{tag}/{gate}'] = tf.reduce_mean(values, axis=[0, 2])
-  return {'histograms': histograms, 'scalars': scalars, 'figure_data': means_by_step}
+      if gate != arch.output_gate:  # That one is the layer's output: `activations` draws it.
+        histograms[f'gates/{tag}/{gate}'] = values
+      fraction = saturated(arch.gate_kinds[gate], values)
+      if fraction is None:  # The LSTM's |c|: unbounded, so its size, on its own axis.
+        scalars[f'cell/{tag}.{gate}_mean'] = tf.reduce_mean(values)
+        by_step['magnitude'][f'{tag}/{gate}'] = tf.reduce_mean(values, axis=[0, 2])
+      else:
+        scalars[saturation_tag(tag, gate)] = fraction
+        by_step['saturated'][f'{tag}/{gate}'] = saturated(arch.gate_kinds[gate], values, axis=[0, 2])
+  return {'histograms': histograms, 'scalars': scalars, 'figure_data': by_step}
 
 
 class FlowFigure:
-  """log mean |dL/dh_t| against t, a line per layer (the inputs dashed); the last _FADED_PROBES probes faded.
+  """log mean |dL/dh_t| against t, a line per layer (the inputs' |dL/dx_t| dashed); earlier probes faded.
 
   One figure for the run whose lines get new data at each probe: building the
   axes, ticks and legend anew would cost more than the probe itself.
   """
 
-  def __init__(self):
+  def __init__(self, title):
+    self.run_title = title
     self.figure, self.axes = None, None
     self.lines = []  # Per age (0 = newest), {tag: line}.
     self.history = []  # [(step, {tag: [T] numpy})], this process's probe steps.
 
   def _build(self, tags):
-    self.figure, axes = summaries.subplots(figsize=(6.4, 3.8))
+    self.figure, axes = summaries.subplots(figsize=summaries.CARD_FIGSIZE)
     for age in range(_FADED_PROBES + 1):
       lines = {}
       for i, tag in enumerate(tags):
+        label = 'input x_t' if tag == 'input' else f'{tag} h_t'
         lines[tag], = axes.semilogy([], [], color='black' if tag == 'input' else f'C{i}',
                                     linestyle='--' if tag == 'input' else '-', alpha=1.0 if age == 0 else 0.5 / age,
-                                    linewidth=1.6 if age == 0 else 0.9, label=tag if age == 0 else None,
+                                    linewidth=1.6 if age == 0 else 0.9, label=label if age == 0 else None,
                                     zorder=-age)
       self.lines.append(lines)
-    axes.set_xlabel('time step t', fontsize=10)
-    axes.set_ylabel('mean |dL/dh_t|', fontsize=10)
-    axes.tick_params(labelsize=9)
+    axes.set_xlabel('time step t', fontsize=summaries.FONT_SIZE)
+    axes.set_ylabel('mean |dL/d·|', fontsize=summaries.FONT_SIZE)
+    axes.tick_params(labelsize=summaries.FONT_SIZE)
+    axes.yaxis.set_major_locator(ticker.LogLocator(numticks=5))
     axes.yaxis.set_minor_locator(ticker.NullLocator())  # Decades suffice; minor ticks cost a third of the draw.
-    axes.legend(fontsize=9, loc='center left', bbox_to_anchor=(1.01, 0.5))
-    self.title = axes.set_title('', fontsize=10)
+    self.title = self.figure.suptitle('', fontsize=summaries.FONT_SIZE, x=0.01, y=0.99, ha='left', va='top')
     # Fixed margins and legend place: a tight layout or a 'best' legend costs more than the probe.
-    self.figure.subplots_adjust(left=0.12, right=0.83, bottom=0.13, top=0.92)
+    rows = summaries.card_legend(self.figure, list(self.lines[0].values()))
+    summaries.card_margins(self.figure, legend_rows=rows)
     self.axes = axes
 
   def draw(self, step, norms_by_tag):
@@ -197,51 +232,70 @@ class FlowFigure:
         line.set_data(np.arange(1, len(norms) + 1), np.maximum(norms, 1e-30))
     self.axes.relim()
     self.axes.autoscale_view()
-    self.title.set_text(f'gradient through time at step {step} (faded: earlier probes)')
+    earlier = ', '.join(str(s) for s, _ in recent[1:][::-1])
+    self.title.set_text(f'{self.run_title}\ngradient at step {step}' + (f'; faded: {earlier}' if earlier else ''))
     return {'gradient_flow/norm_by_step': summaries.figure_to_image(self.figure)}
 
 
+_GATE_STYLES = ('-', '--', ':', '-.')  # Lines that coincide (all at 0, say) stay told apart.
+
+
 class GatesFigure:
-  """Each gate's mean over the batch and units against t, one panel per layer (built once, like FlowFigure)."""
+  """Each gate's saturated fraction against t, one panel per layer; the LSTM's mean |c_t| on its own right axis."""
 
-  def __init__(self):
-    self.figure, self.lines = None, {}
+  def __init__(self, title):
+    self.run_title = title
+    self.figure, self.lines, self.magnitude_axes = None, {}, {}
 
-  def _build(self, names):
-    layer_tags = sorted({name.split('/')[0] for name in names})
-    self.figure, axes = summaries.subplots(len(layer_tags), 1, figsize=(7.2, 2.3 * len(layer_tags) + 0.4),
-                                           squeeze=False)
+  def _build(self, saturated_names, magnitude_names):
+    layer_tags = sorted({name.split('/')[0] for name in saturated_names + magnitude_names})
+    width, height = summaries.CARD_FIGSIZE
+    self.figure, axes = summaries.subplots(len(layer_tags), 1, squeeze=False, sharex=True,
+                                           figsize=(width, height + 1.3 * (len(layer_tags) - 1)))
     self.axes = axes[:, 0]
     for ax, tag in zip(self.axes, layer_tags):
-      for name in names:
+      names = [name for name in saturated_names if name.startswith(f'{tag}/')]
+      for i, name in enumerate(names):
+        self.lines[name], = ax.plot([], [], label=name.split('/')[1], color=f'C{i}',
+                                    linestyle=_GATE_STYLES[i % len(_GATE_STYLES)], linewidth=1.4)
+      ax.set_ylim(-0.03, 1.03)
+      ax.set_ylabel(f'{tag}: saturated', fontsize=summaries.FONT_SIZE)
+      ax.tick_params(labelsize=summaries.FONT_SIZE)
+      handles = [self.lines[name] for name in names]
+      for name in magnitude_names:
         if name.startswith(f'{tag}/'):
-          self.lines[name], = ax.plot([], [], label=name.split('/')[1], linewidth=1.2)
-      ax.set_ylabel(tag, fontsize=10)
-      ax.tick_params(labelsize=9)
-    # One legend: every panel draws the gates of its arch in the same colours.
-    self.axes[0].legend(fontsize=9, loc='upper left', bbox_to_anchor=(1.01, 1.0))
-    self.axes[-1].set_xlabel('time step t', fontsize=10)
-    self.title = self.axes[0].set_title('', fontsize=10)
-    height = self.figure.get_figheight()
-    self.figure.subplots_adjust(left=0.1, right=0.83, bottom=0.5 / height, top=1 - 0.35 / height, hspace=0.25)
+          right = self.magnitude_axes[tag] = ax.twinx()
+          self.lines[name], = right.plot([], [], color='black', linewidth=1.0, label='mean |c_t| (right)')
+          right.tick_params(labelsize=summaries.FONT_SIZE)
+          handles.append(self.lines[name])
+    self.axes[-1].set_xlabel('time step t', fontsize=summaries.FONT_SIZE)
+    self.title = self.figure.suptitle('', fontsize=summaries.FONT_SIZE, x=0.01, y=0.99, ha='left', va='top')
+    rows = summaries.card_legend(self.figure, handles)  # Every panel draws its arch's gates alike.
+    summaries.card_margins(self.figure, legend_rows=rows, right_axis=bool(magnitude_names))
 
-  def draw(self, step, means_by_step):
-    """means_by_step: {'layer_0/forget': [T] means, ...}. Returns {tag: uint8 [1, height, width, 3]}."""
+  def draw(self, step, by_step):
+    """by_step: {'saturated': {'layer_0/forget': [T] fractions}, 'magnitude': {'layer_0/cell_abs': [T]}}.
+
+    Returns {tag: uint8 [1, height, width, 3]}.
+    """
     if self.figure is None:
-      self._build(list(means_by_step))
-    for name, means in means_by_step.items():
-      self.lines[name].set_data(np.arange(1, len(means) + 1), means)
-    for ax in self.axes:
+      self._build(list(by_step['saturated']), list(by_step['magnitude']))
+    for values in by_step.values():
+      for name, series in values.items():
+        self.lines[name].set_data(np.arange(1, len(series) + 1), series)
+    for ax in [*self.axes, *self.magnitude_axes.values()]:
       ax.relim()
-      ax.autoscale_view()
-    self.title.set_text(f'mean of each gate over the batch and units, step {step}')
-    return {'gates/mean_by_step': summaries.figure_to_image(self.figure)}
+      ax.autoscale_view(scaley=ax in self.magnitude_axes.values())
+    for ax in self.magnitude_axes.values():
+      ax.set_ylim(bottom=0)
+    self.title.set_text(f'{self.run_title}\nsaturated fraction of each gate, step {step}')
+    return {'gates/saturated_by_step': summaries.figure_to_image(self.figure)}
 
 
 @dataclasses.dataclass(frozen=True)
 class Probe:
-  """measure(ProbeBatch) -> {kind: {tag: tensor}} in the graph; figure() -> an object whose
-  draw(step, figure_data as numpy) returns {tag: image} on the host (one object per run)."""
+  """measure(ProbeBatch) -> {kind: {tag: tensor}} in the graph; figure(title) -> an object whose
+  draw(step, figure_data as numpy) returns {tag: image} on the host (one object per run, `title` naming it)."""
   measure: Callable
   figure: Callable = None
 
@@ -256,11 +310,14 @@ PROBES = {
 
 
 class Prober:
-  """Runs the selected probes on the probe batch in one graph call and writes what they return."""
+  """Runs the selected probes on the probe batch in one graph call and writes what they return.
 
-  def __init__(self, model, task, names):
+  title: what every figure names first, the run and its model (`arch units · run`).
+  """
+
+  def __init__(self, model, task, names, title=''):
     self.names = [name for name in names if name in PROBES]
-    self.figures = {name: PROBES[name].figure() for name in self.names if PROBES[name].figure}
+    self.figures = {name: PROBES[name].figure(title) for name in self.names if PROBES[name].figure}
 
     @tf.function
     def probe_step(inputs, targets, initial_state):
@@ -280,8 +337,8 @@ class Prober:
       scalars.update({tag: float(value) for tag, value in kinds.get('scalars', {}).items()})
       tensors.update(kinds.get('tensors', {}))
       if name in self.figures:
-        images.update(self.figures[name].draw(step, {tag: value.numpy()
-                                                     for tag, value in kinds['figure_data'].items()}))
+        images.update(self.figures[name].draw(step, tf.nest.map_structure(lambda t: t.numpy(),
+                                                                           kinds['figure_data'])))
     writer.histograms(step, histograms)
     writer.scalars(step, scalars)
     writer.tensors(step, tensors)

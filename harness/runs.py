@@ -304,21 +304,16 @@ class RunFolder:
       write_whole(os.path.join(self.workdir, 'metrics.json'), json.dumps(metrics, indent=2, sort_keys=True))
 
 
-# Every hyperparameter a run can record (`hparams`, the tasks' own, the facts a
-# run adds). Every run declares them all, and every task's metrics: TensorBoard
-# takes the first declaration it finds, so each must list every column.
-HPARAM_NAMES = ('recipe', 'task', 'view', 'permutation_seed', 'seq_len', 'arch', 'units', 'input_units',
-                'forget_bias', 'lstm_kernel', 'batch_size', 'optimizer', 'learning_rate', 'lr_schedule', 'clip_norm',
-                'seed', 'stateful', 'replicas', 'batch_splits', 'data_source', 'params')
-
-
 def hparams(config, task_hparams, extra):
   """The run's hyperparameters for the HParams dashboard: what defines the model, data and optimizer.
+
+  Integers are recorded as text: TensorBoard prints every number with five
+  significant digits (batch size 128 as 128.00).
 
   Args:
     config: the run's Config.
     task_hparams: the task's own settings ({name: value}).
-    extra: facts known once the run starts ({name: value}: replicas, sub-batches, data source, parameters).
+    extra: facts known once the run starts ({name: value}: data source, parameters).
   """
   values = {'recipe': config.recipe} if config.recipe else {}
   values |= {
@@ -330,7 +325,16 @@ def hparams(config, task_hparams, extra):
   values.update({name: getattr(config, name) for name in archs.get(config.arch).options})
   values.update(task_hparams)
   values.update(extra)
-  return values
+  return {name: str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+          for name, value in values.items()}
+
+
+def trial_id(workdir):
+  """The run's name in the HParams table: `<sweep>/<trial>` for a sweep's trial (two sweeps never merge), else its folder's name."""
+  workdir = os.path.normpath(workdir)
+  parent = os.path.dirname(workdir)
+  name = os.path.basename(workdir)
+  return f'{os.path.basename(parent)}/{name}' if os.path.isfile(os.path.join(parent, 'sweep.json')) else name
 
 
 def describe_os_error(error):

@@ -31,6 +31,8 @@ class TaskSpec:
     eval_metrics: what its evaluation returns, 'loss' first.
     hparams: the config fields of the task's own that the HParams table records.
     min_seq_len: the shortest --seq_len it accepts (where 'seq_len' applies), and why.
+    loss_is: the eval metric that equals the loss ('mse' of a regression): metrics.json keeps both,
+      TensorBoard shows it once, as the loss.
   """
   name: str
   builder: str
@@ -39,6 +41,7 @@ class TaskSpec:
   eval_metrics: tuple
   hparams: tuple
   min_seq_len: tuple = (1, '')
+  loss_is: str = ''
 
 
 _IMAGE_FLAGS = ('view', 'permutation_seed')
@@ -50,15 +53,12 @@ TASKS = {
                               ('loss', 'accuracy'), _IMAGE_FLAGS),
     'sin2cos': TaskSpec('sin2cos', 'harness.tasks.series:build_sin2cos',
                         dict(batch_size=50, learning_rate=6e-3, epochs=20, input_units=0, seq_len=20),
-                        ('seq_len',), ('loss', 'mse'), ('seq_len',)),
+                        ('seq_len',), ('loss', 'mse'), ('seq_len',), loss_is='mse'),
     'adding': TaskSpec('adding', 'harness.tasks.memory:build_adding',
                        dict(batch_size=50, learning_rate=1e-3, epochs=20, input_units=0, seq_len=100),
                        ('seq_len',), ('loss', 'mse'), ('seq_len',),
-                       min_seq_len=(2, 'the adding problem needs T >= 2 (one marker in each half)')),
+                       min_seq_len=(2, 'the adding problem needs T >= 2 (one marker in each half)'), loss_is='mse'),
     'copy': TaskSpec('copy', 'harness.tasks.memory:build_copy',
                      dict(batch_size=50, learning_rate=1e-3, epochs=30, input_units=0, seq_len=50),
                      ('seq_len',), ('loss', 'accuracy'), ('seq_len',)),
 }
-
-# The evaluation metrics of every task, in first-seen order (the HParams table lists them all).
-EVAL_METRICS = tuple(dict.fromkeys(name for spec in TASKS.values() for name in spec.eval_metrics))

@@ -40,7 +40,7 @@ class DistributeTest(absltest.TestCase):
       self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     one = testing.load_run(os.path.join(self.logdir, 'one'))
     two = testing.load_run(os.path.join(self.logdir, 'two'))
-    environment = testing.tensor_series(two, '.', 'environment')[0][1].item().decode()
+    environment = testing.tensor_series(two, 'eval', 'environment')[0][1].item().decode()
     self.assertIn('MirroredStrategy, 2 replica(s)', environment)
     for run, tag in (('train', 'Metrics/loss'), ('train', 'optimizer/grad_norm'), ('eval', 'Metrics/loss')):
       single = testing.scalar_series(one, run, tag)

@@ -156,9 +156,53 @@ class SaturationTest(absltest.TestCase):
 
   def test_thresholds(self):
     values = tf.constant([0.05, 0.5, 0.95, 0.9, 0.1])
-    self.assertAlmostEqual(float(probes.saturated_fraction(archs.SIGMOID, values)), 0.4)
-    self.assertAlmostEqual(float(probes.saturated_fraction(archs.TANH, tf.constant([-0.95, 0.2, 0.91, 0.5]))), 0.5)
-    self.assertIsNone(probes.saturated_fraction(archs.NONE, values))
+    self.assertAlmostEqual(float(probes.saturated(archs.SIGMOID, values)), 0.4)
+    self.assertAlmostEqual(float(probes.saturated(archs.TANH, tf.constant([-0.95, 0.2, 0.91, 0.5]))), 0.5)
+    self.assertIsNone(probes.saturated(archs.NONE, values))
+    by_step = probes.saturated(archs.SIGMOID, tf.constant([[[0.05, 0.5], [0.5, 0.5]]]), axis=[0, 2])
+    np.testing.assert_allclose(by_step.numpy(), [0.5, 0.0])
+
+  def test_the_flow_ratio_is_log10_and_finite_when_a_norm_underflows(self):
+    self.assertAlmostEqual(float(probes.log10_ratio(tf.constant(1e-9), tf.constant(0.1))), -8.0, places=4)
+    self.assertAlmostEqual(float(probes.log10_ratio(tf.constant(0.0), tf.constant(1.0))), -30.0, places=3)
+
+
+class FigureTest(absltest.TestCase):
+  """Figures drawn for a Time Series card: their size and their text's height in pixels, what they name."""
+
+  def assert_card_sized(self, figure, image):
+    height, width = image.shape[1:3]
+    self.assertEqual(width, 330)  # Shown at 230-400 px in Time Series: never scaled below ~0.7.
+    self.assertLessEqual(height, 400)
+    texts = [t for t in figure.findobj(lambda o: hasattr(o, 'get_fontsize') and hasattr(o, 'get_text'))
+             if t.get_text() and t.get_visible()]
+    renderer = figure.canvas.get_renderer()
+    for text in texts:
+      self.assertGreaterEqual(text.get_fontsize() * figure.dpi / 72, 11, text.get_text())  # At 230 px: >= 7.7 px.
+      box = text.get_window_extent(renderer)
+      self.assertGreaterEqual(box.x0, -1, text.get_text())  # Nothing cut at the edges.
+      self.assertLessEqual(box.x1, width + 1, text.get_text())
+    return {t.get_text() for t in texts}
+
+  def test_flow_figure_names_the_run_its_lines_and_the_faded_steps(self):
+    figure = probes.FlowFigure('lstm 128 · fm_lstm')
+    for step in (0, 100, 200):
+      images = figure.draw(step, {'layer_0': np.logspace(-9, 0, 28), 'input': np.logspace(-10, -1, 28)})
+    texts = self.assert_card_sized(figure.figure, images['gradient_flow/norm_by_step'])
+    self.assertIn('lstm 128 · fm_lstm\ngradient at step 200; faded: 0, 100', texts)
+    self.assertContainsSubset({'layer_0 h_t', 'input x_t'}, texts)
+
+  def test_gates_figure_draws_saturation_and_the_cell_on_its_own_axis(self):
+    figure = probes.GatesFigure('lstm 4x5 · adding/arch=lstm,seed=0')
+    fractions = {f'layer_{i}/{gate}': np.linspace(0, 1, 6) for i in (0, 1)
+                 for gate in ('input', 'forget', 'candidate', 'output')}
+    images = figure.draw(3, {'saturated': fractions,
+                             'magnitude': {'layer_0/cell_abs': np.full(6, 2.5), 'layer_1/cell_abs': np.ones(6)}})
+    texts = self.assert_card_sized(figure.figure, images['gates/saturated_by_step'])
+    self.assertIn('lstm 4x5 · adding/arch=lstm,seed=0\nsaturated fraction of each gate, step 3', texts)
+    self.assertContainsSubset({'layer_0: saturated', 'layer_1: saturated', 'mean |c_t| (right)'}, texts)
+    self.assertEqual(figure.axes[0].get_ylim(), (-0.03, 1.03))  # Fractions on their axis, |c| on the right one.
+    self.assertGreaterEqual(figure.magnitude_axes['layer_0'].get_ylim()[1], 2.5)
 
 
 class _Runs:
@@ -180,23 +224,27 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
     scalars = set(events.PluginRunToTagToContent('scalars')['train'])
     histograms = set(events.PluginRunToTagToContent('histograms')['train'])
     images = set(events.PluginRunToTagToContent('images')['train'])
-    for tag in ('gradient_flow/layer_0/first_over_last', 'gradient_flow/layer_1/first_over_last',
-                'gates/layer_1/forget/mean', 'gates/layer_1/forget/saturated', 'gates/layer_0/cell_abs/mean',
-                'layers/layer_0/grad_norm', 'layers/head/update_ratio', 'layers/input_projection/weight_norm'):
-      self.assertIn(tag, scalars)
+    self.assertContainsSubset({
+        'gradient_flow/layer_0.log10_first_over_last', 'gradient_flow/layer_1.log10_first_over_last',
+        'saturation/layer_1.forget', 'saturation/layer_0.candidate', 'cell/layer_0.cell_abs_mean',
+        'layers/layer_0.grad_norm', 'layers/head.update_ratio', 'layers/input_projection.weight_norm'}, scalars)
+    # Time Series cuts a long card title in its middle but keeps all after the last '/': that part tells cards apart.
+    for group in {tag.split('/')[0] for tag in scalars}:
+      members = [tag for tag in scalars if tag.startswith(f'{group}/')]
+      self.assertLen({tag.rsplit('/', 1)[1] for tag in members}, len(members), group)
     for tag in ('weights/layer_0/recurrent_kernel', 'gradients/head/kernel', 'activations/layer_1',
                 'gates/layer_0/input', 'weights/input_projection/kernel'):
       self.assertIn(tag, histograms)
-    self.assertEqual(images, {'gradient_flow/norm_by_step', 'gates/mean_by_step'})
+    self.assertEqual(images, {'gradient_flow/norm_by_step', 'gates/saturated_by_step'})
     self.assertEqual([s for s, _ in testing.tensor_series(events, 'train', 'weights/layer_0/kernel')], [0, 2, 4])
-    self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'layers/layer_0/weight_norm')][0], 0)
+    self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'layers/layer_0.weight_norm')][0], 0)
     for tag in ('gradient_flow/layer_0', 'gradient_flow/layer_1', 'gradient_flow/input'):
       series = testing.tensor_series(events, 'train', tag)
       self.assertEqual([s for s, _ in series], [0, 2, 4])
       self.assertEqual(series[-1][1].shape, (8,))  # [T]: the tiny images have 8 rows.
     every_tag = scalars | histograms | images
     self.assertEmpty([tag for tag in every_tag if any(arch in tag for arch in archs.NAMES)])
-    ratio = testing.scalar_series(events, 'train', 'layers/layer_0/update_ratio')
+    ratio = testing.scalar_series(events, 'train', 'layers/layer_0.update_ratio')
     self.assertTrue(all(0 < value < 1 for _, value in ratio))
 
   def test_a_stateful_run_with_fewer_streams_than_the_probe_batch_probes_them(self):
@@ -235,7 +283,9 @@ class MoreRunsTest(_Runs, parameterized.TestCase):
     events, _ = self.run_tags('gru', (4,), probes='gates')
     self.assertEqual(set(events.PluginRunToTagToContent('histograms')['train']),
                      {'gates/layer_0/update', 'gates/layer_0/reset', 'gates/layer_0/candidate'})
-    self.assertNotIn('layers/layer_0/grad_norm', events.PluginRunToTagToContent('scalars')['train'])
+    self.assertNotIn('layers/layer_0.grad_norm', events.PluginRunToTagToContent('scalars')['train'])
+    rnn, _ = self.run_tags('rnn', (4,), probes='gates,activations')  # Its activation is its output: drawn once.
+    self.assertEqual(set(rnn.PluginRunToTagToContent('histograms')['train']), {'activations/layer_0'})
     quiet, _ = self.run_tags('rnn', (4,), probes='none')
     self.assertNotIn('train', quiet.PluginRunToTagToContent('histograms'))
 

@@ -233,10 +233,18 @@ class RunsTest(absltest.TestCase):
   def test_hparams_leave_out_what_does_not_apply(self):
     gru = runs.hparams(self.config(arch='gru'), {}, {'params': 10})
     self.assertNotIn('forget_bias', gru)
-    self.assertEqual(gru['params'], 10)
+    self.assertEqual(gru['params'], '10')  # Integers as text: TensorBoard prints numbers as 10.000.
     lstm = runs.hparams(self.config(task='sin2cos'), {'seq_len': 20}, {})
-    self.assertEqual((lstm['forget_bias'], lstm['seq_len']), (1.0, 20))
+    self.assertEqual((lstm['forget_bias'], lstm['seq_len'], lstm['stateful']), (1.0, '20', False))
     self.assertTrue(all(re.match(r'^[a-z_]+$', name) for name in lstm))
+
+  def test_trial_ids_name_the_sweep(self):
+    logdir = testing.make_tempdir(self)
+    os.makedirs(os.path.join(logdir, 'cmp', 'arch=gru,seed=0'))
+    self.assertEqual(runs.trial_id(os.path.join(logdir, 'cmp', 'arch=gru,seed=0')), 'arch=gru,seed=0')
+    runs.write_whole(os.path.join(logdir, 'cmp', 'sweep.json'), '{}')  # In a sweep (two sweeps never merge):
+    self.assertEqual(runs.trial_id(os.path.join(logdir, 'cmp', 'arch=gru,seed=0') + '/'), 'cmp/arch=gru,seed=0')
+    self.assertEqual(runs.trial_id(os.path.join(logdir, 'cmp')), 'cmp')  # Not in a sweep: its folder's name.
 
   def test_os_errors_read_as_one_line(self):
     error = OSError(errno.ENOSPC, 'No space left on device', '/data/run/config.json')

@@ -34,7 +34,7 @@ class SummaryWriterTest(absltest.TestCase):
     logdir = os.path.join(testing.make_tempdir(self), 'run')
     writer = summaries.SummaryWriter(logdir, enabled=False)
     writer.scalars(1, {'loss': 1.0})
-    writer.hparams({'a': 1}, {('eval', 'loss'): 'eval loss'})
+    writer.hparams({'a': 1}, trial_id='run')
     writer.close()
     self.assertFalse(os.path.exists(logdir))
 
