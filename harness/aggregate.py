@@ -5,6 +5,8 @@ recomputed from the trials' own files every time:
 
   results.csv            one row per trial: its grid values, seed, status, step and final metrics
   summary.csv, .md       one row per group: n finished, and mean ± sd (sample sd) of each final metric
+  baseline/              for a task with a memoryless baseline, its eval metrics at the mean runs'
+                         steps: one line in the Metrics cards (the trials write none)
   sweep/                 the summary as text and a custom-scalars layout: a margin chart per eval
                          metric (its own event folder: TensorBoard names a logdir's root run `.`)
   mean/<group>/          per eval step, the mean over the group's finished seeds of each eval
@@ -76,7 +78,7 @@ def aggregate(sweep_dir):
     raise UserError(f'{sweep_dir}: not a sweep folder (no readable sweep.json)') from None
   grid, fixed = [(flag, values) for flag, values in identity['grid']], identity['fixed']
   trials = trials_lib.make_trials(grid, identity['seeds'])
-  trials_lib.check_trials(trials, fixed, sweep_dir)
+  configs = trials_lib.check_trials(trials, fixed, sweep_dir)
   results = {trial.name: runfiles.read_metrics(os.path.join(sweep_dir, trial.name)) or {} for trial in trials}
   metric_names = sorted({k for m in results.values() for k in m if k.startswith('eval_')})
   flags_varied = [flag for flag, _ in grid]
@@ -113,7 +115,8 @@ def aggregate(sweep_dir):
   with open(os.path.join(sweep_dir, 'summary.md'), 'w') as f:
     f.write(f'Mean ± sd over seeds of the final metrics; n = finished trials.\n\n{markdown}\n')
 
-  metrics = _write_mean_runs(sweep_dir, groups, results)
+  metrics, steps = _write_mean_runs(sweep_dir, groups, results)
+  _write_baseline(sweep_dir, configs, results, steps)
   _write_summary(sweep_dir, markdown, metrics)
   return markdown
 
@@ -124,9 +127,12 @@ def band_tags(metric):
 
 
 def _write_mean_runs(sweep_dir, groups, results):
-  """mean/<group>: per eval step, the mean and mean -/+ sd over the group's finished seeds; returns the metrics."""
+  """mean/<group>: per eval step, the mean and mean -/+ sd over the group's finished seeds.
+
+  Returns the metrics and the steps written.
+  """
   shutil.rmtree(os.path.join(sweep_dir, MEAN_FOLDER), ignore_errors=True)  # Derived: recomputed whole.
-  metrics = set()
+  metrics, steps = set(), set()
   for group, members in groups.items():
     series = [_read_scalars(os.path.join(sweep_dir, t.name, 'eval')) for t in members
               if runs.is_finished(results[t.name])]
@@ -137,10 +143,30 @@ def _write_mean_runs(sweep_dir, groups, results):
       metric = tag[len(loop.METRICS_GROUP) + 1:]
       metrics.add(metric)
       for step in sorted(set.intersection(*(set(s[tag]) for s in series))):
+        steps.add(step)
         mean, sd = _mean_sd([s[tag][step] for s in series])
         writer.scalars(step, dict(zip(band_tags(metric), (mean, mean - sd, mean + sd))))
     writer.close()
-  return sorted(metrics)
+  return sorted(metrics), sorted(steps)
+
+
+def _write_baseline(sweep_dir, configs, results, steps):
+  """baseline/: the memoryless baseline the trials recorded in metrics.json, flat over `steps`, as a trial's would be.
+
+  None where the grid varies the task or its length (the baselines differ).
+  """
+  shutil.rmtree(os.path.join(sweep_dir, 'baseline'), ignore_errors=True)
+  finished = [name for name, metrics in results.items() if runs.is_finished(metrics)]
+  recorded = {tuple(sorted((k, v) for k, v in results[name].items() if k.startswith('baseline_'))) for name in finished}
+  if len(recorded) != 1 or not steps:
+    return
+  baselines = {name[len('baseline_'):]: value for name, value in recorded.pop()}
+  if not baselines:
+    return
+  writer = summaries.SummaryWriter(os.path.join(sweep_dir, 'baseline'))
+  for step in steps:
+    writer.scalars(step, loop.metric_scalars(configs[finished[0]], baselines))
+  writer.close()
 
 
 def _write_summary(sweep_dir, markdown, metrics):

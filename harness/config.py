@@ -261,6 +261,20 @@ def _check_task_flags(config):
     raise UserError(f'--view={config.view}: only image tasks ({", ".join(with_views)}) have views')
 
 
+def applies(config, name):
+  """Whether the field `name` does anything in `config`: a task's or an arch's own flag for another task or
+  arch does not, nor --epochs under --train_steps, nor --permutation_seed outside the permuted view."""
+  task_flags = {flag for spec in task_table.TASKS.values() for flag in spec.flags}
+  arch_options = {option for arch in archs.ARCHS.values() for option in arch.options}
+  if name in task_flags and name not in task_table.TASKS[config.task].flags:
+    return False
+  if name in arch_options and name not in archs.get(config.arch).options:
+    return False
+  if name == 'permutation_seed':
+    return config.view == 'permuted'
+  return not (name == 'epochs' and config.train_steps)
+
+
 def probe_names(config):
   """The probes `--probes` selects, in PROBES order."""
   if config.probes in ('all', 'none'):

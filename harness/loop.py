@@ -176,8 +176,12 @@ class _Run:
     self.preemption = None
 
   def open_writers(self):
-    """Event folders: train/, eval/ (which also describes the run) and baseline/ for a task that has baselines."""
-    names = ('train', 'eval') + (('baseline',) if self.task.baselines else ())
+    """Event folders: train/, eval/ (which also describes the run) and baseline/ for a task that has baselines.
+
+    A sweep's trials write no baseline/: the sweep draws one for all (`aggregate`), not a line per trial.
+    """
+    baseline = self.task.baselines and not runs.sweep_of(self.workdir)
+    names = ('train', 'eval') + (('baseline',) if baseline else ())
     self.writers = {name: summaries.SummaryWriter(os.path.join(self.workdir, name), self.chief) for name in names}
     return self.writers
 
@@ -292,7 +296,7 @@ class _Run:
     metrics = self.task.eval_metrics(results)
     if self.writers:
       self.writers['eval'].scalars(step, metric_scalars(self.config, metrics))
-      if self.task.baselines:  # A flat line in the same cards: what a model without memory scores.
+      if 'baseline' in self.writers:  # A flat line in the same cards: what a model without memory scores.
         self.writers['baseline'].scalars(step, metric_scalars(self.config, self.task.baselines))
       if self.chief:
         self.writers['eval'].images(step, {f'figures/{name}': image for name, image in
@@ -336,7 +340,8 @@ class _Run:
         ('data source', task.source), ('trainable parameters', f'{self.num_params:,}')]
     description.text(0, {
         'config': summaries.markdown_table(
-            [(name, config_lib.flag_value(getattr(config, name))) for name in config_lib.FIELDS],
+            [(name, config_lib.flag_value(getattr(config, name))) for name in config_lib.FIELDS
+             if config_lib.applies(config, name)],
             header=('flag', 'value')),
         'environment': summaries.markdown_table(environment),
     })

@@ -329,12 +329,17 @@ def hparams(config, task_hparams, extra):
           for name, value in values.items()}
 
 
+def sweep_of(workdir):
+  """The folder of the sweep the run is a trial of (its parent holds sweep.json), or ''."""
+  parent = os.path.dirname(os.path.normpath(workdir))
+  return parent if os.path.isfile(os.path.join(parent, 'sweep.json')) else ''
+
+
 def trial_id(workdir):
-  """The run's name in the HParams table: `<sweep>/<trial>` for a sweep's trial (two sweeps never merge), else its folder's name."""
-  workdir = os.path.normpath(workdir)
-  parent = os.path.dirname(workdir)
-  name = os.path.basename(workdir)
-  return f'{os.path.basename(parent)}/{name}' if os.path.isfile(os.path.join(parent, 'sweep.json')) else name
+  """The run's name in the HParams table: `<sweep>/<trial>` in a sweep (two sweeps never merge), else its folder's."""
+  name = os.path.basename(os.path.normpath(workdir))
+  sweep = sweep_of(workdir)
+  return f'{os.path.basename(sweep)}/{name}' if sweep else name
 
 
 def describe_os_error(error):

@@ -121,6 +121,16 @@ class ConfigTest(parameterized.TestCase):
     self.assertNotIn('--run_name', text)
     self.assertNotIn('--resume', text)
 
+  def test_the_config_text_lists_only_flags_that_apply(self):
+    adding = config_lib.make_config(task='adding', arch='gru', train_steps=300)
+    shown = {name for name in config_lib.FIELDS if config_lib.applies(adding, name)}
+    self.assertContainsSubset({'seq_len', 'train_steps', 'units', 'seed'}, shown)
+    self.assertEmpty({'view', 'permutation_seed', 'epochs', 'forget_bias', 'lstm_kernel'} & shown)
+    images = config_lib.make_config(task='fashion_mnist', arch='lstm')
+    self.assertContainsSubset({'view', 'epochs', 'forget_bias'}, {name for name in config_lib.FIELDS
+                                                                  if config_lib.applies(images, name)})
+    self.assertFalse(config_lib.applies(images, 'seq_len') or config_lib.applies(images, 'permutation_seed'))
+
 
 if __name__ == '__main__':
   absltest.main()
