@@ -172,6 +172,7 @@ class _Run:
       logging.info('resumed from %s at step %d', restored, self.start_step)
     self.eval_step = steps.make_eval_step(model, task, strategy)
     self.eval_metrics = {}
+    self.figure_title = f'{config.arch} {config_lib.flag_value(config.units)} · {runs.trial_id(self.workdir)}'
     self.writers = {}
     self.preemption = None
 
@@ -191,8 +192,7 @@ class _Run:
     self.train_step = steps.make_train_step(state, task, config, self.strategy)
     self.train_steps = steps.make_multi_step(self.train_step)
     self.read_sums = steps.make_sums_reader(state)
-    self.prober = probes.Prober(state.model, task, config_lib.probe_names(config), title=(
-        f'{config.arch} {config_lib.flag_value(config.units)} · {runs.trial_id(self.workdir)}'))
+    self.prober = probes.Prober(state.model, task, config_lib.probe_names(config), title=self.figure_title)
     dataset = self.strategy.distribute_datasets_from_function(
         lambda context: task.train_dataset(config.batch_size, config.seed, self.start_step, context))
     self.iterator = iter(dataset)
@@ -300,7 +300,8 @@ class _Run:
         self.writers['baseline'].scalars(step, metric_scalars(self.config, self.task.baselines))
       if self.chief:
         self.writers['eval'].images(step, {f'figures/{name}': image for name, image in
-                                           self.task.eval_figures(results, self.state.model).items()})
+                                           self.task.eval_figures(results, self.state.model,
+                                                                  self.figure_title).items()})
       self.writers['eval'].flush()
     logging.info('eval at step %d: %s', step, ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
     return metrics

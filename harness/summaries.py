@@ -126,6 +126,11 @@ def subplots(nrows=1, ncols=1, figsize=None, **kwargs):
   return figure, figure.subplots(nrows, ncols, **kwargs)
 
 
+def titled(title, text):
+  """A figure title: the run's `title` (arch, units, run) on the first line, then `text`."""
+  return f'{title}\n{text}' if title else text
+
+
 def card_legend(figure, handles, columns=3):
   """A legend in its own rows under the title, above every axes (none of it hides a line); returns its rows."""
   rows = -(-len(handles) // columns)

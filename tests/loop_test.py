@@ -221,7 +221,8 @@ class InstrumentationTest(absltest.TestCase):
                for k, v in session.session_start_info.hparams.items()}
     self.assertEqual(hparams['arch'], 'stacked_lstm')
     self.assertEqual(hparams['units'], '4,6')
-    self.assertEqual((hparams['batch_size'], hparams['seed'], hparams['clip_norm']), ('8', '0', 0.5))  # Integers as text.
+    # Integers as text: TensorBoard prints numbers with five digits.
+    self.assertEqual((hparams['batch_size'], hparams['seed'], hparams['clip_norm']), ('8', '0', 0.5))
     self.assertEqual(hparams['lstm_kernel'], 'auto')
     self.assertEqual(hparams['data_source'], 'tiny synthetic bars')
     self.assertEqual(session.session_start_info.group_name, 'run')  # The run's name, not a hash.
