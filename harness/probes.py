@@ -283,11 +283,11 @@ class GatesFigure:
     for values in by_step.values():
       for name, series in values.items():
         self.lines[name].set_data(np.arange(1, len(series) + 1), series)
-    for ax in [*self.axes, *self.magnitude_axes.values()]:
+    for ax in self.axes:
       ax.relim()
-      ax.autoscale_view(scaley=ax in self.magnitude_axes.values())
-    for ax in self.magnitude_axes.values():
-      ax.set_ylim(bottom=0)
+      ax.autoscale_view(scaley=False)  # Fractions keep their 0..1 axis.
+    for name, series in by_step['magnitude'].items():  # Set, not autoscaled: a set limit stops autoscaling.
+      self.magnitude_axes[name.split('/')[0]].set_ylim(0, max(1.05 * float(np.max(series)), 1e-3))
     self.title.set_text(f'{self.run_title}\nsaturated fraction of each gate, step {step}')
     return {'gates/saturated_by_step': summaries.figure_to_image(self.figure)}
 

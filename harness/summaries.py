@@ -147,7 +147,7 @@ def card_margins(figure, legend_rows=0, right_axis=False):
   """
   width, height = figure.get_size_inches()
   figure.subplots_adjust(left=0.62 / width, right=1 - (0.42 if right_axis else 0.12) / width,
-                         bottom=0.42 / height, top=1 - (0.45 + 0.15 * legend_rows) / height, hspace=0.12)
+                         bottom=0.42 / height, top=1 - (0.5 + 0.16 * legend_rows) / height, hspace=0.12)
 
 
 def figure_to_image(figure):

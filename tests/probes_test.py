@@ -203,6 +203,9 @@ class FigureTest(absltest.TestCase):
     self.assertContainsSubset({'layer_0: saturated', 'layer_1: saturated', 'mean |c_t| (right)'}, texts)
     self.assertEqual(figure.axes[0].get_ylim(), (-0.03, 1.03))  # Fractions on their axis, |c| on the right one.
     self.assertGreaterEqual(figure.magnitude_axes['layer_0'].get_ylim()[1], 2.5)
+    figure.draw(6, {'saturated': fractions,
+                    'magnitude': {'layer_0/cell_abs': np.full(6, 9.0), 'layer_1/cell_abs': np.ones(6)}})
+    self.assertGreaterEqual(figure.magnitude_axes['layer_0'].get_ylim()[1], 9.0)  # Rescaled at every probe.
 
 
 class _Runs:
