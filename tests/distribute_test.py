@@ -77,8 +77,8 @@ class DistributeTest(absltest.TestCase):
     run_dir = os.path.join(self.logdir, 'mw')
     event_files = sorted(os.path.relpath(p, run_dir)
                          for p in glob.glob(os.path.join(run_dir, '**', 'events.out.tfevents.*'), recursive=True))
-    self.assertEqual(sorted(os.path.dirname(p) for p in event_files), ['', 'eval', 'train'])
-    self.assertEqual(sorted(p for p in os.listdir(run_dir) if not p.startswith('events.out')),
+    self.assertEqual(sorted(os.path.dirname(p) for p in event_files), ['eval', 'train'])  # No events at the root.
+    self.assertEqual(sorted(os.listdir(run_dir)),
                      ['.lock', 'checkpoints', 'config.json', 'eval', 'flags.txt', 'metrics.json', 'train'])
     self.assertEqual(os.listdir(self.logdir), ['mw'])  # The worker's temporary checkpoints are gone.
     with open(os.path.join(run_dir, 'metrics.json')) as f:
