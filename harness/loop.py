@@ -37,10 +37,9 @@ EVALUATIONS_PER_RUN = 10
 # TensorBoard's Time Series sorts card groups by tag, capitals before small
 # letters: the loss and accuracy cards come before every diagnostic group.
 METRICS_GROUP = 'Metrics'
-# The event folder that also describes the run (hparams, status, config text):
-# the HParams session's metrics are then its own scalars, and the run root,
-# holding no events, takes no colour in the charts (TensorBoard colours every
-# folder with events, curves or not, from a palette of 7).
+# The event folder that also describes the run (hparams, status, text): the HParams session's
+# metrics are then its own scalars, and the run root, holding no events, takes no colour in the
+# charts (TensorBoard colours every folder with events, curves or not, from a palette of 7).
 DESCRIPTION_FOLDER = 'eval'
 
 
@@ -329,11 +328,8 @@ class _Run:
       writer.session_start(self.start_step + 1 if self.start_step else 0)
     if self.start_step:
       return
-    # No experiment is declared: TensorBoard then takes the hparams of every
-    # session and the metrics of every session's scalars, so a logdir that
-    # mixes tasks compares in one table, each run with its own task's metrics.
-    # (It reads one declared experiment only, any run's, and hides the runs that
-    # lack one of its metrics from the parallel coordinates.)
+    # No experiment declared (TensorBoard reads one, any run's): it then builds the
+    # table from every session's hparams and scalars, each run with its own metrics.
     hparams = runs.hparams(config, task.hparams(), {'data_source': task.source, 'params': self.num_params})
     description = self.writers[DESCRIPTION_FOLDER]
     description.hparams(hparams, trial_id=runs.trial_id(self.workdir))
