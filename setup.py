@@ -19,6 +19,7 @@ setuptools.setup(
         'absl-py>=2.1',
         'numpy>=2.0',
         'matplotlib>=3.8',
+        'pillow>=10.0',  # PNG-encodes images when IDX files are imported (matplotlib needs it too).
     ],
     extras_require={
         'test': ['pytest>=8.0'],
@@ -27,6 +28,7 @@ setuptools.setup(
     },
     entry_points={'console_scripts': [
         'harness-train=harness.train:run',
+        'harness-sweep=harness.sweep:run',
         'harness-bench=harness.bench:run',
         'harness-data=harness.data:run',
     ]},

@@ -7,12 +7,16 @@ recomputed from the trials' own files every time:
   summary.csv, .md       one row per group: n finished, and mean ± sd (sample sd) of each final metric
   baseline/              for a task with a memoryless baseline, its eval metrics at the mean runs'
                          steps: one line in the Metrics cards (the trials write none)
-  sweep/                 the summary as text and a custom-scalars layout: a margin chart per eval
-                         metric (its own event folder: TensorBoard names a logdir's root run `.`)
+  sweep/                 the summary as text, a custom-scalars layout (a margin chart per eval
+                         metric) and, with a numeric grid axis, the curves as images and tables
+                         (`harness.curves`); its own event folder: TensorBoard names a logdir's
+                         root run `.`, and the sweep's root holds no events
   mean/<group>/          per eval step, the mean over the group's finished seeds of each eval
                          metric, mean_sd/<metric>, and mean_sd/<metric>.lower and .upper at mean
                          -/+ sd: the margin charts' band. Eval only: train means add lines, not
                          answers; no `Metrics/` tag, so the Metrics cards hold the trials only.
+  curves/                with a numeric grid axis: each eval metric against it as PNG
+                         (`harness.curves`), its tables appended to summary.md
 
 No HParams experiment is declared: TensorBoard builds the table from the
 trials' own hparams and eval metrics (see `loop.DESCRIPTION_FOLDER`).
@@ -30,10 +34,11 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.util import tensor_util
 
-from harness import loop
+from harness import curves
 from harness import runfiles
 from harness import runs
 from harness import summaries
+from harness import task_table
 from harness import trials as trials_lib
 from harness.errors import UserError
 
@@ -49,7 +54,7 @@ def _read_scalars(run_dir):
   accumulator.Reload()
   return {tag: {event.step: float(tensor_util.make_ndarray(event.tensor_proto))
                 for event in accumulator.Tensors(tag)}
-          for tag in accumulator.Tags()['tensors'] if tag.startswith(f'{loop.METRICS_GROUP}/')}
+          for tag in accumulator.Tags()['tensors'] if tag.startswith(f'{task_table.METRICS_GROUP}/')}
 
 
 def _mean_sd(values):
@@ -93,9 +98,10 @@ def aggregate(sweep_dir):
   groups = {}
   for trial in trials:
     groups.setdefault(trial.group, []).append(trial)
+  shown = _markdown_metrics(metric_names, results)
   summary_rows, markdown = [], [
-      '| ' + ' | '.join([*flags_varied, 'n', *(name[5:] for name in metric_names), 'train seconds']) + ' |',
-      '|' + '---|' * (len(flags_varied) + len(metric_names) + 2)]
+      '| ' + ' | '.join([*flags_varied, 'n', *(name[5:] for name in shown), 'train seconds']) + ' |',
+      '|' + '---|' * (len(flags_varied) + len(shown) + 2)]
   for members in groups.values():
     done = [results[t.name] for t in members if runs.is_finished(results[t.name])]
     row, cells = [value for _, value in members[0].values], [value for _, value in members[0].values]
@@ -105,20 +111,72 @@ def aggregate(sweep_dir):
       values = [m[name] for m in done if name in m]
       mean, sd = _mean_sd(values) if values else (float('nan'), float('nan'))
       row += [mean, sd]
-      cells.append(f'{mean:.4f} ± {sd:.4f}' if name != 'train_seconds' else f'{mean:.1f} ± {sd:.1f}')
+      if name in shown:
+        cells.append(f'{mean:.4f} ± {sd:.4f}')
+      elif name == 'train_seconds':
+        cells.append(f'{mean:.1f} ± {sd:.1f}')
     summary_rows.append(row)
     markdown.append('| ' + ' | '.join(map(str, cells)) + ' |')
+  markdown += _baseline_rows(groups, results, len(flags_varied), shown)
   _write_table(os.path.join(sweep_dir, 'summary.csv'),
                [*flags_varied, 'n', *(f'{n}_{s}' for n in metric_names + ['train_seconds'] for s in ('mean', 'sd'))],
                summary_rows)
   markdown = '\n'.join(markdown)
   with open(os.path.join(sweep_dir, 'summary.md'), 'w') as f:
-    f.write(f'Mean ± sd over seeds of the final metrics; n = finished trials.\n\n{markdown}\n')
+    f.write(f'Mean ± sd over seeds of the final test metrics; n = finished trials.\n\n{markdown}\n')
 
-  metrics, steps = _write_mean_runs(sweep_dir, groups, results)
+  eval_curves = _eval_curves(sweep_dir, trials, results, configs)
+  metrics, steps = _write_mean_runs(sweep_dir, groups, eval_curves, configs)
   _write_baseline(sweep_dir, configs, results, steps)
-  _write_summary(sweep_dir, markdown, metrics)
-  return markdown
+  writer = _summary_writer(sweep_dir, markdown, metrics)
+  curve_tables = curves.write(sweep_dir, grid, trials, results, eval_curves, writer)
+  writer.close()
+  if curve_tables:
+    with open(os.path.join(sweep_dir, 'summary.md'), 'a') as f:
+      f.write(f'\n{curve_tables}\n')
+  return '\n\n'.join(filter(None, [markdown, curve_tables]))
+
+
+def _eval_curves(sweep_dir, trials, results, configs):
+  """{trial name: {metric: {step: value}}} of the finished trials' eval `Metrics/` scalars, a metric that is the
+  loss (`task_table.TaskSpec.loss_is`: written once, as the loss) under its own name too, as metrics.json has it."""
+  prefix, found = f'{task_table.METRICS_GROUP}/', {}
+  for trial in trials:
+    if runs.is_finished(results[trial.name]):
+      scalars = _read_scalars(os.path.join(sweep_dir, trial.name, 'eval'))
+      found[trial.name] = {tag[len(prefix):]: series for tag, series in scalars.items()}
+      same = task_table.TASKS[configs[trial.name].task].loss_is
+      if same and 'loss' in found[trial.name]:
+        found[trial.name][same] = found[trial.name]['loss']
+  return found
+
+
+def _markdown_metrics(metric_names, results):
+  """The metrics summary.md shows: all but a loss that equals another metric in every trial (a regression's MSE)."""
+  finished = [m for m in results.values() if runs.is_finished(m)]
+
+  def equal(a, b):
+    return bool(finished) and all(m.get(a) == m.get(b) for m in finished)
+
+  return [name for name in metric_names
+          if not (name == 'eval_loss' and any(equal(name, other) for other in metric_names if other != name))]
+
+
+def _baseline_rows(groups, results, num_flags, shown):
+  """summary.md rows of what a memoryless model scores (tasks that have one): one row, or one per group if they differ.
+
+  A grid over --seq_len changes the copy task's baseline loss, for example.
+  """
+  baselines = {}
+  for group, members in groups.items():
+    saved = next((results[t.name] for t in members if runs.is_finished(results[t.name])), {})
+    values = tuple(saved.get(f'baseline_{name[5:]}') for name in shown)
+    if any(value is not None for value in values):
+      baselines[group] = values
+  labels = {'memoryless baseline': v for v in baselines.values()} if len(set(baselines.values())) == 1 else {
+      f'baseline of {group}': v for group, v in baselines.items()}
+  return ['| ' + ' | '.join([label, *[''] * num_flags, *('' if v is None else f'{v:.4f}' for v in values), '']) + ' |'
+          for label, values in labels.items()]
 
 
 def band_tags(metric):
@@ -126,26 +184,26 @@ def band_tags(metric):
   return f'mean_sd/{metric}', f'mean_sd/{metric}.lower', f'mean_sd/{metric}.upper'
 
 
-def _write_mean_runs(sweep_dir, groups, results):
-  """mean/<group>: per eval step, the mean and mean -/+ sd over the group's finished seeds.
+def _write_mean_runs(sweep_dir, groups, eval_curves, configs):
+  """mean/<group>: per eval step, the mean and mean -/+ sd over the group's finished seeds (`_eval_curves`), of
+  each metric TensorBoard shows (not one that is the loss).
 
   Returns the metrics and the steps written.
   """
   shutil.rmtree(os.path.join(sweep_dir, MEAN_FOLDER), ignore_errors=True)  # Derived: recomputed whole.
   metrics, steps = set(), set()
   for group, members in groups.items():
-    series = [_read_scalars(os.path.join(sweep_dir, t.name, 'eval')) for t in members
-              if runs.is_finished(results[t.name])]
+    series = [eval_curves[t.name] for t in members if t.name in eval_curves]
     if not series:
       continue
     writer = summaries.SummaryWriter(os.path.join(sweep_dir, MEAN_FOLDER, group))
-    for tag in set.intersection(*(set(s) for s in series)):
-      metric = tag[len(loop.METRICS_GROUP) + 1:]
+    same = task_table.TASKS[configs[members[0].name].task].loss_is
+    for metric in set.intersection(*(set(s) for s in series)) - {same}:
       metrics.add(metric)
-      for step in sorted(set.intersection(*(set(s[tag]) for s in series))):
+      for step in sorted(set.intersection(*(set(s[metric]) for s in series))):
         steps.add(step)
-        mean, sd = _mean_sd([s[tag][step] for s in series])
-        writer.scalars(step, dict(zip(band_tags(metric), (mean, mean - sd, mean + sd))))
+        mean, sd = _mean_sd([s[metric][step] for s in series])
+        writer.write_scalars(step, dict(zip(band_tags(metric), (mean, mean - sd, mean + sd))))
     writer.close()
   return sorted(metrics), sorted(steps)
 
@@ -165,14 +223,14 @@ def _write_baseline(sweep_dir, configs, results, steps):
     return
   writer = summaries.SummaryWriter(os.path.join(sweep_dir, 'baseline'))
   for step in steps:
-    writer.scalars(step, loop.metric_scalars(configs[finished[0]], baselines))
+    writer.write_scalars(step, task_table.metric_scalars(configs[finished[0]].task, baselines))
   writer.close()
 
 
-def _write_summary(sweep_dir, markdown, metrics):
-  """sweep/: the summary text and the margin charts' layout (rewritten whole)."""
+def _summary_writer(sweep_dir, markdown, metrics):
+  """sweep/, made anew: the summary text and the margin charts' layout written; returns its open writer."""
   shutil.rmtree(os.path.join(sweep_dir, SUMMARY_FOLDER), ignore_errors=True)
-  for path in glob.glob(os.path.join(sweep_dir, 'events.out.tfevents.*.sweep')):  # Where older versions wrote them.
+  for path in glob.glob(os.path.join(sweep_dir, 'events.out.tfevents.*')):  # Where older versions wrote them.
     os.remove(path)
   name = os.path.basename(os.path.normpath(sweep_dir))
   layout = layout_pb2.Layout(category=[layout_pb2.Category(
@@ -181,6 +239,6 @@ def _write_summary(sweep_dir, markdown, metrics):
           series=[layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)]))
              for metric in metrics for value, lower, upper in [band_tags(metric)]])])
   writer = summaries.SummaryWriter(os.path.join(sweep_dir, SUMMARY_FOLDER))
-  writer.text(0, {'sweep/summary': markdown})
+  writer.write_texts(0, {'sweep/summary': markdown})
   writer.layout(layout)
-  writer.close()
+  return writer

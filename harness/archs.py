@@ -31,6 +31,8 @@ import dataclasses
 import importlib
 from typing import Callable
 
+from harness import linear_specs
+
 # Gate kinds, for the probes' saturation measure: a sigmoid-like gate in [0, 1]
 # is saturated below 0.1 or above 0.9, a tanh-like value where |x| > 0.9; a
 # value of kind NONE (a cell state, a modulus) has no saturation.
@@ -59,17 +61,26 @@ class Arch:
     layer: 'module:function', the builder(units, name, options) of one layer.
     unroll: 'module:function', the reference recurrence the probes re-run.
     state_sizes: units -> per state tensor of one layer, its size n ([u, u] for (h, c)).
-    parameter_count: (input width, units) -> trainable parameters of one layer.
+    parameter_count: (input width, units, options) -> trainable parameters of one layer; options
+      {field: value} of the entry's `options` (None: their defaults).
     gates: ((gate name, kind), ...) in the order `unroll` returns them.
     output_gate: the gate whose values are the layer's outputs h_t (the RNN's activation), or ''
       (the probes draw its histogram once, as the activations).
     kernels: the implementations the arch has (the first is the default).
     options: config fields the builder reads besides dtype, forget_bias and lstm_kernel, and
-      the config fields (of those three too) that apply to this arch only (hparams report them).
+      the config fields (of those three too) that apply to this arch only: the config text and
+      hparams show a field of ARCH_FIELDS only for the archs that list it.
     one_op: (units, {'lstm_kernel', 'precision'}) -> whether a layer runs its whole sequence as
       one op on the CPU (then sub-batches pay off from 16 rows, `runtime.batch_splits`).
-    keras_layer, torch_layer: 'module:Class' of the same cell in Keras and PyTorch (the
-      benchmark's contenders), or '' where there is none.
+    keras_layer: 'module:Class' of the same cell in Keras (the benchmark's contender), or ''.
+    torch_layer: 'module:function' (features, units, options) -> the same layer in PyTorch
+      (`harness.torch_blocks`, the benchmark's contender), or ''.
+    jit_compile: XLA-compile each sub-batch's forward and backward pass in the train step
+      (`steps.make_train_step`): on a CPU XLA fuses the elementwise passes (norms, gates,
+      activations, the scan's loop body) that make a block of large per-step ops memory-bound.
+    retention: {gate: [batch, time, n]} (what `unroll` returns) -> |a_t| [batch, time, n], the
+      fraction of h_{t-1} that h_t keeps, for the timescales probe (1 / (1 - |a|) steps); None
+      where the cell has no such gate.
   """
   name: str
   description: str
@@ -84,6 +95,8 @@ class Arch:
   one_op: Callable[[int, dict], bool] = lambda units, options: False
   keras_layer: str = ''
   torch_layer: str = ''
+  jit_compile: bool = False
+  retention: Callable = None
 
   def build_layer(self, units, name, options):
     return resolve(self.layer)(units, name, options)
@@ -103,7 +116,18 @@ def uses_fused_lstm(lstm_kernel, units):
 
 def _gated_parameters(gates, biases_per_gate=1):
   """Keras's gated cells: kernel [w, g u], recurrent kernel [u, g u], biases [biases_per_gate * g u]."""
-  return lambda width, units: gates * units * (width + units) + biases_per_gate * gates * units
+  return lambda width, units, options=None: gates * units * (width + units) + biases_per_gate * gates * units
+
+
+def _linear_arch(name, description, options, retention, jit_compile=True):
+  """minGRU, minLSTM, LRU: layers of `harness.linear_layers` over the `harness.scan` primitive."""
+  return Arch(
+      name=name, description=description, layer=f'harness.linear_layers:build_{name}',
+      unroll='harness.linear_layers:unroll', state_sizes=lambda units: linear_specs.state_sizes(name, units),
+      parameter_count=lambda width, units, options=None: linear_specs.parameter_count(name, width, units, options),
+      gates=tuple((gate, kind or NONE) for gate, kind in linear_specs.GATES[name]),
+      kernels=linear_specs.SCAN_KERNELS, options=options, torch_layer=f'harness.torch_blocks:{name}',
+      jit_compile=jit_compile, retention=retention)
 
 
 ARCHS = {
@@ -112,13 +136,14 @@ ARCHS = {
         layer='harness.layers:simple_rnn', unroll='harness.recurrence:unroll_rnn',
         state_sizes=lambda units: [units], parameter_count=_gated_parameters(1),
         gates=(('activation', TANH),), output_gate='activation', kernels=('keras',),
-        keras_layer='keras.layers:SimpleRNN', torch_layer='torch.nn:RNN'),
+        keras_layer='keras.layers:SimpleRNN', torch_layer='harness.torch_blocks:rnn'),
     'gru': Arch(
         name='gru', description='GRU (Cho et al. 2014; Keras, reset_after): update, reset and candidate',
         layer='harness.layers:gru', unroll='harness.recurrence:unroll_gru',
         state_sizes=lambda units: [units], parameter_count=_gated_parameters(3, biases_per_gate=2),
         gates=(('update', SIGMOID), ('reset', SIGMOID), ('candidate', TANH)), kernels=('keras',),
-        keras_layer='keras.layers:GRU', torch_layer='torch.nn:GRU'),
+        keras_layer='keras.layers:GRU', torch_layer='harness.torch_blocks:gru',
+        retention=lambda gates: gates['update']),  # Keras: h_t = z h_{t-1} + (1 - z) h~.
     'lstm': Arch(
         name='lstm', description='LSTM (Hochreiter & Schmidhuber 1997, with forget gate): state (h, c)',
         layer='harness.layers:lstm', unroll='harness.recurrence:unroll_lstm',
@@ -128,7 +153,23 @@ ARCHS = {
         kernels=('auto', 'fused', 'keras'), options=('forget_bias', 'lstm_kernel'),
         one_op=lambda units, options: options['precision'] == 'float32' and uses_fused_lstm(
             options['lstm_kernel'], units),
-        keras_layer='keras.layers:LSTM', torch_layer='torch.nn:LSTM'),
+        keras_layer='keras.layers:LSTM', torch_layer='harness.torch_blocks:lstm',
+        retention=lambda gates: gates['forget']),  # Of the cell state c_t.
+    'mingru': _linear_arch(
+        'mingru', 'minGRU (Feng et al. 2024, "Were RNNs All We Needed?"): h_t = (1 - z_t) h_{t-1} + z_t g(W_h '
+        'x_t), z_t = sigmoid(W_z x_t), a linear recurrence scanned over time, in a pre-norm residual block with a '
+        'per-step MLP', ('scan_kernel', 'mlp_expansion'), retention=lambda gates: 1.0 - gates['update']),
+    'minlstm': _linear_arch(
+        'minlstm', 'minLSTM (Feng et al. 2024): h_t = f\'_t h_{t-1} + i\'_t g(W_h x_t) with f\', i\' the forget '
+        'and input gates normalised to sum to 1, scanned over time, in minGRU\'s block',
+        ('scan_kernel', 'mlp_expansion'), retention=lambda gates: gates['forget']),
+    'lru': _linear_arch(
+        'lru', 'Linear Recurrent Unit (Orvieto et al. 2023, "Resurrecting Recurrent Neural Networks for Long '
+        'Sequences"): diagonal complex h_t = lambda h_{t-1} + gamma B x_t, ring-initialised |lambda|, y_t = Re(C h_t) '
+        '+ D x_t, in a pre-norm residual block with a GLU', ('scan_kernel', 'lru_r_min', 'lru_r_max',
+                                                             'lru_max_phase'),
+        # Not XLA: compiling its complex scan (the chunked kernel's unrolled steps) took over 15 minutes here.
+        retention=lambda gates: gates['modulus'], jit_compile=False),
 }
 
 # Old names that still load: flagfiles, config.json files and sweeps that name them keep working.
@@ -141,10 +182,14 @@ def get(name):
   return ARCHS[ALIASES.get(name, name)]
 
 
-def parameter_count(name, width, units):
-  """Trainable parameters of the stacked layers of `units` over inputs of `width` features."""
+# The config fields that belong to some archs only (forget_bias, lstm_kernel, scan_kernel, ...).
+ARCH_FIELDS = tuple(dict.fromkeys(field for arch in ARCHS.values() for field in arch.options))
+
+
+def parameter_count(name, width, units, options=None):
+  """Trainable parameters of the stacked layers of `units` over inputs of `width` features (options: as Arch's)."""
   arch, count = get(name), 0
   for n in units:
-    count += arch.parameter_count(width, n)
+    count += arch.parameter_count(width, n, options)
     width = n
   return count

@@ -8,9 +8,12 @@ Contenders:
   harness_no_probes     the same without histograms and probes (train scalars only): their cost
   harness_keras_lstm    the same with --lstm_kernel=keras (Keras's per-step loop on the CPU)
   harness_bf16          the same with --precision=mixed_bfloat16
+  harness_lstm          baselines: the harness loop (probes off) with --arch=lstm / gru at the same --units,
+  harness_gru           for the linear recurrences (mingru, minlstm, lru) to be measured against
   keras_fit             Keras 3 `model.fit` on the same layers (in float32)
   keras_fit_bf16        the same under the mixed_bfloat16 policy
-  torch                 PyTorch's nn.RNN / nn.GRU / nn.LSTM, same shapes, loss and optimizer
+  torch                 the arch in PyTorch (`harness.torch_blocks`: nn.RNN / nn.GRU / nn.LSTM, the
+                        minGRU / minLSTM / LRU blocks), same shapes, loss and optimizer
   torch_bf16            the same under torch.autocast('cpu', dtype=torch.bfloat16)
 
 Every contender trains the same model (input projection if any, recurrent
@@ -29,6 +32,7 @@ not installed.
 
 import dataclasses
 import datetime
+import functools
 import importlib.util
 import json
 import os
@@ -49,16 +53,19 @@ from harness import archs
 from harness import cli
 from harness import config as config_lib
 from harness import loop
+from harness import models
 from harness import runtime
+from harness import task_table
 from harness import tasks
 from harness.errors import UserError
 
-CONTENDERS = ('harness', 'harness_no_probes', 'harness_keras_lstm', 'harness_bf16', 'keras_fit', 'keras_fit_bf16',
-              'torch', 'torch_bf16')
+CONTENDERS = ('harness', 'harness_no_probes', 'harness_keras_lstm', 'harness_bf16', 'harness_lstm', 'harness_gru',
+              'keras_fit', 'keras_fit_bf16', 'torch', 'torch_bf16')
 _BATCHES = 50  # Distinct batches the Keras and PyTorch contenders cycle through.
 
 _CONFIG_FLAGS = ('task', 'view', 'seq_len', 'arch', 'units', 'input_units', 'batch_size', 'learning_rate',
-                 'summary_every', 'histogram_every', 'probes', 'batch_splits', 'data_dir')
+                 'summary_every', 'histogram_every', 'probes', 'batch_splits', 'data_dir', 'scan_kernel',
+                 'mlp_expansion')
 cli.define_config_flags(_CONFIG_FLAGS, defaults=dict(
     task='fashion_mnist', arch='lstm', units=(128,), input_units=0, batch_size=256, learning_rate=1e-3))
 _STEPS = flags.DEFINE_integer('steps', 200, 'N: measured steps per contender and round.', lower_bound=1)
@@ -91,7 +98,7 @@ def harness_contender(config, task, warmup, steps):
     accumulator = event_accumulator.EventAccumulator(os.path.join(workdir, 'run', 'train'),
                                                      size_guidance={event_accumulator.TENSORS: 0})
     accumulator.Reload()
-    events = [e for e in accumulator.Tensors(f'{loop.METRICS_GROUP}/loss') if e.step >= warmup]
+    events = [e for e in accumulator.Tensors(f'{task_table.METRICS_GROUP}/loss') if e.step >= warmup]
     first, last = events[0], events[-1]
     seconds = last.wall_time - first.wall_time
     return {'examples_per_sec': (last.step - first.step) * config.batch_size / seconds,
@@ -142,10 +149,11 @@ def keras_fit_contender(config, task, warmup, steps, precision='float32'):
 
 
 def torch_contender(config, task, warmup, steps, precision='float32'):
-  """PyTorch on the CPU: nn.RNN / nn.GRU / nn.LSTM with the same shapes, loss, optimizer and batches."""
+  """PyTorch on the CPU: the arch's `harness.torch_blocks` layer with the same shapes, loss, optimizer and batches."""
   import torch  # pylint: disable=g-import-not-at-top
 
   recurrent = archs.resolve(archs.get(config.arch).torch_layer)
+  options = models.arch_option_values(config)
 
   class Model(torch.nn.Module):
 
@@ -156,7 +164,7 @@ def torch_contender(config, task, warmup, steps, precision='float32'):
       features = config.input_units or features
       self.layers = torch.nn.ModuleList()
       for units in config.units:
-        self.layers.append(recurrent(features, units, batch_first=True))
+        self.layers.append(recurrent(features, units, options))
         features = units
       self.head = torch.nn.Linear(features, task.num_outputs)
 
@@ -201,6 +209,9 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
           dataclasses.replace(config, lstm_kernel='keras'), task, warmup, steps),
       'harness_bf16': lambda: harness_contender(
           dataclasses.replace(config, precision='mixed_bfloat16'), task, warmup, steps),
+      **{f'harness_{baseline}': functools.partial(
+          harness_contender, dataclasses.replace(config, arch=baseline, histogram_every=0, probes='none'), task,
+          warmup, steps) for baseline in ('lstm', 'gru')},
       'keras_fit': lambda: keras_fit_contender(config, task, warmup, steps),
       'keras_fit_bf16': lambda: keras_fit_contender(config, task, warmup, steps, 'mixed_bfloat16'),
       'torch': lambda: torch_contender(config, task, warmup, steps),
@@ -235,27 +246,24 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
 
 def main(argv):
   del argv
-  try:
-    unknown = set(_CONTENDERS.value) - set(CONTENDERS)
-    if unknown:
-      raise UserError(f'--contenders: unknown {", ".join(sorted(unknown))}; choose from {", ".join(CONTENDERS)}')
-    config = config_lib.make_config(**cli.config_values(_CONFIG_FLAGS), lr_schedule='constant')
-    runtime.configure_threads(config)
-    task = tasks.load_task(config)
-    if task.per_step_outputs:
-      raise UserError(f'--task={config.task}: the benchmark compares models whose head reads the last step '
-                      '(image tasks, adding)')
-    arch = archs.get(config.arch)
-    missing = [c for c in _CONTENDERS.value if not {'keras': arch.keras_layer, 'torch': arch.torch_layer}.get(
-        c.split('_')[0], True)]
-    if missing:
-      raise UserError(f'--contenders={",".join(missing)}: --arch={config.arch} has no Keras or PyTorch layer '
-                      'to compare against; benchmark it with the harness contenders')
-    contenders = [c for c in _CONTENDERS.value if not c.startswith('torch') or _torch_available()]
-    if len(contenders) < len(_CONTENDERS.value):
-      logging.warning('PyTorch is not installed: skipping the torch contenders (pip install torch==2.13.0).')
-  except UserError as e:
-    cli.fail(_PROGRAM, e)
+  unknown = set(_CONTENDERS.value) - set(CONTENDERS)
+  if unknown:
+    raise UserError(f'--contenders: unknown {", ".join(sorted(unknown))}; choose from {", ".join(CONTENDERS)}')
+  config = config_lib.make_config(**cli.config_values(_CONFIG_FLAGS), lr_schedule='constant')
+  runtime.configure_threads(config)
+  task = tasks.load_task(config)
+  if task.per_step_outputs:
+    raise UserError(f'--task={config.task}: the benchmark compares models whose head reads the last step '
+                    '(image tasks, adding)')
+  arch = archs.get(config.arch)
+  missing = [c for c in _CONTENDERS.value if not {'keras': arch.keras_layer, 'torch': arch.torch_layer}.get(
+      c.split('_')[0], True)]
+  if missing:
+    raise UserError(f'--contenders={",".join(missing)}: --arch={config.arch} has no Keras or PyTorch layer '
+                    'to compare against; benchmark it with the harness contenders')
+  contenders = [c for c in _CONTENDERS.value if not c.startswith('torch') or _torch_available()]
+  if len(contenders) < len(_CONTENDERS.value):
+    logging.warning('PyTorch is not installed: skipping the torch contenders (pip install torch==2.13.0).')
   if hasattr(task, 'test_images'):  # Only training speed is measured: a short end-of-run evaluation.
     task.test_images, task.test_labels = task.test_images[:512], task.test_labels[:512]
   report = benchmark(config, task, contenders, _WARMUP_STEPS.value, _STEPS.value, _ROUNDS.value)

@@ -10,6 +10,8 @@ import contextlib
 import logging as python_logging
 import os
 import re
+import shlex
+import shutil
 import sys
 import tempfile
 
@@ -18,7 +20,12 @@ from absl import flags
 from absl import logging
 
 from harness import config as config_lib
+from harness import recipes
+from harness import runs
 from harness import task_table
+from harness.errors import EnvironmentFault
+from harness.errors import NonFiniteLossError
+from harness.errors import RunFinished
 from harness.errors import UserError
 
 
@@ -142,17 +149,41 @@ class _LibraryFilter(python_logging.Filter):
     return record.levelno >= python_logging.ERROR or record.pathname.startswith(_HARNESS_DIR)
 
 
+class _ConsoleFormatter(logging.PythonFormatter):
+  """The harness's own lines as bare text (a warning or error says so); libraries' lines in absl's format.
+
+  absl's prefix (`I1201 21:27:01.816425 139751946648448 loop.py:158]`) is for
+  debugging; at the default verbosity the console is the run's report.
+  """
+
+  def format(self, record):
+    if not record.pathname.startswith(_HARNESS_DIR):
+      return super().format(record)
+    message = python_logging.Formatter.format(self, record)
+    return message if record.levelno <= python_logging.INFO else f'{record.levelname.lower()}: {message}'
+
+
+# Libraries whose debug output buries a run's own lines even at --verbosity=1
+# (matplotlib logs every font it considers, thousands of lines per figure).
+_ALWAYS_QUIET = ('matplotlib', 'PIL')
+
+
 def quiet_console():
-  """At the default verbosity, only the harness's own lines: libraries' info and warnings go below it.
+  """At the default verbosity, the harness's own lines without absl's prefix, and only errors from libraries.
 
   Call first thing in an entry's main (before TensorFlow is imported). With
-  --verbosity=1 (-v 1) or more, everything is shown as the libraries print it.
+  --verbosity=1 (-v 1) or more, everything is shown as the libraries print it,
+  in absl's format, except matplotlib's and PIL's debug lines.
   """
+  for name in _ALWAYS_QUIET:
+    python_logging.getLogger(name).setLevel(python_logging.WARNING)
   if logging.get_verbosity() > logging.INFO:
     return
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # Native INFO and WARNING, once TensorFlow is up.
   python_logging.captureWarnings(True)  # Python warnings become log records, filtered like the rest.
-  logging.get_absl_handler().addFilter(_LibraryFilter())
+  handler = logging.get_absl_handler()
+  handler.addFilter(_LibraryFilter())
+  handler.setFormatter(_ConsoleFormatter())
 
 
 @contextlib.contextmanager
@@ -184,8 +215,89 @@ def native_output_filtered():
       sys.stderr.flush()
 
 
+def _describe_fault(error, workdir):
+  """One line for a TensorFlow error that is the machine's fault; None for any other (or before TensorFlow)."""
+  if 'tensorflow' not in sys.modules:  # Not a TensorFlow error, then.
+    return None
+  from harness import runtime  # pylint: disable=g-import-not-at-top
+  return runtime.describe_fault(error, workdir)
+
+
+@contextlib.contextmanager
+def exit_codes(program, workdir=lambda: None):
+  """The one place errors become one line and an exit status: input 2, the machine 1, nothing to do 0.
+
+  Args:
+    program: the entry's name, which starts the line.
+    workdir: returns the run folder the error concerns, if any (a TensorFlow fault's message says
+      where the run can resume from).
+  """
+  try:
+    yield
+  except RunFinished as e:
+    print(f'{program}: {e}')
+    sys.exit(0)
+  except (UserError, NonFiniteLossError) as e:
+    fail(program, e)
+  except EnvironmentFault as e:
+    fail(program, e, status=1)
+  except OSError as e:
+    fail(program, runs.describe_os_error(e), status=1)
+  except Exception as e:  # pylint: disable=broad-except  # TensorFlow's errors, named without importing it early.
+    message = _describe_fault(e, workdir())
+    if message is None:
+      raise
+    fail(program, message, status=1)
+
+
+def _as_flag(name, value):
+  if isinstance(value, bool):
+    return f'--{name}' if value else f'--no{name}'
+  return f'--{name}={config_lib.flag_value(value)}'
+
+
+def _as_tuple(value):
+  return tuple(value) if isinstance(value, list) else value
+
+
+def changed_flags(config):
+  """The flags (`--name=value`) in which `config` differs from the defaults of its task and recipe.
+
+  What the user chose, not the ~50 fields of the config (flags.txt and
+  config.json hold those). The run name is left out: the run folder names it.
+  """
+  recipe = recipes.RECIPES[config.recipe]['flags'] if config.recipe else {}
+  defaults = {**{name: field.default for name, field in config_lib.FIELDS.items()},
+              **task_table.TASKS[config.task].defaults, **recipe}
+  return [_as_flag(name, getattr(config, name)) for name in config_lib.FIELDS
+          if name != 'run_name' and getattr(config, name) != _as_tuple(defaults[name])]
+
+
+def tensorboard_command(logdir):
+  """A TensorBoard command for `logdir` that works as printed from the current folder.
+
+  The Quick start runs `.venv/bin/python` without activating the venv, so its
+  `tensorboard` is not on PATH: then the script's path (relative where it is
+  below the current folder).
+  """
+  script = os.path.join(sys.prefix, 'bin', 'tensorboard')
+  on_path = shutil.which('tensorboard')
+  if not os.path.exists(script):
+    program = f'{shlex.quote(sys.executable)} -m tensorboard.main'
+  elif on_path and os.path.realpath(on_path) == os.path.realpath(script):
+    program = 'tensorboard'
+  else:
+    relative = os.path.relpath(script)
+    if relative.startswith(os.pardir):
+      program = shlex.quote(script)
+    else:
+      program = shlex.quote(relative if os.sep in relative else os.path.join(os.curdir, relative))
+  return f'{program} --logdir {shlex.quote(logdir)}'
+
+
 def run(main, program):
-  """absl's app.run with a flags parser that turns every flag or flagfile error into one line."""
+  """absl's app.run with a flags parser that turns every flag or flagfile error into one line, and `main`
+  inside `exit_codes`."""
 
   def parse(argv):
     try:
@@ -193,8 +305,18 @@ def run(main, program):
       return flags.FLAGS(argv)
     except (UserError, flags.Error) as e:
       fail(program, e)
+    except SystemExit as e:
+      # absl's --help, --helpshort, --helpfull and --helpxml print and exit 1:
+      # asking for help is no fault of the machine's (exit 1 in the README).
+      if e.code == 1:
+        sys.exit(0)
+      raise
 
-  app.run(main, flags_parser=parse)
+  def guarded_main(argv):
+    with exit_codes(program):
+      return main(argv)
+
+  app.run(guarded_main, flags_parser=parse)
 
 
 def fail(program, message, status=2):

@@ -11,18 +11,17 @@ usage errors come back at once.
 import dataclasses
 import json
 import math
-import os
 import re
-import tempfile
 
 from harness import archs
+from harness import linear_specs
 from harness import recipes
 from harness import task_table
 from harness.errors import UserError
 
 TASKS = tuple(task_table.TASKS)
 # What --probes chooses from (harness.probes holds them; layer_dynamics runs in the train step).
-PROBES = ('weights', 'gradients', 'activations', 'gradient_flow', 'gates', 'layer_dynamics')
+PROBES = ('weights', 'gradients', 'activations', 'gradient_flow', 'gates', 'timescales', 'layer_dynamics')
 VIEWS = ('rows', 'pixels', 'permuted')
 
 _RUN_NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=,-]*$')
@@ -41,7 +40,7 @@ MAX_FORGET_BIAS = 100.0
 
 
 def _field(default, help_text, *, choices=None, minimum=None, above=None, maximum=None, per_task=False,
-           resumable=False, flag_default=None):
+           resumable=False, flag_default=None, hparam=True):
   """A Config field with the metadata that flags and validation are generated from.
 
   Args:
@@ -54,9 +53,11 @@ def _field(default, help_text, *, choices=None, minimum=None, above=None, maximu
     per_task: the default comes from the task's entry (`task_table`) (the flag's own default is None).
     resumable: a resumed run may change it (it schedules the run, it does not define it).
     flag_default: the flag's default where it differs from `default` (e.g. '' for an empty tuple).
+    hparam: it can change a result, so the HParams table records it (where it applies to the run's
+      task and arch: `runs.hparams`); False for where a run writes, reads and reports.
   """
   metadata = dict(help=help_text, choices=choices, minimum=minimum, above=above, maximum=maximum, per_task=per_task,
-                  resumable=resumable, flag_default=flag_default)
+                  resumable=resumable, flag_default=flag_default, hparam=hparam)
   return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -80,12 +81,38 @@ class Config:
   input_units: int = _field(128, 'Linear input projection per step before the recurrent layers (0 = none).',
                             minimum=0, per_task=True)
   forget_bias: float = _field(1.0, 'Initial LSTM forget-gate bias (lstm).', minimum=-MAX_FORGET_BIAS,
-                              maximum=MAX_FORGET_BIAS)
+                              maximum=MAX_FORGET_BIAS, per_task=True)
   lstm_kernel: str = _field(
       'auto', 'LSTM implementation; same weights and math, and cuDNN on a GPU whatever the choice. On the CPU: '
       'fused = TensorFlow\'s BlockLSTM op, one op per sequence; keras = keras.layers.LSTM\'s per-step '
       'tf.while_loop; auto = fused for layers of up to 128 units (where it is faster), keras above.',
       choices=('auto', 'fused', 'keras'), resumable=True)
+  scan_kernel: str = _field(
+      linear_specs.DEFAULT_OPTIONS['scan_kernel'],
+      'mingru, minlstm, lru: how h_t = a_t h_{t-1} + b_t is scanned over time; same math, the exact reversed-time '
+      'gradient in each. sequential = a tf.while_loop of elementwise ops; chunked = T/C loop steps over chunks '
+      'of C ~ sqrt(T) steps done at once; associative = keras.ops.associative_scan; logcumsumexp = the log-space '
+      'form (minGRU/minLSTM only, where a, b > 0); auto = the fastest measured for the shape and device '
+      '(harness.scan).', choices=linear_specs.SCAN_KERNELS, resumable=True)
+  mlp_expansion: int = _field(
+      linear_specs.DEFAULT_OPTIONS['mlp_expansion'],
+      'mingru, minlstm: hidden width of the block\'s per-step MLP in multiples of the layer\'s units (Feng et al. '
+      '2024 train their minRNN layers in a pre-norm residual block with a 4x MLP; 0 = no MLP, the bare '
+      'recurrence with its residual).', minimum=0, maximum=64)
+  lru_r_min: float = _field(
+      linear_specs.DEFAULT_OPTIONS['lru_r_min'],
+      'lru: smallest |lambda| of the ring initialisation (|lambda|^2 uniform in [r_min^2, r_max^2]); 1 / (1 - '
+      '|lambda|) is a unit\'s memory in steps. Orvieto et al. 2023 (App. A code, and NicolasZucchet/minimal-LRU) '
+      'default to r_min 0, r_max 1, max_phase 2 pi and raise r_min towards 1 for long-range tasks; the harness '
+      'starts at 0.9 for T in the hundreds.', minimum=0.0, maximum=1.0)
+  lru_r_max: float = _field(
+      linear_specs.DEFAULT_OPTIONS['lru_r_max'],
+      'lru: largest |lambda| of the ring initialisation (0.999: timescales up to 1,000 steps).', above=0.0,
+      maximum=1.0)
+  lru_max_phase: float = _field(
+      linear_specs.DEFAULT_OPTIONS['lru_max_phase'],
+      'lru: the phase arg(lambda) starts uniform in [0, max_phase] radians (the paper\'s default 2 pi; it '
+      'restricts it to a thin slice, pi / 10, on its longest task).', above=0.0, maximum=2 * math.pi)
   precision: str = _field(
       'float32', 'Compute precision: float32, or a Keras mixed policy with float32 variables: mixed_bfloat16 '
       '(bfloat16 matmuls: AMX or AVX-512 BF16 on CPUs, recent GPUs) or mixed_float16 (GPUs; with loss scaling).',
@@ -98,28 +125,29 @@ class Config:
   optimizer: str = _field('adam', 'Optimizer.', choices=('adam', 'sgd', 'rmsprop'))
   lr_schedule: str = _field('cosine', 'constant, or cosine decay from --learning_rate to 0 over the run\'s steps.',
                             choices=('constant', 'cosine'))
-  clip_norm: float = _field(0.0, 'Clip gradients to this global norm (0 = off).', minimum=0)
+  clip_norm: float = _field(0.0, 'Clip gradients to this global norm (0 = off).', minimum=0, per_task=True)
   seed: int = _field(0, 'Seed for weights and data order.', minimum=0, maximum=SEED_MAX)
   seq_len: int = _field(20, 'Steps per sequence: sin2cos windows, the adding problem\'s T, the copy task\'s blank '
                         'span T (images: fixed by --view).', minimum=0, maximum=MAX_SEQ_LEN, per_task=True)
   stateful: bool = _field(False, 'Carry each stream\'s final state into the next batch (reset at each epoch).')
   deterministic: bool = _field(False, 'Deterministic ops: a resumed run then ends bit-identical to an '
                                'uninterrupted one.')
-  logdir: str = _field('runs', 'Folder that holds the runs.', resumable=True)
+  logdir: str = _field('runs', 'Folder that holds the runs.', resumable=True, hparam=False)
   run_name: str = _field('', 'Run folder name under --logdir (default: task-arch-units-time-random).',
-                         resumable=True)
-  data_dir: str = _field('', 'tfds data_dir (default: tfds\'s own, ~/tensorflow_datasets).', resumable=True)
+                         resumable=True, hparam=False)
+  data_dir: str = _field('', 'tfds data_dir (default: tfds\'s own, ~/tensorflow_datasets).', resumable=True, hparam=False)
   eval_every: int = _field(0, 'Evaluate every this many steps, and at the end (0 = about ten times per run and at '
-                           'least once per epoch).', minimum=0, resumable=True)
+                           'least once per epoch, or sparser where that would take more than 15 % of the time).',
+                           minimum=0, resumable=True, hparam=False)
   checkpoint_every: int = _field(1000, 'Checkpoint every this many steps (and at the end).', minimum=1,
-                                 resumable=True)
-  summary_every: int = _field(100, 'Write train scalars every this many steps.', minimum=1, resumable=True)
+                                 resumable=True, hparam=False)
+  summary_every: int = _field(100, 'Write train scalars every this many steps.', minimum=1, resumable=True, hparam=False)
   histogram_every: int = _field(1000, 'Run the probes (histograms, gradient flow, gates) every this many steps, '
-                                'at step 0 and at the last step (0 = never).', minimum=0, resumable=True)
+                                'at step 0 and at the last step (0 = never).', minimum=0, resumable=True, hparam=False)
   probes: str = _field('all', f'What to measure at histogram steps and at step 0: all, none, or some of '
-                       f'{",".join(PROBES)} (comma-separated).', resumable=True)
+                       f'{",".join(PROBES)} (comma-separated).', resumable=True, hparam=False)
   profile_steps: tuple = _field((), 'START,STOP: profile the steps between them (TensorBoard profile plugin).',
-                                minimum=1, resumable=True, flag_default='')
+                                minimum=1, resumable=True, flag_default='', hparam=False)
   strategy: str = _field('default', 'tf.distribute strategy: default (one device), mirrored (local devices), '
                          'multi_worker (hosts in TF_CONFIG).', choices=('default', 'mirrored', 'multi_worker'))
   num_cpu_devices: int = _field(0, 'Split the CPU into this many logical devices (0 = leave it whole).', minimum=0)
@@ -127,8 +155,8 @@ class Config:
       0, 'Split each step\'s batch into this many sub-batches whose forward and backward passes run in '
       'parallel (the summed gradient is the same update). 0 = auto: one per CPU core on a CPU-only single '
       'device if each gets 16+ examples (64+ unless every layer is a fused LSTM), else 1.', minimum=0,
-      resumable=True)
-  resume: bool = _field(False, 'Continue --run_name from its latest checkpoint.', resumable=True)
+      resumable=True, hparam=False)
+  resume: bool = _field(False, 'Continue --run_name from its latest checkpoint.', resumable=True, hparam=False)
 
 
 FIELDS = {field.name: field for field in dataclasses.fields(Config)}
@@ -198,28 +226,6 @@ def _check_field(name, value):
     raise UserError(f'--{name}={value!r}: holds a line break or another control character')
 
 
-def check_directory(name, path):
-  """A directory flag must name a directory, or a place one can be made, where files can be written.
-
-  Writes and removes one temporary file in the nearest existing folder (access
-  bits lie for root and for /proc or /sys); creates nothing that stays.
-  """
-  if not path:
-    return
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise UserError(f'--{name}={path}: is a file, not a directory')
-  existing = os.path.abspath(path)
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise UserError(f'--{name}={path}: {existing} is a file, not a directory')
-  try:
-    with tempfile.TemporaryFile(dir=existing):
-      pass
-  except OSError as e:
-    raise UserError(f'--{name}={path}: cannot write in {existing} ({e.strerror or e})') from None
-
-
 def validate(config):
   """Raises UserError naming the first flag whose value is invalid."""
   for name in FIELDS:
@@ -227,6 +233,8 @@ def validate(config):
   if not config.units:
     raise UserError('--units: needs at least one layer size')
   _check_task_flags(config)
+  if config.lru_r_min > config.lru_r_max:
+    raise UserError(f'--lru_r_min={config.lru_r_min}: must be at most --lru_r_max={config.lru_r_max}')
   if config.batch_splits and config.batch_size % config.batch_splits:
     raise UserError(f'--batch_splits={config.batch_splits}: must divide --batch_size={config.batch_size}')
   if config.profile_steps:
@@ -241,8 +249,6 @@ def validate(config):
     raise UserError('--strategy=multi_worker needs --run_name: every worker must name the same run')
   if config.resume and not config.run_name:
     raise UserError('--resume needs --run_name: the run to continue')
-  check_directory('logdir', config.logdir)
-  check_directory('data_dir', config.data_dir)
 
 
 def _check_task_flags(config):
@@ -259,20 +265,6 @@ def _check_task_flags(config):
   if 'view' not in spec.flags and config.view != Config.view:
     with_views = [name for name, other in task_table.TASKS.items() if 'view' in other.flags]
     raise UserError(f'--view={config.view}: only image tasks ({", ".join(with_views)}) have views')
-
-
-def applies(config, name):
-  """Whether the field `name` does anything in `config`: a task's or an arch's own flag for another task or
-  arch does not, nor --epochs under --train_steps, nor --permutation_seed outside the permuted view."""
-  task_flags = {flag for spec in task_table.TASKS.values() for flag in spec.flags}
-  arch_options = {option for arch in archs.ARCHS.values() for option in arch.options}
-  if name in task_flags and name not in task_table.TASKS[config.task].flags:
-    return False
-  if name in arch_options and name not in archs.get(config.arch).options:
-    return False
-  if name == 'permutation_seed':
-    return config.view == 'permuted'
-  return not (name == 'epochs' and config.train_steps)
 
 
 def probe_names(config):
@@ -296,6 +288,23 @@ def check_run_name(name, flag='run_name'):
                     'slashes), starting with a letter or digit')
   if len(name) > RUN_NAME_MAX_LENGTH:
     raise UserError(f'--{flag}: {len(name)} characters; at most {RUN_NAME_MAX_LENGTH}')
+
+
+def applicable_fields(config):
+  """The config's field names that do something in `config`, in field order.
+
+  Left out: a task's own flag (`task_table` flags) for another task, an arch's
+  own field (`archs.ARCH_FIELDS`) for another arch, --permutation_seed outside
+  the permuted view, --epochs under --train_steps. The config text and the
+  hparams list these only.
+  """
+  spec, arch_options = task_table.TASKS[config.task], archs.get(config.arch).options
+  task_flags = {flag for other in task_table.TASKS.values() for flag in other.flags}
+  return [name for name in FIELDS
+          if not (name in task_flags and name not in spec.flags)
+          and not (name in archs.ARCH_FIELDS and name not in arch_options)
+          and not (name == 'permutation_seed' and config.view != 'permuted')
+          and not (name == 'epochs' and config.train_steps)]
 
 
 def flag_value(value):

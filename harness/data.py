@@ -14,11 +14,11 @@ import sys
 from absl import flags
 
 from harness import cli
-from harness import runs
 from harness import signals as signals_lib
-from harness.errors import UserError
+from harness import task_table
 
-_TASK = flags.DEFINE_enum('task', None, ['mnist', 'fashion_mnist'], 'The tfds dataset to create.')
+_TASK = flags.DEFINE_enum('task', None, [name for name, spec in task_table.TASKS.items() if 'view' in spec.flags],
+                          'The tfds dataset to create (an image task).')
 _IDX_DIR = flags.DEFINE_string('idx_dir', None, 'Folder with the four standard IDX .gz files.')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'tfds data_dir (default: tfds\'s own).')
 _PROGRAM = 'harness.data'
@@ -34,10 +34,6 @@ def main(argv):
     with cli.native_output_filtered():
       from harness.tasks import sources  # pylint: disable=g-import-not-at-top
     path = sources.import_idx(_TASK.value, _IDX_DIR.value, _DATA_DIR.value)
-  except UserError as e:
-    cli.fail(_PROGRAM, e)
-  except OSError as e:
-    cli.fail(_PROGRAM, runs.describe_os_error(e), status=1)
   except signals_lib.Stopped as e:
     cli.fail(_PROGRAM, f'stopped by {e.signal}; nothing was imported', status=128 + getattr(signal, e.signal).value)
   print(json.dumps({'task': _TASK.value, 'tfds_dir': path}))

@@ -1,14 +1,12 @@
 """`train_and_evaluate(config, workdir)`: the schedule that drives steps, evaluation, probes and checkpoints.
 
 Summaries at step s describe the steps (s - summary_every, s]. The loop runs
-the steps between two events (summary, eval, checkpoint, histogram, profile
-window, stateful epoch start, end) in calls of about SECONDS_PER_CALL, so a
-signal is still handled within a second.
+the steps between two events (an action of the table `_Run.actions` is due,
+the profile window, a stateful epoch start, the end) in calls of about
+SECONDS_PER_CALL, so a signal is still handled within a second.
 """
 
-import dataclasses
 import hashlib
-import json
 import os
 import time
 
@@ -23,6 +21,7 @@ from harness import probes
 from harness import runfiles
 from harness import runs
 from harness import runtime
+from harness import schedule as schedule_lib
 from harness import signals as signals_lib
 from harness import steps
 from harness import summaries
@@ -33,46 +32,18 @@ from harness.errors import UserError
 
 SECONDS_PER_CALL = 0.5
 MAX_STEPS_PER_CALL = 100
-EVALUATIONS_PER_RUN = 10
-# TensorBoard's Time Series sorts card groups by tag, capitals before small
-# letters: the loss and accuracy cards come before every diagnostic group.
-METRICS_GROUP = 'Metrics'
-# The event folder that also describes the run (hparams, status, text): the HParams session's
-# metrics are then its own scalars, and the run root, holding no events, takes no colour in the
+METRICS_GROUP = task_table.METRICS_GROUP
+# The event folder that also describes the run (hparams, status, text): its HParams session's metrics are its
+# own scalars (no experiment is declared: TensorBoard then builds the table from every session's hparams and
+# scalars, each run with its own task's metrics), and the run root, holding no events, takes no colour in the
 # charts (TensorBoard colours every folder with events, curves or not, from a palette of 7).
 DESCRIPTION_FOLDER = 'eval'
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-  """When the loop has work: at multiples of each interval, and at the last step."""
-  config: config_lib.Config
-  steps_per_epoch: int
-  total_steps: int
-
-  @property
-  def eval_every(self):
-    """--eval_every, or for 0 about ten evaluations per run and at least one per epoch."""
-    return self.config.eval_every or min(-(-self.total_steps // EVALUATIONS_PER_RUN), self.steps_per_epoch)
-
-  def due(self, step, every):
-    return bool(every) and (step % every == 0 or step == self.total_steps)
-
-  def steps_to_next_event(self, step):
-    """Steps from `step` to the next step after which the loop has work (with `stateful`, epoch starts too)."""
-    config = self.config
-    intervals = [config.summary_every, self.eval_every, config.checkpoint_every]
-    intervals += [n for n in (config.histogram_every, config.stateful and self.steps_per_epoch) if n]
-    next_steps = [self.total_steps] + [(step // n + 1) * n for n in intervals]
-    next_steps += [s for s in config.profile_steps if s > step]
-    return min(next_steps) - step
 
 
 def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
   """Trains `config` in `workdir`, resuming from its newest good checkpoint if there is one.
 
-  Everything that can fail on the input (the data, the batch size, the model's
-  size) is checked before the run folder is claimed.
+  Every check of the input (data, batch size, model size, precision) comes before the run folder is claimed.
 
   Args:
     config: a validated `harness.config.Config`.
@@ -83,10 +54,9 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
     fresh: the folder must not hold a started run (a new run of the command line).
 
   Returns:
-    The final metrics (also in metrics.json). If a SIGTERM or SIGINT arrived,
-    training stopped early after a checkpoint, and metrics['stopped_by'] names
-    the signal. A run already at its last step returns its saved metrics (or
-    completes only the missing final evaluation) and trains nothing.
+    The final metrics (also in metrics.json). If a SIGTERM or SIGINT arrived, training stopped early after
+    a checkpoint, and metrics['stopped_by'] names the signal. A run already at its last step returns its
+    saved metrics (or completes only the missing final evaluation) and trains nothing.
 
   Raises:
     UserError: bad input, found before anything is written.
@@ -103,114 +73,164 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
     raise UserError('--stateful: carried state runs on one device only; use --strategy=default')
   task = task or tasks.load_task(config)
   steps_per_epoch = task.steps_per_epoch(config.batch_size)
-  schedule = Schedule(config, steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch)
+  schedule = schedule_lib.Schedule(config, steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch)
   if schedule.total_steps > config_lib.MAX_STEPS:
     raise UserError(f'--epochs={config.epochs}: {schedule.total_steps} steps; at most {config_lib.MAX_STEPS}')
   steps.check_batch(config, strategy)
   models.check_memory(config, task.num_features, task.num_outputs)
+  runs.check_directories(config)
   folder = runs.RunFolder(workdir, runtime.is_chief(strategy))
   state = steps.create_train_state(config, task, strategy, schedule.total_steps)
   folder.claim(fresh)
+  logging.info('run folder: %s', folder.workdir)  # Named once it exists: every check above could still fail.
   try:
-    run = _Run(config, folder, task, strategy, schedule, state)
-    if run.start_step >= schedule.total_steps:
-      return run.complete()
-    return _train(run)
+    checkpoints = runtime.Checkpoints(state.checkpoint(), folder.workdir, strategy, folder.chief)
+    restored = checkpoints.restore()
+    if state.step > schedule.total_steps:
+      raise UserError(f'--train_steps={schedule.total_steps}: the run is already at step {state.step}; give a '
+                      'larger target to train on')
+    num_params = int(sum(np.prod(v.shape) for v in state.model.trainable_variables))
+    logging.info('data: %s', task.source)
+    logging.info('model: %s, %s trainable parameters; recurrent kernel: %s', config.arch, f'{num_params:,}',
+                 models.recurrent_kernel_name(state.model))
+    if restored:
+      logging.info('resumed from %s at step %d', restored, state.step)
+    if state.step >= schedule.total_steps:
+      return _complete(config, folder, task, strategy, schedule, state)
+    with signals_lib.SignalCatcher() as signals:
+      return _Run(config, folder, task, strategy, schedule, state, checkpoints, signals).train()
   finally:
     folder.release()
 
 
-def _train(run):
-  """The schedule: train calls up to each event, then the event's work, until the end or a signal."""
-  config, schedule, writers = run.config, run.schedule, run.open_writers()
-  step = run.start_step
-  with signals_lib.SignalCatcher() as signals:
-    run.start_training(signals)
-    # Multi-worker: a signal stops every worker through the preemption handler, at one step.
-    while step < schedule.total_steps and not (signals.received and not run.preemption):
-      try:
-        step = run.train_until_next_event(step)
-      except runtime.Preempted:
-        return run.finish(step, signals.received or 'SIGTERM')
-      if schedule.due(step, config.summary_every):
-        run.check_finite(step)
-        run.write_train_scalars(step)
-      if schedule.due(step, config.histogram_every):
-        run.probe(step)
-      if schedule.due(step, schedule.eval_every):
-        run.check_finite(step)
-        run.eval_metrics = run.evaluate(step)
-      if schedule.due(step, config.checkpoint_every) or (signals.received and not run.preemption):
-        run.check_finite(step)
-        run.checkpoints.save(step)
-        for writer in writers.values():
-          writer.flush()
-    stopped_by = signals.received if step < schedule.total_steps else None
-  return run.finish(step, stopped_by)
+def _complete(config, folder, task, strategy, schedule, state):
+  """A run already at its last step: its saved metrics, or the missing final evaluation and metrics.json."""
+  step = state.step
+  saved = runfiles.read_metrics(folder.workdir)
+  if runs.is_finished(saved) and saved['step'] == step:
+    logging.info('%s is finished at step %d; nothing to do.', folder.workdir, step)
+    return {**saved, 'this_process': {'start_step': step, 'seconds': {}}}
+  logging.info('%s reached its last step %d; completing its final evaluation.', folder.workdir, step)
+  start = time.perf_counter()
+  eval_metrics, _ = evaluate(config, task, strategy, steps.make_eval_step(state.model, task, strategy), step)
+  final = final_metrics(state, task, schedule, step, eval_metrics, None,
+                        {'start_step': step, 'seconds': {'final_eval': time.perf_counter() - start}})
+  folder.write_metrics(final)
+  return final
+
+
+def evaluate(config, task, strategy, eval_step, step, say=logging.info):
+  """Evaluates on the whole test split; says so; returns ({name: float}, the gathered per-example results)."""
+  results = steps.evaluate(eval_step, eval_dataset(config, task, strategy))
+  metrics = task.eval_metrics(results)
+  say('test at step %d (%s examples): %s', step, f'{len(next(iter(results.values()))):,}',
+      ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
+  return metrics, results
+
+
+def eval_dataset(config, task, strategy):
+  return strategy.distribute_datasets_from_function(lambda context: task.eval_dataset(config.batch_size, context))
+
+
+def final_metrics(state, task, schedule, step, eval_metrics, stopped_by, this_process):
+  """What metrics.json records at the end of a run (or of this part of it), with `this_process`'s time by kind."""
+  weights_sha256 = hashlib.sha256(b''.join(v.numpy().tobytes() for v in state.model.trainable_variables)).hexdigest()
+  final = {
+      'step': step, 'total_steps': schedule.total_steps, 'status': 'stopped' if stopped_by else 'finished',
+      'steps_per_epoch': schedule.steps_per_epoch, 'data_source': task.source,
+      'params': int(sum(np.prod(v.shape) for v in state.model.trainable_variables)),
+      'train_seconds': float(state.train_seconds.numpy()), 'weights_sha256': weights_sha256,
+      **{f'eval_{name}': value for name, value in eval_metrics.items()},
+      **{f'baseline_{name}': value for name, value in task.baselines.items()},
+      **{f'threshold_{name}': value for name, value in task.thresholds.items()},
+      'this_process': this_process,
+  }
+  if stopped_by:
+    final['stopped_by'] = stopped_by
+    logging.info('stopped by %s at step %d; checkpoint saved', stopped_by, step)
+  else:
+    logging.info('final weights sha256: %s', weights_sha256)  # Equal on every worker of a synchronous run.
+  return final
 
 
 class _Run:
-  """One call of `train_and_evaluate`: its state, steps, writers and timers."""
+  """One training call of `train_and_evaluate`, built whole: steps, input, writers, probes, actions, timer."""
 
-  def __init__(self, config, folder, task, strategy, schedule, state):
+  def __init__(self, config, folder, task, strategy, schedule, state, checkpoints, signals):
     self.config, self.folder, self.task, self.strategy, self.schedule = config, folder, task, strategy, schedule
-    self.workdir, self.chief, self.state = folder.workdir, folder.chief, state
-    model = state.model
-    self.num_params = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-    self.checkpoints = runtime.Checkpoints(state.checkpoint(), self.workdir, strategy, self.chief)
-    restored = self.checkpoints.restore()
-    self.start_step = state.step
-    if self.start_step > schedule.total_steps:
-      raise UserError(f'--train_steps={schedule.total_steps}: the run is already at step {self.start_step}; give a '
-                      'larger target to train on')
-    logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
-    logging.info('data: %s', task.source)
-    logging.info('model: %s, %s trainable parameters; recurrent kernel: %s', config.arch, f'{self.num_params:,}',
-                 models.recurrent_kernel_name(model))
-    if restored:
-      logging.info('resumed from %s at step %d', restored, self.start_step)
-    self.eval_step = steps.make_eval_step(model, task, strategy)
-    self.eval_metrics = {}
-    self.figure_title = f'{config.arch} {config_lib.flag_value(config.units)} · {runs.trial_id(self.workdir)}'
-    self.writers = {}
-    self.preemption = None
-
-  def open_writers(self):
-    """Event folders: train/, eval/ (which also describes the run) and baseline/ for a task that has baselines.
-
-    A sweep's trials write no baseline/: the sweep draws one for all (`aggregate`), not a line per trial.
-    """
-    baseline = self.task.baselines and not runs.sweep_of(self.workdir)
-    names = ('train', 'eval') + (('baseline',) if baseline else ())
+    self.workdir, self.chief, self.state, self.checkpoints = folder.workdir, folder.chief, state, checkpoints
+    self.signals, self.start_step = signals, state.step
+    # Event folders: train/, eval/ (which also describes the run) and baseline/ for a task that has
+    # baselines, but not in a sweep's trials: the sweep draws one for all (`aggregate`), not one per trial.
+    names = ('train', 'eval') + (('baseline',) if task.baselines and not runs.sweep_of(self.workdir) else ())
     self.writers = {name: summaries.SummaryWriter(os.path.join(self.workdir, name), self.chief) for name in names}
-    return self.writers
-
-  def start_training(self, signals):
-    """Builds the train steps and the input pipeline; writes the run's description."""
-    config, state, task = self.config, self.state, self.task
-    self.train_step = steps.make_train_step(state, task, config, self.strategy)
+    self.train_step = steps.make_train_step(state, task, config, strategy)
     self.train_steps = steps.make_multi_step(self.train_step)
-    self.read_sums = steps.make_sums_reader(state)
+    self.eval_step = steps.make_eval_step(state.model, task, strategy)
+    self.figure_title = f'{config.arch} {config_lib.flag_value(config.units)} · {runs.trial_id(self.workdir)}'
     self.prober = probes.Prober(state.model, task, config_lib.probe_names(config), title=self.figure_title)
-    dataset = self.strategy.distribute_datasets_from_function(
-        lambda context: task.train_dataset(config.batch_size, config.seed, self.start_step, context))
-    self.iterator = iter(dataset)
+    self.iterator = iter(strategy.distribute_datasets_from_function(
+        lambda context: task.train_dataset(config.batch_size, config.seed, self.start_step, context)))
     self.profiler = runtime.Profiler(config.profile_steps, os.path.join(self.workdir, 'train'), self.chief)
+    self.preemption = None
     if config.strategy == 'multi_worker':
-      self.preemption = runtime.MultiWorkerPreemption(self.strategy, self.checkpoints, signals,
-                                                      save=lambda: self.checkpoints.save(state.step))
+      self.preemption = runtime.MultiWorkerPreemption(strategy, checkpoints, signals,
+                                                      save=lambda: checkpoints.save(state.step))
     self.steps_per_call = 1  # Then sized from the time calls take (multi-worker: always 1).
-    # examples/s and the ETA time the training calls of this process only, and
-    # not its first call, which traces the step; evaluation, checkpoints and
-    # histograms fall outside them.
-    self.first_call = True
-    self.interval_steps, self.interval_seconds = 0, 0.0
-    self.timed_steps, self.timed_seconds = 0, 0.0
-    if self.start_step == 0 and config.histogram_every:
-      self.probe(0)  # The initialization: every distribution has a start, a short run two points.
-    self.folder.write_config(config, [
+    self.timer = schedule_lib.Timer()
+    self.eval_metrics, self.last_line, self.last_summary = {}, time.perf_counter(), self.start_step
+    # --eval_every=0: the eval interval follows its measured cost (`choose_eval_every`); until the first
+    # estimate only the last step evaluates. Multi-worker keeps the default: evaluation is collective.
+    self.adaptive_eval, self.eval_seconds = not config.eval_every and not self.preemption, None
+    # The periodic work, in the order it runs after a call that reaches its step.
+    self.actions = (
+        schedule_lib.Action('summary', config.summary_every, self.write_train_scalars),
+        schedule_lib.Action('announce', schedule.total_steps, self.announce_last_step),  # The last step only.
+        schedule_lib.Action('probes', config.histogram_every, self.probe),
+        schedule_lib.Action('eval', schedule.total_steps if self.adaptive_eval else schedule.eval_every,
+                            self.evaluate, last_name='final_eval'),
+        schedule_lib.Action('checkpoint', config.checkpoint_every, self.save, on_stop=True),
+    )
+
+  def stopping(self):
+    """A signal arrived; multi-worker: the preemption handler stops every worker at one step instead."""
+    return bool(self.signals.received) and not self.preemption
+
+  def train(self):
+    """Calls of training steps up to each event, then the due actions, until the end or a signal."""
+    self.begin()
+    step, total = self.start_step, self.schedule.total_steps
+    while step < total and not self.stopping():
+      try:
+        step = self.train_until_next_event(step)
+      except runtime.Preempted:
+        return self.finish(step, self.signals.received or 'SIGTERM')
+      if self.adaptive_eval and self.eval_seconds is None and step < total and self.timer.step_seconds():
+        self.estimate_eval()
+      for action in self.actions:
+        if self.schedule.due(step, action.every) or (action.on_stop and self.stopping()):
+          with self.timer.timed(action.timer_kind(step == total)):
+            action.run(step)
+      if time.perf_counter() - self.last_line > schedule_lib.PROGRESS_SECONDS:
+        eta = self.timer.eta(total - step)
+        self.say('step %d/%d%s', step, total, f'  ETA {schedule_lib.format_seconds(eta)}' if eta else '')
+    return self.finish(step, self.signals.received if step < total else None)
+
+  def say(self, message, *args):
+    """A console line; the time of the last one keeps the console from going silent for long."""
+    logging.info(message, *args)
+    self.last_line = time.perf_counter()
+
+  def begin(self):
+    """The step-0 probe (every distribution has a start, a short run two points) and the run's description."""
+    if self.start_step == 0 and self.config.histogram_every:
+      self.say('probes at step 0, before the first update (%s) ...', ', '.join(config_lib.probe_names(self.config)))
+      with self.timer.timed('probes'):
+        self.probe(0)
+    self.say('tracing the train step (once per process; can take a minute) ...')
+    self.folder.write_config(self.config, [
         'harness run config; re-run with --flagfile=<this file> (a new run is named for it)',
-        f'data_source: {task.source}', f'tensorflow: {tf.__version__}'])
+        f'data_source: {self.task.source}', f'tensorflow: {tf.__version__}'])
     self.write_run_info()
 
   def train_until_next_event(self, step):
@@ -221,20 +241,16 @@ class _Run:
         for variable in layer:
           variable.assign(tf.zeros_like(variable))
     self.profiler.before(step)
-    count = min(self.steps_per_call, schedule.steps_to_next_event(step))
-    call_start = time.perf_counter()
-    if self.preemption:
-      self.preemption.run(self.train_steps, self.iterator, tf.constant(count))
-    else:
-      self.train_steps(self.iterator, tf.constant(count))
-    seconds = time.perf_counter() - call_start
+    count = min(self.steps_per_call, schedule.steps_to_next_event(step, self.actions))
+    with self.timer.timed('train'):
+      call_start = time.perf_counter()
+      if self.preemption:
+        self.preemption.run(self.train_steps, self.iterator, tf.constant(count))
+      else:
+        self.train_steps(self.iterator, tf.constant(count))
+      seconds = time.perf_counter() - call_start
     self.state.train_seconds.assign_add(seconds)
-    if not self.first_call:
-      self.interval_steps += count
-      self.interval_seconds += seconds
-      self.timed_steps += count
-      self.timed_seconds += seconds
-    self.first_call = False
+    self.timer.train_call(count, seconds)
     # Multi-worker: one step per call on every worker, so all make the same calls (their timings differ).
     if not self.preemption:
       self.steps_per_call = max(1, min(MAX_STEPS_PER_CALL, int(SECONDS_PER_CALL * count / max(seconds, 1e-9))))
@@ -254,56 +270,77 @@ class _Run:
       inputs, targets = inputs[:rows], targets[:rows]
       carried = [[v[:rows] for v in layer] for layer in carried]
     self.prober.write(self.writers['train'], step, inputs, targets, carried)
-    if steps.LAYER_DYNAMICS in config_lib.probe_names(self.config) and step == 0:
-      self.writers['train'].scalars(0, self.weight_norms())
-
-  def weight_norms(self):
-    return {probes.layer_dynamics_tag(tag, 'weight_norm'): float(tf.linalg.global_norm(layer.trainable_variables))
-            for tag, layer in self.state.model.named_layers()}
+    if step == 0:
+      self.writers['train'].write_scalars(0, self.state.metrics.weight_norms())
 
   def write_train_scalars(self, step):
-    """The means since the last summary, under groups that sort the metrics first in TensorBoard."""
-    sums = self.read_sums()
-    steps_timed, seconds = self.interval_steps, self.interval_seconds
-    self.interval_steps, self.interval_seconds = 0, 0.0
-    metrics = {'loss': sums['loss'] / sums['steps']}
-    metrics.update({name: sums[name] / sums['examples'] for name in self.task.train_metric_names})
-    scalars = {f'{METRICS_GROUP}/{name}': value for name, value in metrics.items()}
-    scalars['optimizer/grad_norm'] = sums['grad_norm'] / sums['steps']
-    scalars['optimizer/learning_rate'] = float(keras.ops.convert_to_numpy(self.state.optimizer.learning_rate))
-    if self.config.clip_norm > 0:
-      scalars['optimizer/clipped_fraction'] = sums['clipped'] / sums['steps']
-    if steps.LAYER_DYNAMICS in config_lib.probe_names(self.config):
-      scalars.update(self.weight_norms())
-      for tag, _ in self.state.model.named_layers():
-        scalars[probes.layer_dynamics_tag(tag, 'grad_norm')] = sums[f'layer_grad_norm/{tag}'] / sums['steps']
-        scalars[probes.layer_dynamics_tag(tag, 'update_ratio')] = sums[f'layer_update_ratio/{tag}'] / sums['steps']
-    speed = ''
-    if steps_timed:
-      scalars['speed/examples_per_sec'] = steps_timed * self.config.batch_size / max(seconds, 1e-9)
-      eta = (self.schedule.total_steps - step) * self.timed_seconds / self.timed_steps
-      speed = f'  {scalars["speed/examples_per_sec"]:.0f} examples/s  ETA {format_seconds(eta)}'
-    self.writers['train'].scalars(step, scalars)
-    logging.info('step %d/%d%s%s', step, self.schedule.total_steps,
-                 ''.join(f'  {name} {value:.4f}' for name, value in metrics.items()), speed)
+    """The means since the last summary, and where the wall time went; one progress line."""
+    self.check_finite(step)
+    scalars = self.state.metrics.read_and_reset()
+    shares, steps_per_second = self.timer.read_and_reset()
+    scalars.update({f'speed/{kind}_share': share for kind, share in shares.items()})
+    speed, epoch, total = '', self.schedule.steps_per_epoch, self.schedule.total_steps
+    if steps_per_second:
+      scalars['speed/examples_per_sec'] = steps_per_second * self.config.batch_size
+      speed = (f'  {scalars["speed/examples_per_sec"]:.0f} examples/s  '
+               f'ETA {schedule_lib.format_seconds(self.timer.eta(total - step))}')
+    self.writers['train'].write_scalars(step, scalars)
+    metrics = '  '.join(f'{tag.split("/", 1)[1]} {value:.4f}' for tag, value in scalars.items()
+                        if tag.startswith(f'{METRICS_GROUP}/'))
+    time_shares = ' '.join(f'{kind} {share:.0%}' for kind, share in shares.items())
+    self.say('step %d/%d (epoch %.2g of %.2g)  train, mean of the last %d steps: %s%s  time: %s', step, total,
+             step / epoch, total / epoch, step - self.last_summary, metrics, speed, time_shares)
+    self.last_summary = step
+
+  def announce_last_step(self, step):
+    self.say('step %d of %d reached: %sevaluation on the whole test split and its figures, checkpoint ...', step,
+             step, 'probes, ' if self.config.histogram_every else '')
+
+  def estimate_eval(self):
+    """--eval_every=0: an evaluation's cost from one timed batch, then the cadence from it; says so."""
+    batches = int(self.task.eval_dataset(self.config.batch_size).cardinality())
+    iterator = iter(eval_dataset(self.config, self.task, self.strategy))
+    first = next(iterator)
+    with self.timer.timed('final_eval'):  # Tracing the eval step, which the final evaluation would do otherwise.
+      self.eval_step(first)[1].numpy()
+    with self.timer.timed('eval'):
+      start = time.perf_counter()
+      self.eval_step(next(iterator, first))[1].numpy()
+      self.eval_seconds = (time.perf_counter() - start) * max(batches, 1)
+    self.choose_eval_every('estimated from one batch')
+
+  def choose_eval_every(self, how):
+    """The eval action's interval from an evaluation's cost (found `how`) and a step's; says it if it is new."""
+    every = self.schedule.sparse_eval_every(self.eval_seconds, self.timer.step_seconds())
+    if how == 'measured' and every == dict((a.name, a.every) for a in self.actions)['eval']:
+      return
+    self.actions = schedule_lib.with_every(self.actions, 'eval', every)
+    when = f'every {every} steps and at the last' if every < self.schedule.total_steps else 'at the last step only'
+    self.say('evaluation on the test split %s: one takes ~%.1f s (%s), the time of ~%d steps; evaluations before '
+             'the last take at most %d %% of the time (--eval_every=N sets the cadence)', when, self.eval_seconds,
+             how, self.eval_seconds / self.timer.step_seconds(), round(100 * schedule_lib.EVAL_SHARE))
 
   def evaluate(self, step):
-    """Evaluates on the test set; writes eval scalars and the task's figures (if writing); returns the metrics."""
-    dataset = self.strategy.distribute_datasets_from_function(
-        lambda context: self.task.eval_dataset(self.config.batch_size, context))
-    results = steps.evaluate(self.eval_step, dataset)
-    metrics = self.task.eval_metrics(results)
-    if self.writers:
-      self.writers['eval'].scalars(step, metric_scalars(self.config, metrics))
-      if 'baseline' in self.writers:  # A flat line in the same cards: what a model without memory scores.
-        self.writers['baseline'].scalars(step, metric_scalars(self.config, self.task.baselines))
-      if self.chief:
-        self.writers['eval'].images(step, {f'figures/{name}': image for name, image in
-                                           self.task.eval_figures(results, self.state.model,
-                                                                  self.figure_title).items()})
-      self.writers['eval'].flush()
-    logging.info('eval at step %d: %s', step, ', '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
-    return metrics
+    """Evaluates on the test set; writes eval scalars and the task's figures (the chief)."""
+    self.check_finite(step)
+    start = time.perf_counter()
+    self.eval_metrics, results = evaluate(self.config, self.task, self.strategy, self.eval_step, step, self.say)
+    self.writers['eval'].write_scalars(step, task_table.metric_scalars(self.config.task, self.eval_metrics))
+    if 'baseline' in self.writers:  # A flat line in the same cards: what a model without memory scores.
+      self.writers['baseline'].write_scalars(step, task_table.metric_scalars(self.config.task, self.task.baselines))
+    if self.chief:
+      figures = self.task.eval_figures(results, self.state.model, self.figure_title)
+      self.writers['eval'].write_images(step, {f'figures/{name}': image for name, image in figures.items()})
+    self.writers['eval'].flush()
+    if self.adaptive_eval and step < self.schedule.total_steps:  # Measured: the cadence from it.
+      self.eval_seconds = time.perf_counter() - start
+      self.choose_eval_every('measured')
+
+  def save(self, step):
+    self.check_finite(step)
+    self.checkpoints.save(step)
+    for writer in self.writers.values():
+      writer.flush()
 
   def check_finite(self, step):
     """Stops the run if a loss, gradient or weight went non-finite; called before anything is saved."""
@@ -313,7 +350,7 @@ class _Run:
       message = (f'{what} became non-finite (NaN or inf) at step {bad_step}; stopped, last good checkpoint kept: '
                  f'{self.checkpoints.latest or "none"}. Lower --learning_rate or '
                  f'{"lower" if self.config.clip_norm else "set"} --clip_norm.')
-      self.writers['train'].text(bad_step, {'non_finite': message})
+      self.writers['train'].write_texts(bad_step, {'non_finite': message})
       self.writers[DESCRIPTION_FOLDER].session_end('failed')
       for writer in self.writers.values():
         writer.flush()
@@ -328,17 +365,15 @@ class _Run:
       writer.session_start(self.start_step + 1 if self.start_step else 0)
     if self.start_step:
       return
-    # No experiment declared (TensorBoard reads one, any run's): it then builds the
-    # table from every session's hparams and scalars, each run with its own metrics.
-    hparams = runs.hparams(config, task.hparams(), {'data_source': task.source, 'params': self.num_params})
+    num_params = int(sum(np.prod(v.shape) for v in self.state.model.trainable_variables))
+    hparams = runs.hparams(config, {'data_source': task.source, 'params': num_params})
     description = self.writers[DESCRIPTION_FOLDER]
-    description.hparams(hparams, trial_id=runs.trial_id(self.workdir))
+    description.write_hparams(hparams, trial_id=runs.trial_id(self.workdir))
     environment = runtime.environment(config, self.strategy, self.state.model) + [
-        ('data source', task.source), ('trainable parameters', f'{self.num_params:,}')]
-    description.text(0, {
+        ('data source', task.source), ('trainable parameters', f'{num_params:,}')]
+    description.write_texts(0, {
         'config': summaries.markdown_table(
-            [(name, config_lib.flag_value(getattr(config, name))) for name in config_lib.FIELDS
-             if config_lib.applies(config, name)],
+            [(name, config_lib.flag_value(getattr(config, name))) for name in config_lib.applicable_fields(config)],
             header=('flag', 'value')),
         'environment': summaries.markdown_table(environment),
     })
@@ -349,52 +384,15 @@ class _Run:
         tf.summary.graph(self.train_step.get_concrete_function(self.iterator).graph)
     description.flush()
 
-  def complete(self):
-    """A run already at its last step: its saved metrics, or the missing final evaluation and metrics.json."""
-    saved = runfiles.read_metrics(self.workdir)
-    if runs.is_finished(saved) and saved['step'] == self.start_step:
-      logging.info('%s is finished at step %d; nothing to do.', self.workdir, self.start_step)
-      return saved
-    logging.info('%s reached its last step %d; completing its final evaluation.', self.workdir, self.start_step)
-    self.eval_metrics = self.evaluate(self.start_step)
-    return self.finish(self.start_step, None)
-
   def finish(self, step, stopped_by):
     """metrics.json, the final log lines, closed writers; returns the metrics."""
-    if hasattr(self, 'profiler'):
-      self.profiler.stop()
+    self.profiler.stop()
     if stopped_by and step == self.start_step and not self.preemption:
       self.checkpoints.save(step)  # Signalled before any step: keep the restart point on disk all the same.
-    weights_sha256 = hashlib.sha256(b''.join(
-        v.numpy().tobytes() for v in self.state.model.trainable_variables)).hexdigest()
-    final = {
-        'step': step, 'total_steps': self.schedule.total_steps, 'status': 'stopped' if stopped_by else 'finished',
-        'steps_per_epoch': self.schedule.steps_per_epoch, 'data_source': self.task.source, 'params': self.num_params,
-        'train_seconds': float(self.state.train_seconds.numpy()), 'weights_sha256': weights_sha256,
-        **{f'eval_{name}': value for name, value in self.eval_metrics.items()},
-        **{f'baseline_{name}': value for name, value in self.task.baselines.items()},
-    }
-    if stopped_by:
-      final['stopped_by'] = stopped_by
-      logging.info('stopped by %s at step %d; checkpoint saved', stopped_by, step)
-    else:
-      logging.info('final weights sha256: %s', weights_sha256)  # Equal on every worker of a synchronous run.
+    final = final_metrics(self.state, self.task, self.schedule, step, self.eval_metrics, stopped_by,
+                          self.timer.this_process(self.start_step))
     self.folder.write_metrics(final)
-    if self.writers:
-      self.writers[DESCRIPTION_FOLDER].session_end(final['status'])
+    self.writers[DESCRIPTION_FOLDER].session_end(final['status'])
     for writer in self.writers.values():
       writer.close()
     return final
-
-
-def metric_scalars(config, metrics):
-  """{`Metrics/<name>`: value}, one card per quantity: a metric that is the task's loss (its MSE) is the loss."""
-  same = task_table.TASKS[config.task].loss_is
-  return {f'{METRICS_GROUP}/{name}': value for name, value in metrics.items() if name != same}
-
-
-def format_seconds(seconds):
-  """1m05s, 2h03m09s."""
-  minutes, seconds = divmod(int(round(seconds)), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f'{hours}h{minutes:02d}m{seconds:02d}s' if hours else f'{minutes}m{seconds:02d}s'

@@ -30,6 +30,11 @@ def arch_options(config):
   return {'lstm_kernel': config.lstm_kernel, 'precision': config.precision}
 
 
+def arch_option_values(config):
+  """{field: value} of the config fields the arch's entry lists in `options`."""
+  return {name: getattr(config, name) for name in archs.get(config.arch).options}
+
+
 def all_layers_fused(config):
   """Whether every recurrent layer `config` builds runs its whole sequence as one op on the CPU."""
   arch = archs.get(config.arch)
@@ -47,7 +52,7 @@ def parameter_count(config, num_features, num_outputs):
   if config.input_units:
     count += (num_features + 1) * config.input_units
     width = config.input_units
-  count += archs.parameter_count(config.arch, width, config.units)
+  count += archs.parameter_count(config.arch, width, config.units, arch_option_values(config))
   return count + (config.units[-1] + 1) * num_outputs
 
 
@@ -149,7 +154,7 @@ def build_model(config, num_outputs, per_step_outputs, num_features):
   arch = archs.get(config.arch)
   options = dict(forget_bias=config.forget_bias, lstm_kernel=config.lstm_kernel,
                  dtype=keras.DTypePolicy(config.precision))
-  options.update({name: getattr(config, name) for name in arch.options})
+  options.update(arch_option_values(config))
   model = SequenceModel(arch, config.units, config.input_units, num_outputs, per_step_outputs, options,
                         name=config.arch)
   model(tf.zeros([1, 2, num_features]))

@@ -10,9 +10,9 @@ time) once, on first use, inside one graph call. Tags name layers by position
 (`input_projection`, `layer_0`, ..., `head`), never by arch, so runs of
 different archs overlay; a scalar's tag keeps what tells it from its
 neighbours after its last '/' (`saturation/layer_0.forget`): Time Series cuts
-the middle of a long card title but never that part. Figures are drawn for a
-Time Series card (`summaries.CARD_FIGSIZE`). The gates and the reference
-recurrence come from the model's arch entry (`harness.archs`).
+the middle of a long card title but never that part (`summaries.card_tag`). The
+figures (`harness.probe_figures`) are drawn for a Time Series card. The gates
+and the reference recurrence come from the model's arch entry (`harness.archs`).
 
   weights, gradients   histograms of every variable and its gradient: weights/layer_0/kernel
   activations          histograms of each recurrent layer's outputs: activations/layer_0
@@ -23,26 +23,32 @@ recurrence come from the model's arch entry (`harness.archs`).
   gates                per layer and gate, a histogram over batch x time x units (not of the RNN's
                        activation, which is its output), the saturated fraction (sigmoid < 0.1 or
                        > 0.9, tanh |x| > 0.9) as scalars saturation/layer_0.forget and per step in an
-                       image; the LSTM's |c_t| (no saturation) as its mean, cell/layer_0.cell_abs_mean
+                       image; a value without saturation (the LSTM's |c_t|, the minRNNs' candidate,
+                       the LRU's |lambda| and phase) as its mean, gate_mean/layer_0.cell_abs
+  timescales           per layer and unit, the memory tau = 1 / (1 - r) steps of the state's mean
+                       retention r = |a_t| (the arch entry's `retention`: LRU |lambda|, minGRU 1 - z,
+                       minLSTM f', the LSTM's forget gate, the GRU's z): a histogram of log10 tau
+                       (timescales/layer_0.log10), scalars timescales/layer_0.median and .max, tensor
+                       timescales/layer_0 [n] sorted, and an image of tau by unit rank now against the
+                       first probe's (step 0 when probed there)
   layer_dynamics       (in the train step, at summary steps) each layer's weight norm, gradient norm
                        and update-to-weight ratio |dw| / |w|, averaged over the interval:
-                       layers/layer_0.weight_norm (`layer_dynamics_tag`)
+                       layers/layer_0.weight_norm
 """
 
 import dataclasses
 import functools
 from typing import Callable
 
-from matplotlib import ticker
 import numpy as np
 import tensorflow as tf
 
 from harness import archs
+from harness import probe_figures
 from harness import summaries
 
 SATURATED = 0.9  # Sigmoid gates below 1 - SATURATED or above it, tanh values beyond +-SATURATED.
 FLOW_FLOOR = 1e-30  # The flow ratio's norms below this (float32 underflow to 0) count as this.
-_FADED_PROBES = 4  # Earlier probe steps drawn faded in the gradient-flow image.
 
 
 class ProbeBatch:
@@ -135,24 +141,11 @@ def gradient_flow(batch):
       'tensors': {f'gradient_flow/{tag}': norms for tag, norms in zip(batch.layer_tags, flow)}
                  | {'gradient_flow/input': batch.reference['input_flow']},
       # On log10: the ratio spans 1e-9 .. 1 and TensorBoard plots and smooths linearly.
-      'scalars': {flow_tag(tag): log10_ratio(norms[0], norms[-1]) for tag, norms in zip(batch.layer_tags, flow)},
+      'scalars': {summaries.card_tag('gradient_flow', tag, 'log10_first_over_last'): log10_ratio(norms[0], norms[-1])
+                  for tag, norms in zip(batch.layer_tags, flow)},
       'figure_data': {tag: norms for tag, norms in zip(batch.layer_tags, flow)}
                      | {'input': batch.reference['input_flow']},
   }
-
-
-def flow_tag(layer_tag):
-  """The flow ratio's scalar: everything that tells cards apart after the last '/', which Time Series never cuts."""
-  return f'gradient_flow/{layer_tag}.log10_first_over_last'
-
-
-def layer_dynamics_tag(layer_tag, quantity):
-  """`layers/layer_0.weight_norm`: the layer dynamics' scalars (`weight_norm`, `grad_norm`, `update_ratio`)."""
-  return f'layers/{layer_tag}.{quantity}'
-
-
-def saturation_tag(layer_tag, gate):
-  return f'saturation/{layer_tag}.{gate}'
 
 
 def saturated(kind, values, axis=None):
@@ -176,120 +169,28 @@ def gates(batch):
       if gate != arch.output_gate:  # That one is the layer's output: `activations` draws it.
         histograms[f'gates/{tag}/{gate}'] = values
       fraction = saturated(arch.gate_kinds[gate], values)
-      if fraction is None:  # The LSTM's |c|: unbounded, so its size, on its own axis.
-        scalars[f'cell/{tag}.{gate}_mean'] = tf.reduce_mean(values)
+      if fraction is None:  # No saturation (the LSTM's |c|, a candidate, |lambda|): its mean, on its own axis.
+        scalars[summaries.card_tag('gate_mean', tag, gate)] = tf.reduce_mean(values)
         by_step['magnitude'][f'{tag}/{gate}'] = tf.reduce_mean(values, axis=[0, 2])
       else:
-        scalars[saturation_tag(tag, gate)] = fraction
+        scalars[summaries.card_tag('saturation', tag, gate)] = fraction
         by_step['saturated'][f'{tag}/{gate}'] = saturated(arch.gate_kinds[gate], values, axis=[0, 2])
   return {'histograms': histograms, 'scalars': scalars, 'figure_data': by_step}
 
 
-class FlowFigure:
-  """log mean |dL/dh_t| against t, a line per layer (the inputs' |dL/dx_t| dashed); earlier probes faded.
-
-  One figure for the run whose lines get new data at each probe: building the
-  axes, ticks and legend anew would cost more than the probe itself.
-  """
-
-  def __init__(self, title):
-    self.run_title = title
-    self.figure, self.axes = None, None
-    self.lines = []  # Per age (0 = newest), {tag: line}.
-    self.history = []  # [(step, {tag: [T] numpy})], this process's probe steps.
-
-  def _build(self, tags):
-    self.figure, axes = summaries.subplots(figsize=summaries.CARD_FIGSIZE)
-    for age in range(_FADED_PROBES + 1):
-      lines = {}
-      for i, tag in enumerate(tags):
-        label = 'input x_t' if tag == 'input' else f'{tag} h_t'
-        lines[tag], = axes.semilogy([], [], color='black' if tag == 'input' else f'C{i}',
-                                    linestyle='--' if tag == 'input' else '-', alpha=1.0 if age == 0 else 0.5 / age,
-                                    linewidth=1.6 if age == 0 else 0.9, label=label if age == 0 else None,
-                                    zorder=-age)
-      self.lines.append(lines)
-    axes.set_xlabel('time step t', fontsize=summaries.FONT_SIZE)
-    axes.set_ylabel('mean |dL/d·|', fontsize=summaries.FONT_SIZE)
-    axes.tick_params(labelsize=summaries.FONT_SIZE)
-    axes.yaxis.set_major_locator(ticker.LogLocator(numticks=5))
-    axes.yaxis.set_minor_locator(ticker.NullLocator())  # Decades suffice; minor ticks cost a third of the draw.
-    self.title = self.figure.suptitle('', fontsize=summaries.FONT_SIZE, x=0.01, y=0.99, ha='left', va='top')
-    # Fixed margins and legend place: a tight layout or a 'best' legend costs more than the probe.
-    rows = summaries.card_legend(self.figure, list(self.lines[0].values()))
-    summaries.card_margins(self.figure, legend_rows=rows)
-    self.axes = axes
-
-  def draw(self, step, norms_by_tag):
-    """norms_by_tag: {tag: [T] norms} at this probe. Returns {tag: uint8 [1, height, width, 3]}."""
-    self.history.append((step, norms_by_tag))
-    if self.figure is None:
-      self._build(list(norms_by_tag))
-    recent = self.history[::-1][:_FADED_PROBES + 1]
-    for age, lines in enumerate(self.lines):
-      for tag, line in lines.items():
-        norms = recent[age][1][tag] if age < len(recent) else []
-        line.set_data(np.arange(1, len(norms) + 1), np.maximum(norms, 1e-30))
-    self.axes.relim()
-    self.axes.autoscale_view()
-    earlier = ', '.join(str(s) for s, _ in recent[1:][::-1])
-    self.title.set_text(f'{self.run_title}\ngradient at step {step}' + (f'; faded: {earlier}' if earlier else ''))
-    return {'gradient_flow/norm_by_step': summaries.figure_to_image(self.figure)}
-
-
-_GATE_STYLES = ('-', '--', ':', '-.')  # Lines that coincide (all at 0, say) stay told apart.
-
-
-class GatesFigure:
-  """Each gate's saturated fraction against t, one panel per layer; the LSTM's mean |c_t| on its own right axis."""
-
-  def __init__(self, title):
-    self.run_title = title
-    self.figure, self.lines, self.magnitude_axes = None, {}, {}
-
-  def _build(self, saturated_names, magnitude_names):
-    layer_tags = sorted({name.split('/')[0] for name in saturated_names + magnitude_names})
-    width, height = summaries.CARD_FIGSIZE
-    self.figure, axes = summaries.subplots(len(layer_tags), 1, squeeze=False, sharex=True,
-                                           figsize=(width, height + 1.3 * (len(layer_tags) - 1)))
-    self.axes = axes[:, 0]
-    for ax, tag in zip(self.axes, layer_tags):
-      names = [name for name in saturated_names if name.startswith(f'{tag}/')]
-      for i, name in enumerate(names):
-        self.lines[name], = ax.plot([], [], label=name.split('/')[1], color=f'C{i}',
-                                    linestyle=_GATE_STYLES[i % len(_GATE_STYLES)], linewidth=1.4)
-      ax.set_ylim(-0.03, 1.03)
-      ax.set_ylabel(f'{tag}: saturated', fontsize=summaries.FONT_SIZE)
-      ax.tick_params(labelsize=summaries.FONT_SIZE)
-      handles = [self.lines[name] for name in names]
-      for name in magnitude_names:
-        if name.startswith(f'{tag}/'):
-          right = self.magnitude_axes[tag] = ax.twinx()
-          self.lines[name], = right.plot([], [], color='black', linewidth=1.0, label='mean |c_t| (right)')
-          right.tick_params(labelsize=summaries.FONT_SIZE)
-          handles.append(self.lines[name])
-    self.axes[-1].set_xlabel('time step t', fontsize=summaries.FONT_SIZE)
-    self.title = self.figure.suptitle('', fontsize=summaries.FONT_SIZE, x=0.01, y=0.99, ha='left', va='top')
-    rows = summaries.card_legend(self.figure, handles)  # Every panel draws its arch's gates alike.
-    summaries.card_margins(self.figure, legend_rows=rows, right_axis=bool(magnitude_names))
-
-  def draw(self, step, by_step):
-    """by_step: {'saturated': {'layer_0/forget': [T] fractions}, 'magnitude': {'layer_0/cell_abs': [T]}}.
-
-    Returns {tag: uint8 [1, height, width, 3]}.
-    """
-    if self.figure is None:
-      self._build(list(by_step['saturated']), list(by_step['magnitude']))
-    for values in by_step.values():
-      for name, series in values.items():
-        self.lines[name].set_data(np.arange(1, len(series) + 1), series)
-    for ax in self.axes:
-      ax.relim()
-      ax.autoscale_view(scaley=False)  # Fractions keep their 0..1 axis.
-    for name, series in by_step['magnitude'].items():  # Set, not autoscaled: a set limit stops autoscaling.
-      self.magnitude_axes[name.split('/')[0]].set_ylim(0, max(1.05 * float(np.max(series)), 1e-3))
-    self.title.set_text(f'{self.run_title}\nsaturated fraction of each gate, step {step}')
-    return {'gates/saturated_by_step': summaries.figure_to_image(self.figure)}
+def timescales(batch):
+  retention = batch.model.arch.retention
+  if retention is None:
+    return {'figure_data': {}}
+  histograms, scalars, tensors = {}, {}, {}
+  for tag, layer_gates in zip(batch.layer_tags, batch.reference['gates']):
+    kept = tf.reduce_mean(retention(layer_gates), axis=[0, 1])  # [n]: the state's mean retention per unit.
+    steps = tf.sort(1.0 / tf.maximum(1.0 - kept, 1e-7))  # 1e-7: float32 resolves no |a| nearer 1.
+    histograms[summaries.card_tag('timescales', tag, 'log10')] = tf.math.log(steps) / np.log(10.0)
+    scalars[summaries.card_tag('timescales', tag, 'median')] = steps[tf.size(steps) // 2]
+    scalars[summaries.card_tag('timescales', tag, 'max')] = steps[-1]
+    tensors[f'timescales/{tag}'] = steps
+  return {'histograms': histograms, 'scalars': scalars, 'tensors': tensors, 'figure_data': tensors}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,8 +205,9 @@ PROBES = {
     'weights': Probe(weights),
     'gradients': Probe(gradients),
     'activations': Probe(activations),
-    'gradient_flow': Probe(gradient_flow, FlowFigure),
-    'gates': Probe(gates, GatesFigure),
+    'gradient_flow': Probe(gradient_flow, probe_figures.FlowFigure),
+    'gates': Probe(gates, probe_figures.GatesFigure),
+    'timescales': Probe(timescales, probe_figures.TimescaleFigure),
 }
 
 
@@ -339,7 +241,7 @@ class Prober:
       if name in self.figures:
         images.update(self.figures[name].draw(step, tf.nest.map_structure(lambda t: t.numpy(),
                                                                            kinds['figure_data'])))
-    writer.histograms(step, histograms)
-    writer.scalars(step, scalars)
-    writer.tensors(step, tensors)
-    writer.images(step, images)
+    writer.write_histograms(step, histograms)
+    writer.write_scalars(step, scalars)
+    writer.write_summaries(step, tensors)
+    writer.write_images(step, images)

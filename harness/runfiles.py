@@ -63,6 +63,16 @@ def _bad(path, key, value, must_be, what_to_do):
   return UserError(f'{path}: "{key}" is {json.dumps(value)[:60]}, must be {must_be}; {what_to_do}')
 
 
+def _load_object(path, what_to_do):
+  """The JSON object in `path`, or None if the file is absent; UserError if it holds anything else."""
+  values = _load(path, what_to_do)
+  if values is _MISSING:
+    return None
+  if not isinstance(values, dict):
+    raise UserError(f'{path}: holds {json.dumps(values)[:60]}, not a JSON object; {what_to_do}')
+  return values
+
+
 def read_metrics(workdir):
   """<workdir>/metrics.json as a checked dict, or None if the run has not written one.
 
@@ -72,11 +82,9 @@ def read_metrics(workdir):
   """
   path = os.path.join(workdir, 'metrics.json')
   what_to_do = 'fix or remove it (a resumed run writes it again at its end)'
-  metrics = _load(path, what_to_do)
-  if metrics is _MISSING:
+  metrics = _load_object(path, what_to_do)
+  if metrics is None:
     return None
-  if not isinstance(metrics, dict):
-    raise UserError(f'{path}: holds {json.dumps(metrics)[:60]}, not a JSON object; {what_to_do}')
   for key in _METRICS_REQUIRED:
     if key not in metrics:
       raise UserError(f'{path}: has no "{key}"; {what_to_do}')
@@ -102,11 +110,9 @@ def read_config(workdir, logdir, run_name):
   """
   path = os.path.join(workdir, 'config.json')
   what_to_do = 'fix it, or start a new run'
-  values = _load(path, what_to_do)
-  if values is _MISSING:
+  values = _load_object(path, what_to_do)
+  if values is None:
     return None
-  if not isinstance(values, dict):
-    raise UserError(f'{path}: holds {json.dumps(values)[:60]}, not a JSON object; {what_to_do}')
   fields = {}
   for name, value in values.items():
     if name not in config_lib.FIELDS:

@@ -23,11 +23,11 @@ import re
 import secrets
 import socket
 import stat
+import tempfile
 
-from harness import archs
 from harness import config as config_lib
-from harness import task_table
 from harness import runfiles
+from harness import task_table
 from harness.errors import EnvironmentFault
 from harness.errors import RunFinished
 from harness.errors import UserError
@@ -109,6 +109,34 @@ def run_state(workdir):
   return 'foreign'
 
 
+def check_directory(name, path):
+  """A directory flag must name a directory, or a place one can be made, where files can be written.
+
+  Writes and removes one temporary file in the nearest existing folder (access
+  bits lie for root and for /proc or /sys); creates nothing that stays.
+  """
+  if not path:
+    return
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise UserError(f'--{name}={path}: is a file, not a directory')
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise UserError(f'--{name}={path}: {existing} is a file, not a directory')
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as e:
+    raise UserError(f'--{name}={path}: cannot write in {existing} ({e.strerror or e})') from None
+
+
+def check_directories(config):
+  """--logdir and --data_dir name folders this process can write in (before a run folder is claimed)."""
+  check_directory('logdir', config.logdir)
+  check_directory('data_dir', config.data_dir)
+
+
 def check_new_run(config):
   """A run without --resume may take a folder only if it is absent or unstarted."""
   if not config.run_name:
@@ -175,7 +203,7 @@ def resumed_config(config, explicit_flags):
   if is_finished(metrics) and not _trains_on(resumed, changes, metrics):
     scores = ', '.join(f'{k[5:]} {v:.4f}' for k, v in sorted(metrics.items()) if k.startswith('eval_'))
     raise RunFinished(f'{workdir} is finished (step {metrics["step"]} of {metrics["total_steps"]}'
-                      f'{"; eval " + scores if scores else ""}); nothing to do. To train on, add '
+                      f'{"; test " + scores if scores else ""}); nothing to do. To train on, add '
                       f'--train_steps=N with N > {metrics["step"]}.')
   return resumed
 
@@ -304,26 +332,24 @@ class RunFolder:
       write_whole(os.path.join(self.workdir, 'metrics.json'), json.dumps(metrics, indent=2, sort_keys=True))
 
 
-def hparams(config, task_hparams, extra):
-  """The run's hyperparameters for the HParams dashboard: what defines the model, data and optimizer.
+def hparams(config, extra):
+  """The run's hyperparameters for the HParams dashboard: every config field that can change a result.
 
+  Only the fields that apply to the run (`config.applicable_fields`: a task's
+  or an arch's own where they are its own); the recipe only when one is set.
   Integers are recorded as text: TensorBoard prints every number with five
   significant digits (batch size 128 as 128.00).
 
   Args:
     config: the run's Config.
-    task_hparams: the task's own settings ({name: value}).
     extra: facts known once the run starts ({name: value}: data source, parameters).
   """
-  values = {'recipe': config.recipe} if config.recipe else {}
-  values |= {
-      'task': config.task, 'arch': config.arch, 'units': config_lib.flag_value(config.units),
-      'input_units': config.input_units, 'batch_size': config.batch_size, 'optimizer': config.optimizer,
-      'learning_rate': config.learning_rate, 'lr_schedule': config.lr_schedule, 'clip_norm': config.clip_norm,
-      'seed': config.seed, 'stateful': config.stateful,
-  }
-  values.update({name: getattr(config, name) for name in archs.get(config.arch).options})
-  values.update(task_hparams)
+  values = {}
+  for name in config_lib.applicable_fields(config):
+    if not config_lib.FIELDS[name].metadata['hparam'] or (name == 'recipe' and not config.recipe):
+      continue
+    value = getattr(config, name)
+    values[name] = config_lib.flag_value(value) if isinstance(value, tuple) else value
   values.update(extra)
   return {name: str(value) if isinstance(value, int) and not isinstance(value, bool) else value
           for name, value in values.items()}

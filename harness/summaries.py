@@ -1,6 +1,9 @@
-"""Dict-based TensorBoard writing (CLU-style), and turning matplotlib figures into summary images.
+"""Dict-based TensorBoard writing under CLU's method names, and turning matplotlib figures into summary images.
 
-One `SummaryWriter` per event folder (`<run>/train`, `<run>/eval`, ...).
+One `SummaryWriter` per event folder (`<run>/train`, `<run>/eval`, ...):
+`write_scalars`, `write_histograms`, `write_images`, `write_texts`,
+`write_summaries` (raw tensors) and `write_hparams`, each taking
+`(step, {tag: value})` as CLU's `MetricWriter` does.
 Writers on non-chief workers are no-ops, so callers never branch on the role.
 """
 
@@ -25,12 +28,18 @@ CARD_FIGSIZE = (3.3, 2.4)
 FONT_SIZE = 8
 
 
+def card_tag(group, layer_tag, quantity):
+  """`<group>/<layer>.<quantity>` (`layers/layer_0.weight_norm`): all that tells a card from its neighbours is
+  after the last '/', which Time Series never cuts from a long card title (it cuts the middle)."""
+  return f'{group}/{layer_tag}.{quantity}'
+
+
 class SummaryWriter:
   """Writes scalars, histograms, images, text and hparams to one event folder."""
 
-  def __init__(self, logdir, enabled=True, filename_suffix=None):
+  def __init__(self, logdir, enabled=True):
     self.enabled = enabled
-    self._writer = (tf.summary.create_file_writer(logdir, flush_millis=FLUSH_MILLIS, filename_suffix=filename_suffix)
+    self._writer = (tf.summary.create_file_writer(logdir, flush_millis=FLUSH_MILLIS)
                     if enabled else tf.summary.create_noop_writer())
 
   @contextlib.contextmanager
@@ -38,13 +47,13 @@ class SummaryWriter:
     with self._writer.as_default(step=step):
       yield
 
-  def scalars(self, step, values):
+  def write_scalars(self, step, values):
     """values: {tag: number}."""
     with self.as_default(step):
       for tag, value in values.items():
         tf.summary.scalar(tag, value)
 
-  def histograms(self, step, arrays):
+  def write_histograms(self, step, arrays):
     """arrays: {tag: tensor of any shape}. Written by one graph call, not op by op."""
     with self.as_default(step):
       self._write_histograms(tf.constant(step, tf.int64), arrays)
@@ -54,25 +63,25 @@ class SummaryWriter:
     for tag, value in arrays.items():
       tf.summary.histogram(tag, value, step=step)
 
-  def tensors(self, step, tensors):
+  def write_summaries(self, step, tensors):
     """tensors: {tag: tensor}, written raw (no plugin), for tbparse, pandas or numpy to read back."""
     with self.as_default(step):
       for tag, value in tensors.items():
         tf.summary.write(tag, value, step=step)
 
-  def images(self, step, images):
+  def write_images(self, step, images):
     """images: {tag: uint8 [k, height, width, channels]}."""
     with self.as_default(step):
       for tag, value in images.items():
         tf.summary.image(tag, value, max_outputs=len(value))
 
-  def text(self, step, texts):
+  def write_texts(self, step, texts):
     """texts: {tag: markdown string}."""
     with self.as_default(step):
       for tag, value in texts.items():
         tf.summary.text(tag, value)
 
-  def hparams(self, values, trial_id):
+  def write_hparams(self, values, trial_id):
     """Records this run's hyperparameters ({name: bool, int, float or str}); the table names it `trial_id`."""
     if not self.enabled:
       return

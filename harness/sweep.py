@@ -36,7 +36,6 @@ from harness import runfiles
 from harness import runs
 from harness import signals as signals_lib
 from harness import trials as trials_lib
-from harness.errors import EnvironmentFault
 from harness.errors import UserError
 
 _NAME = flags.DEFINE_string('name', None, 'The sweep\'s folder under --logdir.')
@@ -138,11 +137,8 @@ def run_trials(trials, fixed, sweep_dir, parallel, signals):
       last_progress = 0.0
     if time.time() - last_progress > _PROGRESS_SECONDS:
       finished = done_before + len(durations) - len(failures)
-      eta = None
-      if durations:  # The mean trial time for what is left, minus what the running trials have done.
-        mean = sum(durations) / len(durations)
-        running_left = max([mean - (time.time() - started) for _, _, started, _ in running.values()] or [0])
-        eta = mean * -(-len(todo) // parallel) + max(running_left, 0)
+      elapsed = [time.time() - started for _, _, started, _ in running.values()]
+      eta = trials_lib.seconds_left(durations, len(todo), elapsed, parallel)
       logging.info('sweep %s: %d/%d done, %d running, %d failed%s', os.path.basename(sweep_dir), finished,
                    len(trials), len(running), len(failures),
                    f', ETA {_format_seconds(eta)}' if eta is not None else '')
@@ -173,6 +169,13 @@ def _aggregate(sweep_dir, signals):
     signals.interrupt = False
 
 
+def _summarize(sweep_dir, signals):
+  """Aggregates the sweep; prints its summary table, where it lies, and how to look at it."""
+  print(_aggregate(sweep_dir, signals))
+  print(f'{_PROGRAM}: sweep folder {sweep_dir}; summary table {os.path.join(sweep_dir, "summary.md")}; look inside '
+        f'with: {cli.tensorboard_command(sweep_dir)}')
+
+
 def main(argv):
   cli.quiet_console()
   # To the end of the process: a stop signal before the trials or during the
@@ -184,15 +187,9 @@ def main(argv):
     if argv[1:2] == ['aggregate']:
       if len(argv) != 3:
         raise UserError('usage: python -m harness.sweep aggregate <logdir>/<sweep>')
-      print(_aggregate(argv[2], signals))
+      _summarize(argv[2], signals)
       return
     failures = _sweep(argv[1:], signals)
-  except UserError as e:
-    cli.fail(_PROGRAM, e)
-  except EnvironmentFault as e:
-    cli.fail(_PROGRAM, e, status=1)
-  except OSError as e:
-    cli.fail(_PROGRAM, runs.describe_os_error(e), status=1)
   except signals_lib.Stopped as e:
     _report(failures)
     cli.fail(_PROGRAM, f'stopped by {e.signal}; no trial was running. Run the same command to continue, or '
@@ -211,6 +208,7 @@ def _sweep(fixed, signals):
   stray = [arg for arg in fixed if not arg.startswith('-')]
   if stray:
     raise UserError(f'unexpected arguments {" ".join(stray)}: trial flags go after --, as --name=value')
+  runs.check_directory('logdir', _LOGDIR.value)
   sweep_dir = os.path.join(_LOGDIR.value, _NAME.value)
   grid = trials_lib.parse_grid(_GRID.value)
   trials = trials_lib.make_trials(grid, _SEEDS.value)
@@ -236,7 +234,7 @@ def _sweep(fixed, signals):
           'to continue.', file=sys.stderr)
     sys.exit(128 + getattr(signal, trial_signals.received).value)
   if _TRIAL_INDEX.value < 0:
-    print(_aggregate(sweep_dir, signals))
+    _summarize(sweep_dir, signals)
   return failures
 
 

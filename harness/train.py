@@ -26,11 +26,8 @@ from harness import cli
 from harness import config as config_lib
 from harness import recipes
 from harness import runs
+from harness import schedule
 from harness import signals as signals_lib
-from harness.errors import EnvironmentFault
-from harness.errors import NonFiniteLossError
-from harness.errors import RunFinished
-from harness.errors import UserError
 
 cli.define_config_flags()
 flags.adopt_module_key_flags(cli)  # --help lists them.
@@ -41,6 +38,7 @@ _PROGRAM = 'harness.train'
 def config_from_flags():
   """Builds and validates the config from FLAGS; checks the run folder, before TensorFlow starts."""
   config = config_lib.make_config(**cli.config_values(present_only=True))
+  runs.check_directories(config)
   if config.resume:
     return runs.resumed_config(config, [name for name in config_lib.FIELDS if FLAGS[name].present])
   if config.strategy != 'multi_worker':  # Every worker names the same run; only the chief claims it.
@@ -58,64 +56,48 @@ def main(argv):
   # To the end of the process: before training a stop signal interrupts the
   # start; the loop's own catcher then takes over, and this one only records.
   signals_lib.SignalCatcher(interrupt=True).install()
-  _train(started)
-
-
-def _train(started):
-  """Builds the config, trains, and prints the outcome; every error becomes one line."""
   cli.quiet_console()
-  workdir = None
+  where = {}  # The run folder, once known.
   try:
-    config = config_from_flags()
-    # Heavy imports after the flags are known good, so usage errors come back at once.
-    with cli.native_output_filtered():
-      from harness import loop  # pylint: disable=g-import-not-at-top
-      from harness import runtime  # pylint: disable=g-import-not-at-top
-      from harness import tasks  # pylint: disable=g-import-not-at-top
-      runtime.configure_threads(config)  # Before TensorFlow's runtime starts.
-      strategy = runtime.make_strategy(config)
-    task = tasks.load_task(config)
-    workdir = runs.run_dir(config)
-    logging.info('run folder: %s', workdir)
-    metrics = loop.train_and_evaluate(config, workdir, task=task, strategy=strategy, fresh=not config.resume)
-  except RunFinished as e:
-    print(f'{_PROGRAM}: {e}')
-    return
-  except (UserError, NonFiniteLossError) as e:
-    cli.fail(_PROGRAM, e)
-  except EnvironmentFault as e:
-    cli.fail(_PROGRAM, e, status=1)
-  except OSError as e:
-    cli.fail(_PROGRAM, runs.describe_os_error(e), status=1)
+    with cli.exit_codes(_PROGRAM, workdir=lambda: where.get('workdir')):
+      config, metrics = _train(where)
   except signals_lib.Stopped as e:
-    cli.fail(_PROGRAM, f'stopped by {e.signal} before training started{_resume_hint(workdir)}',
+    cli.fail(_PROGRAM, f'stopped by {e.signal} before training started{_resume_hint(where.get("workdir"))}',
              status=128 + getattr(signal, e.signal).value)
-  except Exception as e:  # pylint: disable=broad-except  # TensorFlow's errors, named without importing it early.
-    message = _describe_fault(e, workdir)
-    if message is None:
-      raise
-    cli.fail(_PROGRAM, message, status=1)
+  workdir = where['workdir']
   if 'stopped_by' in metrics:
     print(f'{_PROGRAM}: stopped by {metrics["stopped_by"]} at step {metrics["step"]} of {metrics["total_steps"]}; '
           f'continue with: python -m harness.train {_run_flags(config, workdir)} --resume', file=sys.stderr)
     sys.exit(128 + getattr(signal, metrics['stopped_by']).value)
   scores = ', '.join(f'{name[5:]} {value:.4f}' for name, value in metrics.items() if name.startswith('eval_'))
-  print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} in '
-        f'{loop.format_seconds(time.perf_counter() - started)} ({loop.format_seconds(metrics["train_seconds"])} in '
-        f'training steps); eval {scores}')
-  print(f'{_PROGRAM}: run folder {workdir}; look inside with: tensorboard --logdir {config.logdir}')
+  print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} '
+        f'{schedule.time_summary(metrics, time.perf_counter() - started)}; test {scores}')
+  print(f'{_PROGRAM}: run folder {workdir}; look inside with: {cli.tensorboard_command(config.logdir)}')
+
+
+def _train(where):
+  """The config from the flags, then the run: (config, final metrics); where['workdir'] is set once known."""
+  config = config_from_flags()
+  changed = cli.changed_flags(config)
+  logging.info('config: %s (every value: flags.txt in the run folder)',
+               f'defaults but {" ".join(changed)}' if changed else 'the defaults')
+  logging.info('starting TensorFlow, then the data and the model (can take a minute) ...')
+  # Heavy imports after the flags are known good, so usage errors come back at once.
+  with cli.native_output_filtered():
+    from harness import loop  # pylint: disable=g-import-not-at-top
+    from harness import runtime  # pylint: disable=g-import-not-at-top
+    from harness import tasks  # pylint: disable=g-import-not-at-top
+    runtime.configure_threads(config)  # Before TensorFlow's runtime starts.
+    strategy = runtime.make_strategy(config)
+  task = tasks.load_task(config)
+  where['workdir'] = runs.run_dir(config)  # The loop names it once it is claimed.
+  return config, loop.train_and_evaluate(config, where['workdir'], task=task, strategy=strategy,
+                                         fresh=not config.resume)
 
 
 def _run_flags(config, workdir):
   logdir = '' if config.logdir == config_lib.Config.logdir else f'--logdir={config.logdir} '
   return f'{logdir}--run_name={os.path.basename(workdir)}'
-
-
-def _describe_fault(error, workdir):
-  if 'tensorflow' not in sys.modules:  # Not a TensorFlow error, then.
-    return None
-  from harness import runtime  # pylint: disable=g-import-not-at-top
-  return runtime.describe_fault(error, workdir)
 
 
 def _resume_hint(workdir):

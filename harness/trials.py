@@ -1,4 +1,4 @@
-"""The trials of a sweep: the grid, each trial's name, flags, command and config.
+"""The trials of a sweep: the grid, each trial's name, flags, command and config; the time left.
 
 Shared by `harness.sweep` (which runs them) and `harness.aggregate` (which reads them back).
 """
@@ -118,3 +118,18 @@ def trial_command(trial, fixed, sweep_dir):
     command = [sys.executable, '-m', 'harness.train', f'--logdir={sweep_dir}', f'--run_name={trial.name}',
                '--resume']
   return command
+
+
+def seconds_left(durations, waiting, running_elapsed, parallel):
+  """Seconds left, or None before a trial has finished: the work left over the `parallel` slots.
+
+  The work left is the mean trial time for each waiting trial, plus what each
+  running trial lacks of it, shared by the slots that still have a trial.
+  Counting work rather than rounds of `parallel` trials keeps the estimate
+  from jumping when a round fills or empties.
+  """
+  if not durations:
+    return None
+  mean = sum(durations) / len(durations)
+  work = mean * waiting + sum(max(mean - elapsed, 0.0) for elapsed in running_elapsed)
+  return work / max(1, min(parallel, waiting + len(running_elapsed)))

@@ -1,4 +1,5 @@
-"""A sweep's TensorBoard views, from trials' files written by hand (fast; sweep_test runs real trials)."""
+"""A sweep's aggregates from trials' files written by hand (fast; sweep_test runs real trials): its TensorBoard
+views, the summary table's metrics and its baseline row."""
 
 import json
 import os
@@ -8,7 +9,12 @@ from absl.testing import absltest
 from harness import aggregate
 from harness import runs
 from harness import summaries
+from harness import trials as trials_lib
 from tests import testing
+
+
+def finished(**metrics):
+  return {'status': 'finished', 'step': 10, 'total_steps': 10, **metrics}
 
 
 class AggregateTest(absltest.TestCase):
@@ -22,7 +28,7 @@ class AggregateTest(absltest.TestCase):
     for trial, series in losses.items():
       writer = summaries.SummaryWriter(os.path.join(sweep_dir, trial, 'eval'))
       for step, loss in series.items():
-        writer.scalars(step, {'Metrics/loss': loss})
+        writer.write_scalars(step, {'Metrics/loss': loss})
       writer.close()
       runs.write_whole(os.path.join(sweep_dir, trial, 'metrics.json'), json.dumps(
           {'step': 4, 'total_steps': 4, 'status': 'finished', 'eval_loss': series[4], 'eval_mse': series[4],
@@ -46,6 +52,31 @@ class AggregateTest(absltest.TestCase):
     self.assertEqual(set(events.PluginRunToTagToContent('scalars')['baseline']), {'Metrics/loss'})
     self.assertEqual([s for s, _ in testing.scalar_series(events, 'baseline', 'Metrics/loss')], [2, 4])
     self.assertEqual(set(events.PluginRunToTagToContent('hparams')), set())  # No experiment is declared.
+
+
+class SummaryTableTest(absltest.TestCase):
+
+  def test_a_loss_equal_to_the_mse_is_shown_once_and_a_loss_that_differs_is_kept(self):
+    regression = {'a': finished(eval_loss=0.2, eval_mse=0.2), 'b': finished(eval_loss=0.1, eval_mse=0.1)}
+    self.assertEqual(aggregate._markdown_metrics(['eval_loss', 'eval_mse'], regression), ['eval_mse'])
+    classes = {'a': finished(eval_loss=0.2, eval_accuracy=0.2), 'b': finished(eval_loss=0.3, eval_accuracy=0.9)}
+    self.assertEqual(aggregate._markdown_metrics(['eval_accuracy', 'eval_loss'], classes),
+                     ['eval_accuracy', 'eval_loss'])
+
+  def test_one_baseline_row_when_the_groups_share_it_else_one_per_group(self):
+    trials = trials_lib.make_trials([('arch', ['rnn', 'gru'])], 1)
+    groups = {}
+    for trial in trials:
+      groups.setdefault(trial.group, []).append(trial)
+    shared = {t.name: finished(eval_mse=0.01, baseline_mse=1 / 6, baseline_loss=1 / 6) for t in trials}
+    self.assertEqual(aggregate._baseline_rows(groups, shared, 1, ['eval_mse']),
+                     ['| memoryless baseline |  | 0.1667 |  |'])
+    differing = {t.name: finished(eval_mse=0.01, baseline_mse=0.1 * (i + 1)) for i, t in enumerate(trials)}
+    self.assertEqual(aggregate._baseline_rows(groups, differing, 1, ['eval_mse']),
+                     [f'| baseline of {trials[0].group} |  | 0.1000 |  |',
+                      f'| baseline of {trials[1].group} |  | 0.2000 |  |'])
+    self.assertEqual(aggregate._baseline_rows(groups, {t.name: finished(eval_mse=0.01) for t in trials}, 1,
+                                              ['eval_mse']), [])
 
 
 if __name__ == '__main__':

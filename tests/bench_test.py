@@ -1,5 +1,6 @@
 """`python -m harness.bench`: every contender reports a rate on a tiny workload."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -30,6 +31,20 @@ class BenchTest(absltest.TestCase):
     self.assertTrue(all(rate > 0 for rate in report['median_examples_per_sec'].values()))
     self.assertEqual(report['rounds_results']['harness'][0]['window_steps'], [4, 8])
     self.assertEqual(report['config']['arch'], 'gru')
+
+  def test_a_linear_recurrence_against_its_baselines_and_pytorch(self):
+    out = os.path.join(testing.make_tempdir(self), 'bench.json')
+    contenders = 'harness_no_probes,harness_lstm,harness_gru' + (',torch' if importlib.util.find_spec('torch') else '')
+    result = subprocess.run(
+        [sys.executable, '-m', 'harness.bench', '--task=adding', '--seq_len=10', '--arch=minlstm', '--units=8',
+         '--mlp_expansion=1', '--batch_size=16', '--steps=4', '--warmup_steps=2', '--rounds=1', '--summary_every=2',
+         f'--contenders={contenders}', f'--out={out}'],
+        capture_output=True, text=True, cwd=testing.REPO_ROOT, timeout=600)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(out) as f:
+      report = json.load(f)
+    self.assertEqual(set(report['median_examples_per_sec']), set(contenders.split(',')))
+    self.assertTrue(all(rate > 0 for rate in report['median_examples_per_sec'].values()))
 
   def test_bad_contender_is_one_line(self):
     result = subprocess.run([sys.executable, '-m', 'harness.bench', '--contenders=harness,jax'],

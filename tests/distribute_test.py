@@ -6,8 +6,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 
 from absl.testing import absltest
 import pytest
@@ -60,10 +58,8 @@ class DistributeTest(absltest.TestCase):
     processes = []
     for index in range(2):
       tf_config = json.dumps({'cluster': {'worker': workers}, 'task': {'type': 'worker', 'index': index}})
-      processes.append(subprocess.Popen(
-          [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', '--run_name=mw', '--strategy=multi_worker',
-           *args], cwd=testing.REPO_ROOT, env={**os.environ, 'TF_CONFIG': tf_config},
-          stderr=subprocess.PIPE, text=True))
+      processes.append(testing.start_harness(f'--logdir={self.logdir}', '--run_name=mw', '--strategy=multi_worker',
+                                             *args, env={'TF_CONFIG': tf_config}))
     return processes
 
   def test_two_workers_finish_with_identical_weights_and_only_the_chief_writes(self):

@@ -15,8 +15,7 @@ from tests import testing
 
 pytestmark = pytest.mark.slow  # Each test starts TensorFlow in subprocesses.
 
-TINY_FLAGS = ['--units=8', '--batch_size=16', '--summary_every=5', '--eval_every=10',
-              '--checkpoint_every=10', '--histogram_every=10']
+TINY_FLAGS = [*testing.TINY_FLAGS, '--batch_size=16', '--histogram_every=10']
 
 
 def read_json(path):
@@ -65,9 +64,7 @@ class EndToEndTest(absltest.TestCase):
     flags = ['--task=sin2cos', '--stateful', '--deterministic', '--train_steps=60', '--checkpoint_every=7']
     whole = self.harness(*flags, '--run_name=whole')
     self.assertEqual(whole.returncode, 0, whole.stderr[-3000:])
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', *TINY_FLAGS, *flags,
-         '--run_name=killed'], cwd=testing.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    process = testing.start_harness(f'--logdir={self.logdir}', *TINY_FLAGS, *flags, '--run_name=killed')
     for line in process.stderr:
       if 'step 25/60' in line:
         break
@@ -77,7 +74,15 @@ class EndToEndTest(absltest.TestCase):
     self.assertFalse(os.path.exists(metrics_path))
     resumed = self.harness(*flags, '--run_name=killed', '--resume')
     self.assertEqual(resumed.returncode, 0, resumed.stderr[-3000:])
-    self.assertRegex(resumed.stderr, r'resumed from .*ckpt-(21|28) at step (21|28)')
+    # Killed after step 25 was logged: the newest whole checkpoint is one of every 7 steps, at or after 21.
+    restored = re.search(r'resumed from .*ckpt-(\d+) at step (\d+)', resumed.stderr)
+    self.assertIsNotNone(restored, resumed.stderr[-3000:])
+    checkpoint, step = int(restored.group(1)), int(restored.group(2))
+    self.assertEqual((checkpoint, step % 7), (step, 0))
+    self.assertGreaterEqual(step, 21)
+    # Time: this process's wall time and shares, the whole run's training time, each named.
+    self.assertRegex(resumed.stdout, r'finished step 60 of 60 this process \(steps \d+-60\) in \d+m\d\ds \(\d+ % '
+                                     r'.*training steps.*\); the whole run \d+m\d\ds in training steps; test loss ')
     expected = read_json(os.path.join(self.logdir, 'whole', 'metrics.json'))
     actual = read_json(metrics_path)
     self.assertEqual(actual['step'], 60)
@@ -88,10 +93,8 @@ class EndToEndTest(absltest.TestCase):
 
   def test_sigterm_and_sigint_checkpoint_and_exit_cleanly(self):
     for sig in (signal.SIGTERM, signal.SIGINT):
-      process = subprocess.Popen(
-          [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', *TINY_FLAGS, '--task=sin2cos',
-           '--train_steps=100000', '--checkpoint_every=100000', f'--run_name={sig.name}'],
-          cwd=testing.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+      process = testing.start_harness(f'--logdir={self.logdir}', *TINY_FLAGS, '--task=sin2cos',
+                                      '--train_steps=100000', '--checkpoint_every=100000', f'--run_name={sig.name}')
       for line in process.stderr:
         if 'step 10/' in line:
           break
@@ -116,9 +119,7 @@ class EndToEndTest(absltest.TestCase):
     self.assertTrue(os.path.isdir(os.path.join(self.logdir, 'nan', 'checkpoints')))
 
   def test_two_runs_started_at_once_never_collide(self):
-    command = [sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', *TINY_FLAGS,
-               '--task=sin2cos', '--train_steps=3']
-    processes = [subprocess.Popen(command, cwd=testing.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    processes = [testing.start_harness(f'--logdir={self.logdir}', *TINY_FLAGS, '--task=sin2cos', '--train_steps=3')
                  for _ in range(2)]
     for process in processes:
       self.assertEqual(process.wait(timeout=300), 0, process.stderr.read()[-2000:])
@@ -148,23 +149,38 @@ class ConsoleTest(absltest.TestCase):
     super().setUp()
     self.logdir = os.path.join(testing.make_tempdir(self), 'runs')
 
-  def test_a_default_verbosity_run_prints_only_its_own_lines_and_ends_with_where_to_look(self):
+  def test_a_default_verbosity_run_says_each_phase_in_order_and_ends_with_where_to_look(self):
     result = testing.run_harness([f'--logdir={self.logdir}', '--task=mnist', '--units=8', '--train_steps=300',
                                   '--batch_size=16', '--histogram_every=100', '--run_name=quiet'])
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     output = result.stderr + result.stdout
     for noise in ('absl::InitializeLog', 'oneDNN', 'cuda', 'CUDA', 'cpu_feature_guard', 'dataset_info.json',
-                  'Sharding callback', '\x1b[', '\r'):
+                  'Sharding callback', '\x1b[', '\r', 'findfont'):
       self.assertNotIn(noise, output)
-    self.assertEqual([line for line in output.splitlines() if line[:1] in 'IWE' and line[1:5].isdigit()
-                      and not re.match(r'^[IW]\d{4} [\d:.]+ +\d+ (train|loop|sources|images)\.py:\d+\]', line)], [])
+    lines = output.splitlines()
+    self.assertEqual([line for line in lines if re.match(r'^[IWE]\d{4} ', line)], [])  # No absl prefix.
+    expected = [r'config: defaults but .*--train_steps=300', r'starting TensorFlow, then the data', r'run folder: ',
+                r'data: ', r'model: lstm, ',
+                r'probes at step 0, before the first update \(weights, ',
+                r'tracing the train step \(once per process',
+                r'evaluation on the test split (every \d+ steps and at the last|at the last step only): one takes '
+                r'~[\d.]+ s \(estimated from one batch\), the time of ~\d+ steps; .*\(--eval_every=N sets the '
+                r'cadence\)$',
+                r'step 100/300 \(epoch 0\.2 of 0\.6\)  train, mean of the last 100 steps: loss \d\.\d{4}  '
+                r'accuracy \d\.\d{4}  \d+ examples/s  ETA ',
+                r'step 300 of 300 reached: probes, evaluation on the whole test split and its figures, checkpoint',
+                r'test at step 300 \(2,000 examples\): loss \d\.\d{4}, accuracy \d\.\d{4}$']
+    found = [next((i for i, line in enumerate(lines) if re.match(pattern, line)), None) for pattern in expected]
+    self.assertNotIn(None, found, output)
+    self.assertEqual(found, sorted(found), output)
     last = result.stdout.strip().splitlines()[-2:]
-    self.assertRegex(last[0], r'^harness.train: finished step 300 of 300 in \dm\d\ds \(\dm\d\ds in training steps\); '
-                              r'eval loss \d\.\d{4}, accuracy 0\.\d{4}$')
-    self.assertEqual(last[1], f'harness.train: run folder {os.path.join(self.logdir, "quiet")}; look inside with: '
-                              f'tensorboard --logdir {self.logdir}')
+    self.assertRegex(last[0], r'^harness.train: finished step 300 of 300 in \dm\d\ds \((\d+ % [a-z ]+, )+\d+ % '
+                              r'start-up and the rest\); test loss \d\.\d{4}, accuracy 0\.\d{4}$')
+    self.assertIn('% training steps', last[0])
+    self.assertRegex(last[1], f'^harness.train: run folder {os.path.join(self.logdir, "quiet")}; look inside with: '
+                              rf'\S*tensorboard --logdir {self.logdir}$')
     events = testing.load_run(os.path.join(self.logdir, 'quiet'))
-    self.assertGreaterEqual(len(testing.scalar_series(events, 'eval', 'Metrics/accuracy')), 5)
+    self.assertEqual(testing.scalar_series(events, 'eval', 'Metrics/accuracy')[-1][0], 300)
 
   def test_an_existing_run_name_is_refused_before_tensorflow_starts(self):
     started = os.path.join(self.logdir, 'taken')

@@ -33,8 +33,7 @@ from tests import testing
 
 pytestmark = pytest.mark.slow  # Several runs per test, many in subprocesses.
 
-TINY_FLAGS = ['--task=sin2cos', '--units=8', '--batch_size=8', '--summary_every=5', '--eval_every=10',
-              '--checkpoint_every=10', '--histogram_every=0', '--deterministic']
+TINY_FLAGS = ['--task=sin2cos', *testing.TINY_FLAGS, '--batch_size=8', '--histogram_every=0', '--deterministic']
 
 
 def read(path, mode='r'):
@@ -179,7 +178,7 @@ class FinishedRunTest(absltest.TestCase):
     before = snapshot(self.workdir)
     again = self.harness('--resume')
     self.assertEqual(again.returncode, 0, again.stderr[-3000:])
-    self.assertIn('is finished (step 20 of 20; eval loss', again.stdout)
+    self.assertIn('is finished (step 20 of 20; test loss', again.stdout)
     self.assertEqual(snapshot(self.workdir), before)
     lower = self.harness('--resume', '--train_steps=10')
     one_error_line(self, lower, 2, '--train_steps=10: the run is already at step 20')
@@ -208,8 +207,7 @@ class ProcessFaultTest(absltest.TestCase):
     self.logdir = os.path.join(testing.make_tempdir(self), 'runs')
 
   def popen(self, *args):
-    return subprocess.Popen([sys.executable, '-m', 'harness.train', f'--logdir={self.logdir}', *TINY_FLAGS, *args],
-                            cwd=testing.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    return testing.start_harness(f'--logdir={self.logdir}', *TINY_FLAGS, *args)
 
   def wait_for(self, process, text):
     for line in process.stderr:

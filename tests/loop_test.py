@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -18,14 +19,20 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from harness import archs
 from harness import loop
 from harness import models
+from harness import schedule as schedule_lib
 from harness import steps
 from harness.tasks import base
 from harness.errors import NonFiniteLossError
+from harness.errors import UserError
 from tests import testing
 
 
 def next_event(step, total_steps, config, steps_per_epoch):
-  return loop.Schedule(config, steps_per_epoch, total_steps).steps_to_next_event(step)
+  schedule = schedule_lib.Schedule(config, steps_per_epoch, total_steps)
+  actions = [schedule_lib.Action(name, every, print) for name, every in (
+      ('summary', config.summary_every), ('probes', config.histogram_every), ('eval', schedule.eval_every),
+      ('checkpoint', config.checkpoint_every))]
+  return schedule.steps_to_next_event(step, actions)
 
 
 class ScheduleTest(absltest.TestCase):
@@ -48,10 +55,10 @@ class ScheduleTest(absltest.TestCase):
 
   def test_default_evaluation_is_about_ten_per_run_and_at_least_once_per_epoch(self):
     config = testing.tiny_config(eval_every=0)
-    self.assertEqual(loop.Schedule(config, 1000, 300).eval_every, 30)
-    self.assertEqual(loop.Schedule(config, 469, 4690).eval_every, 469)  # 10 epochs: one per epoch.
-    self.assertEqual(loop.Schedule(config, 50, 1000).eval_every, 50)  # Short epochs: every epoch.
-    self.assertEqual(loop.Schedule(testing.tiny_config(eval_every=7), 50, 1000).eval_every, 7)
+    self.assertEqual(schedule_lib.Schedule(config, 1000, 300).eval_every, 30)
+    self.assertEqual(schedule_lib.Schedule(config, 469, 4690).eval_every, 469)  # 10 epochs: one per epoch.
+    self.assertEqual(schedule_lib.Schedule(config, 50, 1000).eval_every, 50)  # Short epochs: every epoch.
+    self.assertEqual(schedule_lib.Schedule(testing.tiny_config(eval_every=7), 50, 1000).eval_every, 7)
 
 
 class TrainAndEvaluateTest(parameterized.TestCase):
@@ -67,6 +74,45 @@ class TrainAndEvaluateTest(parameterized.TestCase):
     losses = testing.scalar_series(testing.load_run(self.workdir), 'train', 'Metrics/loss')
     self.assertLess(losses[-1][1], 0.5 * losses[0][1])
     self.assertGreater(metrics['eval_accuracy'], 0.8)
+
+  def test_default_evaluations_follow_their_measured_share_of_the_time(self):
+    config = testing.tiny_config(train_steps=12, eval_every=0, summary_every=12, histogram_every=0,
+                                 checkpoint_every=12)
+    for share, expected, cadence in ((1e-6, [12], 'at the last step only'),
+                                     (0.999, [2, 4, 6, 8, 10, 12], 'every 2 steps and at the last')):
+      with self.subTest(share=share), mock.patch.object(schedule_lib, 'EVAL_SHARE', share):
+        workdir = f'{self.workdir}_{share}'
+        with self.assertLogs('absl', 'INFO') as logs:
+          metrics = loop.train_and_evaluate(config, workdir, task=testing.learnable_image_task())
+        evaluated = testing.scalar_series(testing.load_run(workdir), 'eval', 'Metrics/accuracy')
+        self.assertEqual([step for step, _ in evaluated], expected)
+        self.assertIn(f'evaluation on the test split {cadence}: one takes', '\n'.join(logs.output))
+        self.assertContainsSubset({'train', 'final_eval', 'eval', 'summary', 'checkpoint'},
+                                  metrics['this_process']['seconds'])
+        self.assertEqual(metrics['this_process']['start_step'], 0)
+
+  def test_every_input_error_comes_before_the_run_folder_which_is_named_only_once_it_exists(self):
+    task = testing.learnable_image_task()  # 64 training examples.
+    three_replicas = mock.Mock(num_replicas_in_sync=3)
+    for overrides, strategy, expected in (
+        (dict(batch_size=1000), None, '--batch_size=1000: larger than the 64 training examples'),
+        (dict(precision='mixed_float16'), None, '--precision=mixed_float16: float16 is for GPUs'),
+        (dict(epochs=2**61, train_steps=0), None, rf'--epochs={2**61}: {2**64} steps'),
+        (dict(batch_size=8), three_replicas, '--batch_size=8: must divide evenly over 3 replicas'),
+        (dict(batch_size=12, batch_splits=6), three_replicas, '--batch_splits=6: must divide the per-replica batch of 4'),
+        (dict(stateful=True, task='sin2cos'), three_replicas, '--stateful: carried state runs on one device only'),
+        (dict(units=(10**6,)), None, r'--units=1000000: the model has [\d,]+ parameters and needs'),
+    ):
+      with self.subTest(expected=expected), mock.patch.object(loop.logging, 'info') as info:
+        with self.assertRaisesRegex(UserError, expected):
+          loop.train_and_evaluate(testing.tiny_config(**overrides), self.workdir,
+                                  task=None if 'task' in overrides else task, strategy=strategy)
+        self.assertFalse(os.path.exists(os.path.dirname(self.workdir)) and os.listdir(os.path.dirname(self.workdir)))
+        self.assertNotIn('run folder: %s', [call.args[0] for call in info.call_args_list])
+    said = []
+    with mock.patch.object(loop.logging, 'info', lambda *args: said.append((args, os.path.isdir(self.workdir)))):
+      loop.train_and_evaluate(testing.tiny_config(train_steps=1, histogram_every=0), self.workdir, task=task)
+    self.assertIn((('run folder: %s', self.workdir), True), said)
 
   def test_sin2cos_mse_falls(self):
     config = testing.tiny_config(task='sin2cos', units=(8,), batch_size=8, train_steps=120, eval_every=20,
@@ -110,7 +156,8 @@ class EveryArchTest(parameterized.TestCase):
     super().setUp()
     self.workdir = os.path.join(testing.make_tempdir(self), 'run')
 
-  @parameterized.parameters(('rnn', (4,)), ('gru', (4,)), ('lstm', (4,)), ('stacked_lstm', (3, 4)))
+  @parameterized.parameters(('rnn', (4,)), ('gru', (4,)), ('lstm', (4,)), ('stacked_lstm', (3, 4)),
+                            ('mingru', (3, 4)), ('minlstm', (4,)), ('lru', (3, 4)))
   def test_every_arch_trains_stateful_sin2cos(self, arch, units):
     config = testing.tiny_config(task='sin2cos', arch=arch, units=units, batch_size=4, seq_len=5,
                                  stateful=True, input_units=3, train_steps=4, eval_every=4)
@@ -153,7 +200,8 @@ class InstrumentationTest(absltest.TestCase):
   def test_scalars_tags_steps_and_values(self):
     train_tags = self.tags('scalars', 'train')
     self.assertContainsSubset({'Metrics/loss', 'Metrics/accuracy', 'optimizer/learning_rate', 'optimizer/grad_norm',
-                               'optimizer/clipped_fraction', 'speed/examples_per_sec'}, train_tags)
+                               'optimizer/clipped_fraction', 'speed/examples_per_sec', 'speed/train_share',
+                               'speed/eval_share', 'speed/probes_share', 'speed/checkpoint_share'}, train_tags)
     self.assertEqual({tag.split('/')[0] for tag in train_tags}, {'Metrics', 'optimizer', 'speed'})
     self.assertEqual(self.tags('scalars', 'eval'), {'Metrics/loss', 'Metrics/accuracy'})
     self.assertEqual([s for s, _ in testing.scalar_series(self.events, 'train', 'Metrics/loss')], [2, 4, 6])

@@ -32,10 +32,11 @@ class AddingTest(absltest.TestCase):
       self.assertTrue(np.all((values >= 0) & (values < 1)))
 
   def test_the_baseline_is_the_mse_of_always_answering_one(self):
-    targets = self.task.test_targets[:, 0]
+    _, test_targets = tf.function(self.task.test_examples)(tf.range(memory.TEST_EXAMPLES))
+    targets = test_targets.numpy()[:, 0]
     self.assertAlmostEqual(float(np.mean((targets - 1.0) ** 2)), self.task.baselines['mse'], delta=0.01)
     self.assertAlmostEqual(self.task.baselines['mse'], 1 / 6)
-    losses = self.task.per_example_loss(tf.constant(self.task.test_targets), tf.ones([memory.TEST_EXAMPLES, 1]))
+    losses = self.task.per_example_loss(test_targets, tf.ones([memory.TEST_EXAMPLES, 1]))
     self.assertAlmostEqual(float(tf.reduce_mean(losses)), float(np.mean((targets - 1.0) ** 2)), places=5)
 
   def test_batches_are_a_function_of_seed_and_step_so_resume_is_exact(self):
@@ -46,10 +47,19 @@ class AddingTest(absltest.TestCase):
   def test_replica_batches_tile_the_global_batch(self):
     testing.assert_replica_batches_tile_the_global_batch(self.task)
 
-  def test_the_test_set_is_the_same_for_every_seed_and_covered_once(self):
-    np.testing.assert_array_equal(memory.AddingTask(10, seed=9).test_inputs, self.task.test_inputs)
-    indices = np.concatenate([i for _, _, i in take(self.task.eval_dataset(512), 10)])
+  def test_the_test_set_is_the_same_for_every_seed_and_batch_and_covered_once(self):
+    first = [t.numpy() for t in self.task.test_examples(tf.range(6))]
+    for other, batch in ((memory.AddingTask(10, seed=9).test_examples(tf.range(6)), first),
+                         (self.task.test_examples(tf.constant([4, 5])), [t[4:] for t in first])):
+      for mine, theirs in zip(batch, other):
+        np.testing.assert_array_equal(mine, theirs.numpy())
+    self.assertFalse(np.array_equal(first[0][0], first[0][1]))
+    batches = take(self.task.eval_dataset(512), 10)
+    indices = np.concatenate([i for _, _, i in batches])
     self.assertEqual(sorted(indices.tolist()), list(range(memory.TEST_EXAMPLES)))
+    np.testing.assert_array_equal(batches[1][0][:6], self.task.test_examples(tf.range(512, 518))[0])
+    # Never a training batch: the test seeds' steps are negative.
+    self.assertFalse(np.array_equal(take(self.task.train_dataset(6, seed=memory._TEST_KEY), 1)[0][0], first[0]))
     self.assertEqual(self.task.probe_batch()[0].shape, (base.PROBE_SIZE, 10, 2))
 
 
@@ -80,23 +90,32 @@ class CopyTest(absltest.TestCase):
     logits = np.full([1, 25, 10], -1e9, np.float32)
     logits[0, :15, 0] = 0.0
     logits[0, 15:, 1:9] = 0.0
-    targets = self.task.test_targets[:1]
-    loss = self.task.per_example_loss(tf.constant(targets), tf.constant(logits))
+    _, targets = self.task.test_examples(tf.range(1))
+    loss = self.task.per_example_loss(targets, tf.constant(logits))
     self.assertAlmostEqual(float(loss[0]), self.task.baselines['loss'], places=5)
 
   def test_accuracy_counts_only_the_recalled_symbols(self):
-    targets = tf.constant(self.task.test_targets[:2])
+    _, targets = self.task.test_examples(tf.range(2))
     logits = tf.one_hot(targets, 10) * 10.0
     logits = tf.concat([tf.zeros_like(logits[:, :15]), logits[:, 15:]], axis=1)  # Wrong everywhere before.
     wrong_last = tf.concat([logits[:, :-1], tf.one_hot(tf.zeros([2, 1], tf.int32), 10) * 10.0], axis=1)
     np.testing.assert_allclose(self.task.train_metrics(targets, logits)['accuracy'], [1.0, 1.0])
     np.testing.assert_allclose(self.task.train_metrics(targets, wrong_last)['accuracy'], [0.9, 0.9])
-    results = {'recalled': self.task.test_targets[:, -10:].copy(), 'loss': np.zeros(memory.TEST_EXAMPLES)}
-    results['recalled'][:, 0] = 0
+    outputs = self.task.eval_outputs(targets, wrong_last)
+    np.testing.assert_array_equal(outputs['symbols'], targets[:, -10:])
+    results = {name: value.numpy() for name, value in outputs.items()}
     self.assertAlmostEqual(self.task.eval_metrics(results)['accuracy'], 0.9)
 
+  def test_long_sequences_are_generated_as_they_are_read(self):
+    for task, shapes in ((memory.CopyTask(seq_len=5000, seed=0), [(2, 5020, 10), (2, 5020)]),
+                         (memory.AddingTask(seq_len=5000, seed=0), [(2, 5000, 2), (2, 1)])):
+      inputs, targets, _ = take(task.eval_dataset(2), 1)[0]
+      self.assertEqual([inputs.shape, targets.shape], shapes)
+      self.assertEqual([v for v in vars(task).values() if isinstance(v, (np.ndarray, tf.Tensor))], [])
+
   def test_figures_draw(self):
-    results = {'recalled': self.task.test_targets[:, -10:], 'loss': np.zeros(memory.TEST_EXAMPLES)}
+    _, targets = self.task.test_examples(tf.range(8))
+    results = {'recalled': targets[:, -10:].numpy(), 'symbols': targets[:, -10:].numpy(), 'loss': np.zeros(8)}
     image = self.task.eval_figures(results, None)['recalled_symbols']
     self.assertEqual(image.dtype, np.uint8)
     self.assertEqual(image.shape[-1], 3)

@@ -82,9 +82,17 @@ class ModelsTest(parameterized.TestCase):
       self.assertIn('recurrent_0: TensorFlow BlockLSTM', name)
       self.assertIn('recurrent_1: Keras generic LSTM loop', name)
 
-  @parameterized.parameters(*archs.NAMES)
-  def test_parameter_count_matches_the_built_model(self, arch):
-    config = testing.tiny_config(arch=arch, units=(3, 4), input_units=5)
+  @parameterized.parameters(('auto', 'auto: sequential'), ('chunked', 'chunked'), ('logcumsumexp', 'log-space'))
+  def test_kernel_name_of_a_linear_recurrence(self, scan_kernel, expected):
+    config = testing.tiny_config(arch='mingru', units=(3, 4), scan_kernel=scan_kernel)
+    model = models.build_model(config, num_outputs=2, per_step_outputs=False, num_features=2)
+    name = models.recurrent_kernel_name(model)
+    self.assertIn('linear scan', name)
+    self.assertIn(expected, name)
+
+  @parameterized.parameters(*archs.NAMES, ('mingru', 0), ('minlstm', 2))
+  def test_parameter_count_matches_the_built_model(self, arch, mlp_expansion=4):
+    config = testing.tiny_config(arch=arch, units=(3, 4), input_units=5, mlp_expansion=mlp_expansion)
     model = models.build_model(config, num_outputs=7, per_step_outputs=False, num_features=2)
     model(tf.zeros([1, 4, 2]))
     self.assertEqual(models.parameter_count(config, 2, 7),

@@ -152,6 +152,45 @@ class GradientFlowTest(parameterized.TestCase):
     np.testing.assert_allclose(reference['input_flow'].numpy(), expected.numpy(), rtol=1e-4, atol=1e-7)
 
 
+class TimescalesTest(parameterized.TestCase):
+
+  def _batch(self, arch, **overrides):
+    config = testing.tiny_config(arch=arch, units=(5, 6), input_units=3, **overrides)
+    model = models.build_model(config, num_outputs=4, per_step_outputs=False, num_features=8)
+    task = testing.learnable_image_task()
+    inputs = tf.random.stateless_uniform([3, 7, 8], seed=[1, 2])
+    return probes.ProbeBatch(model, task, inputs, tf.constant([0, 1, 2])), model
+
+  def test_lru_timescales_are_its_eigenvalues(self):
+    batch, model = self._batch('lru', lru_r_min=0.5, lru_r_max=0.99)
+    result = probes.timescales(batch)
+    for i, layer in enumerate(model.recurrent_layers):
+      expected = np.sort(1 / (1 - layer.modulus.numpy()))
+      np.testing.assert_allclose(result['tensors'][f'timescales/layer_{i}'].numpy(), expected, rtol=1e-4)
+      self.assertTrue(np.all((expected >= 2 - 1e-4) & (expected <= 100 + 1e-2)))
+      np.testing.assert_allclose(result['scalars'][f'timescales/layer_{i}.max'].numpy(), expected[-1], rtol=1e-4)
+
+  @parameterized.parameters(('mingru', 'update', lambda z: 1 / z), ('lstm', 'forget', lambda f: 1 / (1 - f)))
+  def test_gated_timescales_are_the_mean_retention(self, arch, gate, steps):
+    batch, _ = self._batch(arch)
+    result = probes.timescales(batch)
+    values = batch.reference['gates'][1][gate].numpy().mean(axis=(0, 1))
+    np.testing.assert_allclose(result['tensors']['timescales/layer_1'].numpy(), np.sort(steps(values)), rtol=1e-4)
+
+  def test_an_arch_without_retention_has_none(self):
+    batch, _ = self._batch('rnn')
+    self.assertEqual(probes.timescales(batch), {'figure_data': {}})
+
+  def test_linear_archs_gates_saturation_where_they_saturate_the_mean_elsewhere(self):
+    lru = probes.gates(self._batch('lru')[0])
+    self.assertEqual(set(lru['scalars']), {f'gate_mean/layer_{i}.{gate}' for i in (0, 1) for gate in ('modulus', 'phase')})
+    self.assertEqual(lru['figure_data']['saturated'], {})  # No gates figure: |lambda| and phase are constant in t.
+    minlstm = probes.gates(self._batch('minlstm')[0])
+    self.assertEqual(set(minlstm['scalars']), {f'{group}/layer_{i}.{gate}' for i in (0, 1) for group, gate in (
+        ('saturation', 'forget'), ('saturation', 'input'), ('gate_mean', 'candidate'))})
+    self.assertEqual(minlstm['figure_data']['saturated']['layer_1/forget'].shape, (7,))  # [T]
+
+
 class SaturationTest(absltest.TestCase):
 
   def test_thresholds(self):
@@ -165,47 +204,6 @@ class SaturationTest(absltest.TestCase):
   def test_the_flow_ratio_is_log10_and_finite_when_a_norm_underflows(self):
     self.assertAlmostEqual(float(probes.log10_ratio(tf.constant(1e-9), tf.constant(0.1))), -8.0, places=4)
     self.assertAlmostEqual(float(probes.log10_ratio(tf.constant(0.0), tf.constant(1.0))), -30.0, places=3)
-
-
-class FigureTest(absltest.TestCase):
-  """Figures drawn for a Time Series card: their size and their text's height in pixels, what they name."""
-
-  def assert_card_sized(self, figure, image):
-    height, width = image.shape[1:3]
-    self.assertEqual(width, 330)  # Shown at 230-400 px in Time Series: never scaled below ~0.7.
-    self.assertLessEqual(height, 400)
-    texts = [t for t in figure.findobj(lambda o: hasattr(o, 'get_fontsize') and hasattr(o, 'get_text'))
-             if t.get_text() and t.get_visible()]
-    renderer = figure.canvas.get_renderer()
-    for text in texts:
-      self.assertGreaterEqual(text.get_fontsize() * figure.dpi / 72, 11, text.get_text())  # At 230 px: >= 7.7 px.
-      box = text.get_window_extent(renderer)
-      self.assertGreaterEqual(box.x0, -1, text.get_text())  # Nothing cut at the edges.
-      self.assertLessEqual(box.x1, width + 1, text.get_text())
-    return {t.get_text() for t in texts}
-
-  def test_flow_figure_names_the_run_its_lines_and_the_faded_steps(self):
-    figure = probes.FlowFigure('lstm 128 · fm_lstm')
-    for step in (0, 100, 200):
-      images = figure.draw(step, {'layer_0': np.logspace(-9, 0, 28), 'input': np.logspace(-10, -1, 28)})
-    texts = self.assert_card_sized(figure.figure, images['gradient_flow/norm_by_step'])
-    self.assertIn('lstm 128 · fm_lstm\ngradient at step 200; faded: 0, 100', texts)
-    self.assertContainsSubset({'layer_0 h_t', 'input x_t'}, texts)
-
-  def test_gates_figure_draws_saturation_and_the_cell_on_its_own_axis(self):
-    figure = probes.GatesFigure('lstm 4x5 · adding/arch=lstm,seed=0')
-    fractions = {f'layer_{i}/{gate}': np.linspace(0, 1, 6) for i in (0, 1)
-                 for gate in ('input', 'forget', 'candidate', 'output')}
-    images = figure.draw(3, {'saturated': fractions,
-                             'magnitude': {'layer_0/cell_abs': np.full(6, 2.5), 'layer_1/cell_abs': np.ones(6)}})
-    texts = self.assert_card_sized(figure.figure, images['gates/saturated_by_step'])
-    self.assertIn('lstm 4x5 · adding/arch=lstm,seed=0\nsaturated fraction of each gate, step 3', texts)
-    self.assertContainsSubset({'layer_0: saturated', 'layer_1: saturated', 'mean |c_t| (right)'}, texts)
-    self.assertEqual(figure.axes[0].get_ylim(), (-0.03, 1.03))  # Fractions on their axis, |c| on the right one.
-    self.assertGreaterEqual(figure.magnitude_axes['layer_0'].get_ylim()[1], 2.5)
-    figure.draw(6, {'saturated': fractions,
-                    'magnitude': {'layer_0/cell_abs': np.full(6, 9.0), 'layer_1/cell_abs': np.ones(6)}})
-    self.assertGreaterEqual(figure.magnitude_axes['layer_0'].get_ylim()[1], 9.0)  # Rescaled at every probe.
 
 
 class _Runs:
@@ -229,7 +227,7 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
     images = set(events.PluginRunToTagToContent('images')['train'])
     self.assertContainsSubset({
         'gradient_flow/layer_0.log10_first_over_last', 'gradient_flow/layer_1.log10_first_over_last',
-        'saturation/layer_1.forget', 'saturation/layer_0.candidate', 'cell/layer_0.cell_abs_mean',
+        'saturation/layer_1.forget', 'saturation/layer_0.candidate', 'gate_mean/layer_0.cell_abs',
         'layers/layer_0.grad_norm', 'layers/head.update_ratio', 'layers/input_projection.weight_norm'}, scalars)
     # Time Series cuts a long card title in its middle but keeps all after the last '/': that part tells cards apart.
     for group in {tag.split('/')[0] for tag in scalars}:
@@ -238,7 +236,9 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
     for tag in ('weights/layer_0/recurrent_kernel', 'gradients/head/kernel', 'activations/layer_1',
                 'gates/layer_0/input', 'weights/input_projection/kernel'):
       self.assertIn(tag, histograms)
-    self.assertEqual(images, {'gradient_flow/norm_by_step', 'gates/saturated_by_step'})
+    self.assertEqual(images, {'gradient_flow/norm_by_step', 'gates/saturated_by_step', 'timescales/by_unit'})
+    self.assertContainsSubset({'timescales/layer_1.median', 'timescales/layer_0.max'}, scalars)
+    self.assertIn('timescales/layer_0.log10', histograms)
     self.assertEqual([s for s, _ in testing.tensor_series(events, 'train', 'weights/layer_0/kernel')], [0, 2, 4])
     self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'layers/layer_0.weight_norm')][0], 0)
     for tag in ('gradient_flow/layer_0', 'gradient_flow/layer_1', 'gradient_flow/input'):
@@ -252,7 +252,7 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
 
   def test_a_stateful_run_with_fewer_streams_than_the_probe_batch_probes_them(self):
     # --task=adding --stateful --batch_size=8: 8 carried streams, a probe batch of PROBE_SIZE.
-    events, _ = self.run_tags('gru', (4,), task='adding', seq_len=4, batch_size=8, stateful=True, probes='gates')
+    events, _ = self.run_tags('gru', (4,), task='adding', seq_len=4, batch_size=8, stateful=True, probes='gates', train_steps=1, eval_every=1, checkpoint_every=1)
     (step, values), = testing.tensor_series(events, 'train', 'gates/layer_0/update')[:1]
     self.assertEqual(step, 0)
     self.assertTrue(np.all(np.isfinite(values)))
@@ -275,7 +275,8 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
 class MoreRunsTest(_Runs, parameterized.TestCase):
   """Probes of stateful runs of every arch (from the carried state), and probe selection."""
 
-  @parameterized.parameters(('rnn', (4,)), ('gru', (4,)), ('lstm', (4,)))
+  @parameterized.parameters(('rnn', (4,)), ('gru', (4,)), ('lstm', (4,)), ('mingru', (4,)), ('minlstm', (3, 4)),
+                            ('lru', (3, 4)))
   def test_stateful_series_probe_from_the_carried_state(self, arch, units):
     events, _ = self.run_tags(arch, units, task='sin2cos', seq_len=5, batch_size=8, stateful=True)
     (step, flow), = testing.tensor_series(events, 'train', 'gradient_flow/layer_0')[-1:]

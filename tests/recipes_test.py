@@ -26,6 +26,8 @@ class RecipesTest(absltest.TestCase):
         metrics = loop.train_and_evaluate(config, os.path.join(root, name))
         self.assertEqual(metrics['step'], 2)
         self.assertEqual(metrics['status'], 'finished')
+        self.assertEqual({k: v for k, v in metrics.items() if k.startswith('threshold_')},
+                         {'adding': {'threshold_mse': 0.01}, 'copy': {'threshold_accuracy': 0.99}}.get(name, {}))
 
   def test_a_recipe_runs_flagfile_re_runs_it_and_explicit_flags_win(self):
     logdir = os.path.join(testing.make_tempdir(self), 'runs')
@@ -35,7 +37,7 @@ class RecipesTest(absltest.TestCase):
     with open(os.path.join(logdir, 'first', 'config.json')) as f:
       saved = json.load(f)
     self.assertEqual((saved['recipe'], saved['optimizer'], saved['seq_len'], saved['units']),
-                     ('copy', 'rmsprop', 5, [16]))
+                     ('copy', 'adam', 5, [16]))
     again = testing.run_harness([f'--flagfile={os.path.join(logdir, "first", "flags.txt")}', '--run_name=second'])
     self.assertEqual(again.returncode, 0, again.stderr[-3000:])
     with open(os.path.join(logdir, 'second', 'config.json')) as f:

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 from absl.testing import absltest
 
@@ -126,7 +127,7 @@ class RunsTest(absltest.TestCase):
     _, workdir = self.start(run_name='r', train_steps=100)
     self.write_metrics(workdir, step=100, total_steps=100, status='finished', eval_loss=0.5)
     before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
-    with self.assertRaisesRegex(RunFinished, r'is finished \(step 100 of 100; eval loss 0.5000\); nothing to do'):
+    with self.assertRaisesRegex(RunFinished, r'is finished \(step 100 of 100; test loss 0.5000\); nothing to do'):
       runs.resumed_config(self.config(run_name='r', resume=True), ['run_name', 'resume'])
     with self.assertRaisesRegex(UserError, '--train_steps=50: the run is already at step 100'):
       runs.resumed_config(self.config(run_name='r', resume=True, train_steps=50), ['train_steps'])
@@ -151,7 +152,7 @@ class RunsTest(absltest.TestCase):
     _, workdir = self.start(run_name='r', task='adding', seq_len=10, train_steps=60)
     self.write_metrics(workdir, step=60, total_steps=60, status='finished', steps_per_epoch=200)
     with self.assertRaisesRegex(UserError, r'^--train_steps=0: the run trains to step 60; 0 \(train by epochs\) '
-                                r'would make it 20 epochs'):
+                                r'would make it 30 epochs'):
       runs.resumed_config(self.config(run_name='r', resume=True, task='adding', train_steps=0), ['train_steps'])
     with self.assertRaisesRegex(RunFinished, 'is finished'):  # Fewer epochs than reached: the loop refuses.
       runs.resumed_config(self.config(run_name='r', resume=True, task='adding', train_steps=60), ['train_steps'])
@@ -231,12 +232,44 @@ class RunsTest(absltest.TestCase):
       runs.resumed_config(self.config(run_name='r', resume=True, recipe='adding'), ['recipe'])
 
   def test_hparams_leave_out_what_does_not_apply(self):
-    gru = runs.hparams(self.config(arch='gru'), {}, {'params': 10})
+    gru = runs.hparams(self.config(arch='gru'), {'params': 10})
     self.assertNotIn('forget_bias', gru)
-    self.assertEqual(gru['params'], '10')  # Integers as text: TensorBoard prints numbers as 10.000.
-    lstm = runs.hparams(self.config(task='sin2cos'), {'seq_len': 20}, {})
-    self.assertEqual((lstm['forget_bias'], lstm['seq_len'], lstm['stateful']), (1.0, '20', False))
+    self.assertNotIn('seq_len', gru)  # Images: their steps come from the view.
+    self.assertEqual((gru['params'], gru['view']), ('10', 'rows'))  # Integers as text: TensorBoard prints 10.000.
+    self.assertNotIn('permutation_seed', gru)  # Only the permuted view reads it.
+    lstm = runs.hparams(self.config(task='sin2cos', arch='stacked_lstm', units=(3, 4)), {})
+    self.assertEqual((lstm['forget_bias'], lstm['seq_len'], lstm['units'], lstm['stateful']), (1.0, '20', '3,4', False))
+    self.assertNotIn('view', lstm)
     self.assertTrue(all(re.match(r'^[a-z_]+$', name) for name in lstm))
+    self.assertNotIn('scan_kernel', lstm)
+    lru = runs.hparams(self.config(arch='lru', lru_r_min=0.5), {})
+    self.assertEqual((lru['scan_kernel'], lru['lru_r_min']), ('auto', 0.5))
+    self.assertNotIn('forget_bias', lru)
+
+  def test_hparams_are_every_field_that_can_change_a_result(self):
+    config = self.config(precision='mixed_bfloat16', train_steps=7, deterministic=True)
+    values = runs.hparams(config, {})
+    self.assertEqual((values['precision'], values['train_steps'], values['deterministic']),
+                     ('mixed_bfloat16', '7', True))
+    self.assertNotIn('epochs', values)  # --train_steps sets the length.
+    self.assertEqual(runs.hparams(self.config(), {})['epochs'], '10')
+    for where in ('logdir', 'run_name', 'eval_every', 'probes', 'resume', 'batch_splits'):
+      self.assertNotIn(where, values)
+
+  def test_directory_checks_are_made_where_the_run_folder_is_claimed(self):
+    with tempfile.NamedTemporaryFile() as f:
+      config = config_lib.make_config(logdir=f.name)  # The config itself does no I/O.
+      with self.assertRaisesRegex(UserError, '--logdir.*is a file'):
+        runs.check_directories(config)
+      with self.assertRaisesRegex(UserError, '--data_dir.*is a file'):
+        runs.check_directories(self.config(data_dir=os.path.join(f.name, 'below')))
+
+  @absltest.skipIf(os.geteuid() == 0, 'root can write anywhere')
+  def test_unwritable_logdir_is_refused(self):
+    with tempfile.TemporaryDirectory() as d:
+      os.chmod(d, 0o500)
+      with self.assertRaisesRegex(UserError, 'cannot write'):
+        runs.check_directories(config_lib.make_config(logdir=os.path.join(d, 'runs')))
 
   def test_trial_ids_name_the_sweep(self):
     logdir = testing.make_tempdir(self)

@@ -36,6 +36,15 @@ class ImportAndFallbackTest(absltest.TestCase):
     self.assertEqual(data.train_images.shape, (6, 28, 28))
     self.assertEqual(data.class_names[0], 'T-shirt/top')
 
+  def test_import_says_how_far_it_is(self):
+    testing.write_idx_dir(self.idx_dir, num_train=3, num_test=2)
+    with mock.patch.object(sources, 'PROGRESS_SECONDS', 0.0), self.assertLogs('absl', 'INFO') as logs:
+      sources.import_idx('fashion_mnist', self.idx_dir, self.data_dir)
+    lines = [record.getMessage() for record in logs.records if record.getMessage().startswith('data: ')]
+    self.assertRegex(lines[0], r'^data: fashion_mnist: 1 of 5 examples encoded in \d+ s; about \d+ s left$')
+    self.assertLen(lines, 5)
+    self.assertRegex(lines[-1], r"^data: fashion_mnist: 5 examples encoded in \d+ s; shuffling them into tfds's files")
+
   def test_import_refuses_mismatched_counts(self):
     testing.write_idx_dir(self.idx_dir)
     idx.write_idx_gz(os.path.join(self.idx_dir, 't10k-labels-idx1-ubyte.gz'), np.zeros(3, np.uint8))

@@ -28,8 +28,8 @@ class StepTest(parameterized.TestCase):
     self.assertEqual(state.step, 1)
     for variable, old in zip(state.model.trainable_variables, before):
       self.assertFalse(np.allclose(variable.numpy(), old), f'{variable.path} did not change')
-    self.assertEqual(float(state.sums['steps'].numpy()), 1.0)
-    self.assertEqual(float(state.sums['examples'].numpy()), 8.0)
+    self.assertEqual(float(state.metrics.sums['steps'].numpy()), 1.0)
+    self.assertEqual(float(state.metrics.sums['examples'].numpy()), 8.0)
 
   def test_step_loss_and_norm_match_a_direct_computation(self):
     config = testing.tiny_config(clip_norm=1e-3, optimizer='sgd', lr_schedule='constant')
@@ -43,10 +43,10 @@ class StepTest(parameterized.TestCase):
     grads = tape.gradient(loss, state.model.trainable_variables)
     before = [v.numpy().copy() for v in state.model.trainable_variables]
     steps.make_train_step(state, task, config, strategy)(iter(task.train_dataset(8, 0)))
-    self.assertAlmostEqual(float(state.sums['loss'].numpy()), float(loss), places=5)
+    self.assertAlmostEqual(float(state.metrics.sums['loss'].numpy()), float(loss), places=5)
     norm = float(tf.linalg.global_norm(grads))
-    self.assertAlmostEqual(float(state.sums['grad_norm'].numpy()), norm, places=4)
-    self.assertEqual(float(state.sums['clipped'].numpy()), 1.0)
+    self.assertAlmostEqual(float(state.metrics.sums['grad_norm'].numpy()), norm, places=4)
+    self.assertEqual(float(state.metrics.sums['clipped'].numpy()), 1.0)
     # SGD applied the gradient clipped to global norm 1e-3.
     moved = np.sqrt(sum(np.sum((v.numpy() - b) ** 2) for v, b in zip(state.model.trainable_variables, before)))
     self.assertAlmostEqual(moved, config.learning_rate * 1e-3, places=7)
@@ -68,7 +68,7 @@ class StepTest(parameterized.TestCase):
       step(iterator)
       step(iterator)
       results.append([v.numpy() for v in state.model.trainable_variables]
-                     + [float(state.sums['loss'].numpy()), float(state.sums['grad_norm'].numpy())]
+                     + [float(state.metrics.sums['loss'].numpy()), float(state.metrics.sums['grad_norm'].numpy())]
                      + [v.numpy() for layer in state.carried_state for v in layer])
     for other in results[1:]:
       for expected, actual in zip(results[0], other):
@@ -87,7 +87,7 @@ class StepTest(parameterized.TestCase):
       for count in counts:
         train_steps(iterator, tf.constant(count))
       self.assertEqual(int(state.optimizer.iterations.numpy()), 5)
-      self.assertEqual(float(state.sums['steps'].numpy()), 5.0)
+      self.assertEqual(float(state.metrics.sums['steps'].numpy()), 5.0)
       results.append([v.numpy() for v in state.model.trainable_variables])
     for other in results[1:]:
       for expected, actual in zip(results[0], other):

@@ -14,13 +14,13 @@ class SummaryWriterTest(absltest.TestCase):
   def test_scalars_histograms_text_and_images_read_back(self):
     logdir = os.path.join(testing.make_tempdir(self), 'run')
     writer = summaries.SummaryWriter(logdir)
-    writer.scalars(3, {'loss': 0.5, 'accuracy': 0.25})
-    writer.histograms(3, {'weights/w': np.arange(10.0)})
-    writer.text(0, {'notes': '| a | b |'})
+    writer.write_scalars(3, {'loss': 0.5, 'accuracy': 0.25})
+    writer.write_histograms(3, {'weights/w': np.arange(10.0)})
+    writer.write_texts(0, {'notes': '| a | b |'})
     figure, axes = summaries.subplots(figsize=(2, 1))
     axes.plot([0, 1])
     image = summaries.figure_to_image(figure)
-    writer.images(3, {'plot': image})
+    writer.write_images(3, {'plot': image})
     writer.close()
     events = testing.load_run(logdir)
     self.assertEqual(testing.scalar_series(events, '.', 'loss'), [(3, 0.5)])
@@ -33,8 +33,8 @@ class SummaryWriterTest(absltest.TestCase):
   def test_a_disabled_writer_writes_nothing(self):
     logdir = os.path.join(testing.make_tempdir(self), 'run')
     writer = summaries.SummaryWriter(logdir, enabled=False)
-    writer.scalars(1, {'loss': 1.0})
-    writer.hparams({'a': 1}, trial_id='run')
+    writer.write_scalars(1, {'loss': 1.0})
+    writer.write_hparams({'a': 1}, trial_id='run')
     writer.close()
     self.assertFalse(os.path.exists(logdir))
 

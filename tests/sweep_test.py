@@ -73,6 +73,11 @@ class SweepTest(absltest.TestCase):
       self.assertAlmostEqual(float(summary[arch]['eval_mse_mean']), statistics.fmean(values), places=6)
       self.assertAlmostEqual(float(summary[arch]['eval_mse_sd']), statistics.stdev(values), places=6)
     self.assertIn('| rnn | 2/2 |', result.stdout)
+    with open(os.path.join(self.sweep_dir, 'summary.md')) as f:
+      self.assertIn('| arch | n | mse | train seconds |', f.read())  # sin2cos: its loss is its MSE, shown once.
+    self.assertRegex(result.stdout.splitlines()[-1],
+                     rf'^harness.sweep: sweep folder {self.sweep_dir}; summary table {self.sweep_dir}/summary.md; '
+                     rf'look inside with: \S*tensorboard --logdir {self.sweep_dir}$')
 
     events = testing.load_run(self.sweep_dir)
     # Runs are the folders with curves, and one for the sweep's text and layout; none is named '.'.
@@ -106,7 +111,9 @@ class SweepTest(absltest.TestCase):
     process.send_signal(signal.SIGKILL)  # Its running trial gets SIGTERM: it checkpoints and stops.
     process.wait()
     second = os.path.join(self.sweep_dir, 'learning_rate=0.02,seed=0')
+    deadline = time.time() + 120
     while os.path.exists(os.path.join(second, runs.LOCK_FILE)) and not self.lock_free(second):
+      self.assertLess(time.time(), deadline, f'{second} is still locked 120 s after the sweep was killed')
       time.sleep(0.2)
     with open(first) as f:
       finished = f.read()
@@ -116,6 +123,9 @@ class SweepTest(absltest.TestCase):
     with open(first) as f:
       self.assertEqual(f.read(), finished)  # Not run again.
     self.assertEqual(len(self.read_csv('results.csv')), 2)
+    self.assertTrue(os.path.exists(os.path.join(self.sweep_dir, 'curves', 'mse_vs_learning_rate.png')))
+    with open(os.path.join(self.sweep_dir, 'summary.md')) as f:  # A numeric axis: the metric against it.
+      self.assertIn('| learning_rate | n | final mse | best mse |\n|---|---|---|---|\n| 0.01 | 1/1 |', f.read())
 
     changed = self.sweep('--grid=learning_rate=0.01,0.05', '--parallel=1')
     self.assertEqual(changed.returncode, 2)

@@ -57,10 +57,25 @@ def scalar_series(multiplexer, run, tag):
   return [(step, float(value)) for step, value in tensor_series(multiplexer, run, tag)]
 
 
+# Short runs' flags for the child-process tests (each adds its task, batch and steps).
+TINY_FLAGS = ('--units=8', '--summary_every=5', '--eval_every=10', '--checkpoint_every=10')
+
+
+def harness_command(*args):
+  """The `python -m harness.train ARGS` command line of a child process."""
+  return [sys.executable, '-m', 'harness.train', *args]
+
+
 def run_harness(args, timeout=300, env=None):
   """Runs `python -m harness.train ARGS`; returns the CompletedProcess (text output)."""
-  return subprocess.run([sys.executable, '-m', 'harness.train', *args], capture_output=True, text=True,
-                        timeout=timeout, cwd=REPO_ROOT, env={**os.environ, **(env or {})})
+  return subprocess.run(harness_command(*args), capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT,
+                        env={**os.environ, **(env or {})})
+
+
+def start_harness(*args, env=None):
+  """Starts `python -m harness.train ARGS` in the background, its stderr a text pipe; returns the Popen."""
+  return subprocess.Popen(harness_command(*args), cwd=REPO_ROOT, env={**os.environ, **(env or {})},
+                          stderr=subprocess.PIPE, text=True)
 
 
 def make_tempdir(test_case):

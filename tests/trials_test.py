@@ -31,6 +31,16 @@ class TrialsTest(absltest.TestCase):
       trials_lib.parse_grid(['arch=lstm\nx'])
     self.assertNotIn('\n', str(raised.exception))
 
+  def test_time_left_counts_work_not_rounds(self):
+    self.assertIsNone(trials_lib.seconds_left([], 3, [10.0], 2))
+    # Mean 60 s: two waiting (120 s) and two running that lack 30 s and 50 s, over two slots.
+    self.assertEqual(trials_lib.seconds_left([50.0, 70.0], 2, [30.0, 10.0], 2), 100.0)
+    # A trial finishing at the mean and the next one starting leave the estimate where it was.
+    before = trials_lib.seconds_left([60.0], 3, [59.0, 30.0], 2)
+    after = trials_lib.seconds_left([60.0, 60.0], 2, [0.0, 31.0], 2)
+    self.assertAlmostEqual(before, after, delta=1.0)
+    self.assertEqual(trials_lib.seconds_left([60.0], 0, [20.0], 4), 40.0)  # The last trial: its own time left.
+
 
 if __name__ == '__main__':
   absltest.main()

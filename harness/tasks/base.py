@@ -1,7 +1,7 @@
 """What every task offers the loop, and the input-pipeline pieces tasks share.
 
 The loop knows tasks only through `Task`'s interface: datasets, a loss, the
-metrics to average during training and evaluation, figures, hparams. A task
+metrics to average during training and evaluation, figures. A task
 owns everything particular to it; the loop never asks which task it has.
 
 Training order is a pure function of (seed, step), so a resumed run continues
@@ -26,22 +26,21 @@ class Task:
     num_features: features per input step.
     num_outputs: classes, or outputs per step.
     per_step_outputs: whether the model's head reads every step (else the last).
-    examples_are_independent: whether consecutive batches are unrelated examples
-      (so carrying state between them is unusual).
     train_metric_names: per-example metrics averaged over training steps.
-    eval_metric_names: the metrics `eval_metrics` returns (the first is 'loss').
     baselines: {eval metric: value} a memoryless model scores, drawn beside the
       eval curves so they read against it.
+    thresholds: {eval metric: value} at which the task counts as solved (at
+      most; at least for task_table.HIGHER_IS_BETTER): a sweep reports the steps
+      each trial took to reach it.
   """
   name = ''
   source = ''
   num_features = 0
   num_outputs = 0
   per_step_outputs = False
-  examples_are_independent = True
   train_metric_names = ()
-  eval_metric_names = ('loss',)
   baselines = {}
+  thresholds = {}
 
   def steps_per_epoch(self, batch_size):
     raise NotImplementedError
@@ -76,7 +75,10 @@ class Task:
     return {'loss': self.per_example_loss(targets, outputs)}
 
   def eval_metrics(self, results):
-    """{name: float} from `eval_outputs` gathered over the test set (numpy, in example order)."""
+    """{name: float} from `eval_outputs` gathered over the test set (numpy, in example order).
+
+    The names are the task's `task_table.TaskSpec.eval_metrics`, 'loss' first.
+    """
     return {'loss': float(results['loss'].mean())}
 
   def eval_figures(self, results, model, title=''):
@@ -84,15 +86,10 @@ class Task:
     del results, model, title
     return {}
 
-  def hparams(self):
-    """{name: value} of the task's own settings, for the HParams dashboard."""
-    return {}
-
 
 class ClassificationTask(Task):
   """One label per example; the head reads the last step's output: logits [b, classes]."""
   train_metric_names = ('accuracy',)
-  eval_metric_names = ('loss', 'accuracy')
 
   def per_example_loss(self, targets, outputs):
     return keras.losses.sparse_categorical_crossentropy(targets, outputs, from_logits=True)

@@ -79,12 +79,6 @@ class ImageTask(base.ClassificationTask):
     return {'loss': float(results['loss'].mean()),
             'accuracy': float(np.mean(results['prediction'] == self.test_labels))}
 
-  def hparams(self):
-    values = {'view': self.view}
-    if self.view == 'permuted':
-      values['permutation_seed'] = self.permutation_seed
-    return values
-
   def eval_figures(self, results, model, title=''):
     del model
     labels, predictions, losses = self.test_labels, results['prediction'], results['loss']

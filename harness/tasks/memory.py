@@ -2,8 +2,10 @@
 
 Both are generated without end: the batch of global step s is a pure function
 of (--seed, s), so a resumed run sees exactly the batches it would have seen.
-Their test sets are fixed (the same for every run and seed), so runs compare.
-An epoch is EXAMPLES_PER_EPOCH examples.
+Their test sets are fixed (the same for every run and seed), so runs compare,
+and generated as they are read, so that no length T is held in memory (2,000
+copy sequences of T = 5,000 would take 400 MB). An epoch is EXAMPLES_PER_EPOCH
+examples.
 
 adding (Hochreiter & Schmidhuber 1997): T steps of two features, a value
 uniform in [0, 1] and a marker that is 1 at exactly two steps, one in each
@@ -29,22 +31,32 @@ from harness.tasks import base
 
 EXAMPLES_PER_EPOCH = 10_000
 TEST_EXAMPLES = 2_000
-_TEST_SEED = (2026, 11)  # Fixed: every run scores the same test sequences.
 _PROBE_STEP = -1  # The probe batch: the batch of a step no run reaches.
+# Test example i is generated alone from (_TEST_KEY, -2 - i): a step no run
+# reaches, so no training batch shares its seed, and every run, batch size and
+# replica count scores the same sequences.
+_TEST_KEY = 2026
 COPY_SYMBOLS, COPY_CATEGORIES, COPY_CLASSES, COPY_DELIMITER = 10, 8, 10, 9
 
 
 class GeneratedTask(base.Task):
   """A task whose examples are generated from a seed: `generate(seed, count)` -> (inputs, targets)."""
 
+  target_dtype = tf.float32
+
   def __init__(self, seq_len, seed):
     self.seq_len = seq_len
     self.seed = seed
-    inputs, targets = self.generate(tf.constant(_TEST_SEED, tf.int64), TEST_EXAMPLES)
-    self.test_inputs, self.test_targets = inputs.numpy(), targets.numpy()
 
   def generate(self, seed, count):
     raise NotImplementedError
+
+  def test_examples(self, indices):
+    """(inputs, targets) of the test examples numbered `indices` [k], each generated from its own seed."""
+    def example(index):
+      inputs, targets = self.generate(tf.stack([tf.constant(_TEST_KEY, tf.int64), -2 - index]), 1)
+      return inputs[0], targets[0]
+    return tf.map_fn(example, tf.cast(indices, tf.int64), fn_output_signature=(tf.float32, self.target_dtype))
 
   def steps_per_epoch(self, batch_size):
     return max(1, EXAMPLES_PER_EPOCH // batch_size)
@@ -56,24 +68,20 @@ class GeneratedTask(base.Task):
     return base.replica_rows(batches, batch_size, input_context).prefetch(tf.data.AUTOTUNE)
 
   def eval_dataset(self, batch_size, input_context=None):
-    inputs, targets = tf.constant(self.test_inputs), tf.constant(self.test_targets)
     return base.eval_indices(TEST_EXAMPLES, batch_size, input_context).map(
-        lambda i: (tf.gather(inputs, i), tf.gather(targets, i), i))
+        lambda i: (*self.test_examples(i), i), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
   def probe_batch(self, step=0):
     del step  # The batch is the same at every step.
     return self.generate(tf.constant([self.seed, _PROBE_STEP], tf.int64), base.PROBE_SIZE)
-
-  def hparams(self):
-    return {'seq_len': self.seq_len}
 
 
 class AddingTask(GeneratedTask):
   """Inputs [b, T, 2] (value, marker); targets [b, 1], the sum of the two marked values."""
   num_features = 2
   num_outputs = 1
-  eval_metric_names = ('loss', 'mse')
   baselines = {'loss': 1 / 6, 'mse': 1 / 6}
+  thresholds = {'mse': 0.01}
 
   def __init__(self, seq_len, seed):
     self.name = 'adding'
@@ -93,7 +101,7 @@ class AddingTask(GeneratedTask):
     return tf.reduce_mean(tf.square(outputs - targets), axis=-1)
 
   def eval_outputs(self, targets, outputs):
-    return {'loss': self.per_example_loss(targets, outputs), 'prediction': outputs[:, 0]}
+    return {'loss': self.per_example_loss(targets, outputs), 'prediction': outputs[:, 0], 'target': targets[:, 0]}
 
   def eval_metrics(self, results):
     mse = float(results['loss'].mean())
@@ -101,7 +109,7 @@ class AddingTask(GeneratedTask):
 
   def eval_figures(self, results, model, title=''):
     del model
-    targets, predictions = self.test_targets[:, 0], results['prediction']
+    targets, predictions = results['target'], results['prediction']
     figure, axes = summaries.subplots(figsize=(4.6, 4.2))
     axes.scatter(targets, predictions, s=4, alpha=0.4, color='tab:blue', label='test sequences')
     axes.plot([0, 2], [0, 2], color='black', linewidth=1, label='perfect')
@@ -122,8 +130,10 @@ class CopyTask(GeneratedTask):
   num_features = COPY_CLASSES
   num_outputs = COPY_CLASSES
   per_step_outputs = True
+  target_dtype = tf.int32
   train_metric_names = ('accuracy',)
   eval_metric_names = ('loss', 'accuracy')
+  thresholds = {'accuracy': 0.99}
 
   def __init__(self, seq_len, seed):
     self.name = 'copy'
@@ -155,17 +165,18 @@ class CopyTask(GeneratedTask):
     return {'accuracy': tf.reduce_mean(tf.cast(correct, tf.float32), axis=1)}
 
   def eval_outputs(self, targets, outputs):
-    return {'loss': self.per_example_loss(targets, outputs), 'recalled': self._recalled(outputs)}
+    return {'loss': self.per_example_loss(targets, outputs), 'recalled': self._recalled(outputs),
+            'symbols': targets[:, -COPY_SYMBOLS:]}
 
   def eval_metrics(self, results):
     return {'loss': float(results['loss'].mean()),
-            'accuracy': float(np.mean(results['recalled'] == self.test_targets[:, -COPY_SYMBOLS:]))}
+            'accuracy': float(np.mean(results['recalled'] == results['symbols']))}
 
   def eval_figures(self, results, model, title=''):
     """The first test sequences: the symbols to recall against the ones recalled (wrong ones in red)."""
     del model
     shown = 6
-    truth, recalled = self.test_targets[:shown, -COPY_SYMBOLS:], results['recalled'][:shown]
+    truth, recalled = results['symbols'][:shown], results['recalled'][:shown]
     figure, axes = summaries.subplots(figsize=(5.2, 0.32 * 2 * shown + 0.6))
     axes.set_xlim(-0.5, COPY_SYMBOLS - 0.5)
     axes.set_ylim(2 * shown - 0.5, -0.5)

@@ -1,0 +1,181 @@
+"""When the loop has work, and where its wall time goes; free of TensorFlow.
+
+The loop's periodic work is one table of `Action`s (every N steps -> what to
+do), read both for the length of the next training call (`Schedule.
+steps_to_next_event`) and for the dispatch after it (`Schedule.due`), as in
+Orbit's `train_actions` and CLU's `PeriodicAction`. `Timer` splits the wall
+time into training steps, evaluation, probes and checkpoints (Orbit's
+`StepTimer`, CLU's `timed`), and `time_summary` says where a process's went.
+"""
+
+import collections
+import contextlib
+import dataclasses
+import math
+import time
+from typing import Callable
+
+EVALUATIONS_PER_RUN = 10
+# With --eval_every=0, the evaluations before the last step take at most this
+# share of the time: an evaluation on the whole test split can cost more than
+# a short run's training (Fashion-MNIST: ~12 s, the time of ~250 steps on 2 cores).
+EVAL_SHARE = 0.15
+PROGRESS_SECONDS = 10.0  # At most this long without a console line while training.
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+  """Periodic work: `run(step)` after the call that reaches a multiple of `every` (0 = never) or the last step.
+
+  `name` is also what `Timer` files its time under (`last_name`, if given, at
+  the last step); `on_stop`: it runs too when a signal stops the run.
+  """
+  name: str
+  every: int
+  run: Callable[[int], None]
+  on_stop: bool = False
+  last_name: str = ''
+
+  def timer_kind(self, last):
+    return (last and self.last_name) or self.name
+
+
+def with_every(actions, name, every):
+  """The table `actions` with the action `name` run every `every` steps."""
+  return tuple(dataclasses.replace(a, every=every) if a.name == name else a for a in actions)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """When the loop has work: at multiples of each action's interval, and at the last step."""
+  config: object  # harness.config.Config
+  steps_per_epoch: int
+  total_steps: int
+
+  @property
+  def eval_every(self):
+    """--eval_every, or for 0 at most about ten evaluations per run and one per epoch (see `sparse_eval_every`)."""
+    return self.config.eval_every or min(-(-self.total_steps // EVALUATIONS_PER_RUN), self.steps_per_epoch)
+
+  def sparse_eval_every(self, eval_seconds, step_seconds):
+    """For --eval_every=0: the densest multiple of `eval_every` whose evaluations take <= EVAL_SHARE of the time.
+
+    k steps between evaluations take k * step_seconds + eval_seconds, so the
+    share is at most EVAL_SHARE where k >= eval_seconds (1 - EVAL_SHARE) /
+    (EVAL_SHARE step_seconds). At most the run's length: then only the last
+    step evaluates.
+    """
+    needed = eval_seconds * (1 - EVAL_SHARE) / (EVAL_SHARE * max(step_seconds, 1e-9))
+    return min(self.total_steps, self.eval_every * max(1, math.ceil(needed / self.eval_every)))
+
+  def due(self, step, every):
+    return bool(every) and (step % every == 0 or step == self.total_steps)
+
+  def steps_to_next_event(self, step, actions):
+    """Steps from `step` to the next step after which an action is due, or a call must end.
+
+    A call also ends at the profile window's edges (the profiler starts and
+    stops between calls) and, when stateful, at each epoch start (the carried
+    state is reset before the next call).
+    """
+    intervals = [action.every for action in actions if action.every]
+    if self.config.stateful:
+      intervals.append(self.steps_per_epoch)
+    next_steps = [self.total_steps] + [(step // n + 1) * n for n in intervals]
+    next_steps += [s for s in self.config.profile_steps if s > step]
+    return min(next_steps) - step
+
+
+class Timer:
+  """Wall time by kind of work, and the training calls' speed, since the last `read_and_reset`.
+
+  The time outside every `timed` block (summaries, the loop itself) is the
+  remainder of the shares. Steps per second and the ETA time the training
+  calls of this process only, and not its first call, which traces the step.
+  `totals` holds this process's seconds by every kind timed (`time_summary`).
+  """
+  KINDS = ('train', 'eval', 'probes', 'checkpoint')
+
+  def __init__(self, clock=time.perf_counter):
+    self.clock = clock
+    self.start = clock()
+    self.seconds = dict.fromkeys(self.KINDS, 0.0)
+    self.totals = collections.Counter()
+    self.first_call = True
+    self.interval_steps, self.interval_seconds = 0, 0.0  # Since the last read.
+    self.timed_steps, self.timed_seconds = 0, 0.0  # Since this process started training.
+
+  @contextlib.contextmanager
+  def timed(self, kind):
+    start = self.clock()
+    try:
+      yield
+    finally:
+      seconds = self.clock() - start
+      self.totals[kind] += seconds
+      if kind in self.seconds:
+        self.seconds[kind] += seconds
+
+  def train_call(self, steps, seconds):
+    """Counts a training call of `steps` steps that took `seconds` (timed by the caller, inside `timed('train')`)."""
+    if not self.first_call:
+      self.interval_steps += steps
+      self.interval_seconds += seconds
+      self.timed_steps += steps
+      self.timed_seconds += seconds
+    self.first_call = False
+
+  def step_seconds(self):
+    """Seconds per step of this process's timed calls, or None before it has one."""
+    return self.timed_seconds / self.timed_steps if self.timed_steps else None
+
+  def eta(self, steps_left):
+    """Seconds for `steps_left` more steps at this process's speed so far, or None before it has one."""
+    return steps_left * self.step_seconds() if self.timed_steps else None
+
+  def this_process(self, start_step):
+    """What metrics.json keeps of this process's time (`time_summary` reads it)."""
+    return {'start_step': start_step, 'seconds': {kind: round(seconds, 3) for kind, seconds in self.totals.items()}}
+
+  def read_and_reset(self):
+    """({kind: share of the wall time since the last call, in [0, 1]}, steps per second or None)."""
+    now = self.clock()
+    wall = max(now - self.start, 1e-9)
+    shares = {kind: seconds / wall for kind, seconds in self.seconds.items()}
+    speed = self.interval_steps / max(self.interval_seconds, 1e-9) if self.interval_steps else None
+    self.start, self.seconds = now, dict.fromkeys(self.KINDS, 0.0)
+    self.interval_steps, self.interval_seconds = 0, 0.0
+    return shares, speed
+
+
+def format_seconds(seconds):
+  """1m05s, 2h03m09s."""
+  minutes, seconds = divmod(int(round(seconds)), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m{seconds:02d}s' if hours else f'{minutes}m{seconds:02d}s'
+
+
+# How the closing line names the kinds of work `Timer.totals` holds.
+_KIND_NAMES = {'train': 'training steps', 'eval': 'evaluation', 'final_eval': 'final evaluation', 'probes': 'probes',
+               'checkpoint': 'checkpoints', 'summary': 'summaries'}
+
+
+def time_summary(metrics, wall_seconds):
+  """Where this process's `wall_seconds` went, by share; after a resume, also the whole run's training time.
+
+  From metrics.json's `this_process` ({'start_step', 'seconds': {kind: s}}).
+  A resumed run's `train_seconds` counts every process's training steps: it is
+  named as the whole run's, never set beside this process's wall time alone.
+  """
+  process = metrics.get('this_process', {})
+  wall = max(wall_seconds, 1e-9)
+  seconds = sorted(process.get('seconds', {}).items(), key=lambda item: -item[1])
+  shares = [f'{100 * value / wall:.0f} % {_KIND_NAMES.get(kind, kind)}' for kind, value in seconds
+            if value >= 0.005 * wall]
+  rest = 100 * (1 - sum(value for _, value in seconds) / wall)
+  summary = f'in {format_seconds(wall_seconds)} ({", ".join(shares + [f"{rest:.0f} % start-up and the rest"])})'
+  start = process.get('start_step', 0)
+  if not start:
+    return summary
+  steps = f'steps {start + 1}-{metrics["step"]}' if start < metrics['step'] else 'no step left to train'
+  return f'this process ({steps}) {summary}; the whole run {format_seconds(metrics["train_seconds"])} in training steps'
