@@ -5,14 +5,21 @@ recomputed from the trials' own files every time:
 
   results.csv            one row per trial: its grid values, seed, status, step and final metrics
   summary.csv, .md       one row per group: n finished, and mean ± sd (sample sd) of each final metric
-  events.*.sweep         at the sweep's root: the summary as text, the HParams experiment (every
-                         varying hparam with the grid's values as its domain, every task's metrics)
-                         and a custom-scalars layout of margin charts
-  mean/<group>/{train,eval}/   per step, the mean over the group's seeds of each `Metrics/` scalar
-                         (it overlays the trials in Time Series) and band/Metrics/<metric>, with
-                         /lower and /upper at mean -/+ sd: the margin charts' band
-  curves/, events.*.curves   with a numeric grid axis: each eval metric against it (`harness.curves`),
-                         its tables appended to summary.md
+  baseline/              for a task with a memoryless baseline, its eval metrics at the mean runs'
+                         steps: one line in the Metrics cards (the trials write none)
+  sweep/                 the summary as text, a custom-scalars layout (a margin chart per eval
+                         metric) and, with a numeric grid axis, the curves as images and tables
+                         (`harness.curves`); its own event folder: TensorBoard names a logdir's
+                         root run `.`, and the sweep's root holds no events
+  mean/<group>/          per eval step, the mean over the group's finished seeds of each eval
+                         metric, mean_sd/<metric>, and mean_sd/<metric>.lower and .upper at mean
+                         -/+ sd: the margin charts' band. Eval only: train means add lines, not
+                         answers; no `Metrics/` tag, so the Metrics cards hold the trials only.
+  curves/                with a numeric grid axis: each eval metric against it as PNG
+                         (`harness.curves`), its tables appended to summary.md
+
+No HParams experiment is declared: TensorBoard builds the table from the
+trials' own hparams and eval metrics (see `loop.DESCRIPTION_FOLDER`).
 """
 
 import csv
@@ -35,7 +42,8 @@ from harness import task_table
 from harness import trials as trials_lib
 from harness.errors import UserError
 
-_SPLITS = ('train', 'eval')
+SUMMARY_FOLDER = 'sweep'
+MEAN_FOLDER = 'mean'
 
 
 def _read_scalars(run_dir):
@@ -117,21 +125,30 @@ def aggregate(sweep_dir):
   with open(os.path.join(sweep_dir, 'summary.md'), 'w') as f:
     f.write(f'Mean ± sd over seeds of the final test metrics; n = finished trials.\n\n{markdown}\n')
 
-  tags = _write_mean_runs(sweep_dir, groups, results)
-  _write_root(sweep_dir, grid, configs, markdown, tags)
-  curve_tables = curves.write(sweep_dir, grid, trials, results, _eval_curves(sweep_dir, trials, results))
+  eval_curves = _eval_curves(sweep_dir, trials, results, configs)
+  metrics, steps = _write_mean_runs(sweep_dir, groups, eval_curves, configs)
+  _write_baseline(sweep_dir, configs, results, steps)
+  writer = _summary_writer(sweep_dir, markdown, metrics)
+  curve_tables = curves.write(sweep_dir, grid, trials, results, eval_curves, writer)
+  writer.close()
   if curve_tables:
     with open(os.path.join(sweep_dir, 'summary.md'), 'a') as f:
       f.write(f'\n{curve_tables}\n')
   return '\n\n'.join(filter(None, [markdown, curve_tables]))
 
 
-def _eval_curves(sweep_dir, trials, results):
-  """{trial name: {metric: {step: value}}} of the finished trials' eval `Metrics/` scalars."""
-  prefix = f'{task_table.METRICS_GROUP}/'
-  return {trial.name: {tag[len(prefix):]: series
-                       for tag, series in _read_scalars(os.path.join(sweep_dir, trial.name, 'eval')).items()}
-          for trial in trials if runs.is_finished(results[trial.name])}
+def _eval_curves(sweep_dir, trials, results, configs):
+  """{trial name: {metric: {step: value}}} of the finished trials' eval `Metrics/` scalars, a metric that is the
+  loss (`task_table.TaskSpec.loss_is`: written once, as the loss) under its own name too, as metrics.json has it."""
+  prefix, found = f'{task_table.METRICS_GROUP}/', {}
+  for trial in trials:
+    if runs.is_finished(results[trial.name]):
+      scalars = _read_scalars(os.path.join(sweep_dir, trial.name, 'eval'))
+      found[trial.name] = {tag[len(prefix):]: series for tag, series in scalars.items()}
+      same = task_table.TASKS[configs[trial.name].task].loss_is
+      if same and 'loss' in found[trial.name]:
+        found[trial.name][same] = found[trial.name]['loss']
+  return found
 
 
 def _markdown_metrics(metric_names, results):
@@ -162,44 +179,66 @@ def _baseline_rows(groups, results, num_flags, shown):
           for label, values in labels.items()]
 
 
-def _write_mean_runs(sweep_dir, groups, results):
-  """mean/<group>/{train,eval}: per step, the mean (and the band mean ± sd) over the group's finished seeds."""
-  shutil.rmtree(os.path.join(sweep_dir, 'mean'), ignore_errors=True)  # Derived: recomputed whole.
-  tags = set()
+def band_tags(metric):
+  """The mean runs' tags of an eval metric: (mean, mean - sd, mean + sd), told apart after the last '/'."""
+  return f'mean_sd/{metric}', f'mean_sd/{metric}.lower', f'mean_sd/{metric}.upper'
+
+
+def _write_mean_runs(sweep_dir, groups, eval_curves, configs):
+  """mean/<group>: per eval step, the mean and mean -/+ sd over the group's finished seeds (`_eval_curves`), of
+  each metric TensorBoard shows (not one that is the loss).
+
+  Returns the metrics and the steps written.
+  """
+  shutil.rmtree(os.path.join(sweep_dir, MEAN_FOLDER), ignore_errors=True)  # Derived: recomputed whole.
+  metrics, steps = set(), set()
   for group, members in groups.items():
-    done = [t for t in members if runs.is_finished(results[t.name])]
-    for split in _SPLITS:
-      series = [_read_scalars(os.path.join(sweep_dir, t.name, split)) for t in done]
-      if not series:
-        continue
-      writer = summaries.SummaryWriter(os.path.join(sweep_dir, 'mean', group, split))
-      for tag in set.intersection(*(set(s) for s in series)):
-        tags.add(tag)
-        for step in sorted(set.intersection(*(set(s[tag]) for s in series))):
-          mean, sd = _mean_sd([s[tag][step] for s in series])
-          writer.write_scalars(step, {tag: mean, f'band/{tag}': mean, f'band/{tag}/lower': mean - sd,
-                                f'band/{tag}/upper': mean + sd})
-      writer.close()
-  return sorted(tags)
+    series = [eval_curves[t.name] for t in members if t.name in eval_curves]
+    if not series:
+      continue
+    writer = summaries.SummaryWriter(os.path.join(sweep_dir, MEAN_FOLDER, group))
+    same = task_table.TASKS[configs[members[0].name].task].loss_is
+    for metric in set.intersection(*(set(s) for s in series)) - {same}:
+      metrics.add(metric)
+      for step in sorted(set.intersection(*(set(s[metric]) for s in series))):
+        steps.add(step)
+        mean, sd = _mean_sd([s[metric][step] for s in series])
+        writer.write_scalars(step, dict(zip(band_tags(metric), (mean, mean - sd, mean + sd))))
+    writer.close()
+  return sorted(metrics), sorted(steps)
 
 
-def _write_root(sweep_dir, grid, configs, markdown, tags):
-  """The sweep root's text, HParams experiment and margin-chart layout (its own event files, rewritten)."""
-  for path in glob.glob(os.path.join(sweep_dir, 'events.out.tfevents.*.sweep')):
-    os.remove(path)
-  hparams = {name: runs.hparams(config, {}) for name, config in configs.items()}
-  domains = dict.fromkeys(runs.HPARAM_NAMES)
-  for flag in [flag for flag, _ in grid] + ['seed']:
-    if flag in domains:
-      domains[flag] = sorted({h[flag] for h in hparams.values() if flag in h}, key=str)
-  layout = layout_pb2.Layout(category=[layout_pb2.Category(
-      title=f'sweep {os.path.basename(os.path.normpath(sweep_dir))}: mean ± sd over seeds (mean/<group> runs)',
-      chart=[layout_pb2.Chart(title=tag, margin=layout_pb2.MarginChartContent(series=[
-          layout_pb2.MarginChartContent.Series(value=f'band/{tag}', lower=f'band/{tag}/lower',
-                                               upper=f'band/{tag}/upper')]))
-             for tag in tags])])
-  writer = summaries.SummaryWriter(sweep_dir, filename_suffix='.sweep')
-  writer.write_texts(0, {'sweep/summary': markdown})
-  writer.hparams_experiment(domains, runs.hparams_metrics())
-  writer.layout(layout)
+def _write_baseline(sweep_dir, configs, results, steps):
+  """baseline/: the memoryless baseline the trials recorded in metrics.json, flat over `steps`, as a trial's would be.
+
+  None where the grid varies the task or its length (the baselines differ).
+  """
+  shutil.rmtree(os.path.join(sweep_dir, 'baseline'), ignore_errors=True)
+  finished = [name for name, metrics in results.items() if runs.is_finished(metrics)]
+  recorded = {tuple(sorted((k, v) for k, v in results[name].items() if k.startswith('baseline_'))) for name in finished}
+  if len(recorded) != 1 or not steps:
+    return
+  baselines = {name[len('baseline_'):]: value for name, value in recorded.pop()}
+  if not baselines:
+    return
+  writer = summaries.SummaryWriter(os.path.join(sweep_dir, 'baseline'))
+  for step in steps:
+    writer.write_scalars(step, task_table.metric_scalars(configs[finished[0]].task, baselines))
   writer.close()
+
+
+def _summary_writer(sweep_dir, markdown, metrics):
+  """sweep/, made anew: the summary text and the margin charts' layout written; returns its open writer."""
+  shutil.rmtree(os.path.join(sweep_dir, SUMMARY_FOLDER), ignore_errors=True)
+  for path in glob.glob(os.path.join(sweep_dir, 'events.out.tfevents.*')):  # Where older versions wrote them.
+    os.remove(path)
+  name = os.path.basename(os.path.normpath(sweep_dir))
+  layout = layout_pb2.Layout(category=[layout_pb2.Category(
+      title=f'sweep {name}: mean ± sd over seeds, one line per {MEAN_FOLDER}/<group> run (select them)',
+      chart=[layout_pb2.Chart(title=f'eval {metric}: mean ± sd over seeds', margin=layout_pb2.MarginChartContent(
+          series=[layout_pb2.MarginChartContent.Series(value=value, lower=lower, upper=upper)]))
+             for metric in metrics for value, lower, upper in [band_tags(metric)]])])
+  writer = summaries.SummaryWriter(os.path.join(sweep_dir, SUMMARY_FOLDER))
+  writer.write_texts(0, {'sweep/summary': markdown})
+  writer.layout(layout)
+  return writer

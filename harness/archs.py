@@ -64,6 +64,8 @@ class Arch:
     parameter_count: (input width, units, options) -> trainable parameters of one layer; options
       {field: value} of the entry's `options` (None: their defaults).
     gates: ((gate name, kind), ...) in the order `unroll` returns them.
+    output_gate: the gate whose values are the layer's outputs h_t (the RNN's activation), or ''
+      (the probes draw its histogram once, as the activations).
     kernels: the implementations the arch has (the first is the default).
     options: config fields the builder reads besides dtype, forget_bias and lstm_kernel, and
       the config fields (of those three too) that apply to this arch only: the config text and
@@ -87,6 +89,7 @@ class Arch:
   state_sizes: Callable[[int], list]
   parameter_count: Callable[[int, int], int]
   gates: tuple
+  output_gate: str = ''
   kernels: tuple = ()
   options: tuple = ()
   one_op: Callable[[int, dict], bool] = lambda units, options: False
@@ -132,7 +135,7 @@ ARCHS = {
         name='rnn', description='Elman RNN (Keras SimpleRNN): h_t = tanh(W x_t + U h_{t-1} + b)',
         layer='harness.layers:simple_rnn', unroll='harness.recurrence:unroll_rnn',
         state_sizes=lambda units: [units], parameter_count=_gated_parameters(1),
-        gates=(('activation', TANH),), kernels=('keras',),
+        gates=(('activation', TANH),), output_gate='activation', kernels=('keras',),
         keras_layer='keras.layers:SimpleRNN', torch_layer='harness.torch_blocks:rnn'),
     'gru': Arch(
         name='gru', description='GRU (Cho et al. 2014; Keras, reset_after): update, reset and candidate',

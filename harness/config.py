@@ -291,9 +291,20 @@ def check_run_name(name, flag='run_name'):
 
 
 def applicable_fields(config):
-  """The config's field names less the arch-specific ones (`archs.ARCH_FIELDS`) its arch does not read."""
-  arch_options = archs.get(config.arch).options
-  return [name for name in FIELDS if name not in archs.ARCH_FIELDS or name in arch_options]
+  """The config's field names that do something in `config`, in field order.
+
+  Left out: a task's own flag (`task_table` flags) for another task, an arch's
+  own field (`archs.ARCH_FIELDS`) for another arch, --permutation_seed outside
+  the permuted view, --epochs under --train_steps. The config text and the
+  hparams list these only.
+  """
+  spec, arch_options = task_table.TASKS[config.task], archs.get(config.arch).options
+  task_flags = {flag for other in task_table.TASKS.values() for flag in other.flags}
+  return [name for name in FIELDS
+          if not (name in task_flags and name not in spec.flags)
+          and not (name in archs.ARCH_FIELDS and name not in arch_options)
+          and not (name == 'permutation_seed' and config.view != 'permuted')
+          and not (name == 'epochs' and config.train_steps)]
 
 
 def flag_value(value):

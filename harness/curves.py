@@ -18,13 +18,12 @@ the threshold a dotted one; an axis is logarithmic where its values span a
 factor of ten or more. Written into the sweep folder (by `harness.aggregate`):
 
   curves/<metric>_vs_<flag>[,<flag2>=<value>].png    each figure
-  events.*.curves       at the sweep's root: the same figures as images
-                        `curves/<metric>_vs_<flag>[/<flag2>=<value>]` and their tables as text
+  sweep/                the same figures as images `curves/<metric>_vs_<flag>[/<flag2>=<value>]`
+                        and their tables as text (the sweep's own event folder)
   summary.md            one table per figure, after the summary
 """
 
 import dataclasses
-import glob
 import math
 import os
 import shutil
@@ -288,8 +287,8 @@ def table(chart):
       '\n'.join(lines)
 
 
-def write(sweep_dir, grid, trials, results, eval_curves):
-  """Draws every chart of the sweep into curves/ and the root's events; returns their tables ('' if none).
+def write(sweep_dir, grid, trials, results, eval_curves, writer):
+  """Draws every chart of the sweep into curves/ and `writer`'s events; returns their tables ('' if none).
 
   Args:
     sweep_dir: the sweep folder.
@@ -297,17 +296,15 @@ def write(sweep_dir, grid, trials, results, eval_curves):
     trials: the sweep's trials.
     results: {trial name: metrics.json dict} of the trials.
     eval_curves: {trial name: {metric: {step: value}}} of the finished trials.
+    writer: a `summaries.SummaryWriter` of the sweep's event folder (sweep/).
   """
   folder = os.path.join(sweep_dir, 'curves')
   shutil.rmtree(folder, ignore_errors=True)  # Derived: recomputed whole.
-  for path in glob.glob(os.path.join(sweep_dir, 'events.out.tfevents.*.curves')):
-    os.remove(path)
   trial_outcomes = {name: outcomes(results[name], curves) for name, curves in eval_curves.items()}
   found = charts(grid, trials, trial_outcomes)
   if not found:
     return ''
   os.makedirs(folder)
-  writer = summaries.SummaryWriter(sweep_dir, filename_suffix='.curves')
   tables = []
   for chart in found:
     figure = draw(chart)
@@ -316,5 +313,4 @@ def write(sweep_dir, grid, trials, results, eval_curves):
     tables.append(table(chart))
     writer.write_images(0, {tag: summaries.figure_to_image(figure)})
     writer.write_texts(0, {tag: tables[-1]})
-  writer.close()
   return '\n\n'.join(tables)

@@ -33,6 +33,11 @@ from harness.errors import UserError
 SECONDS_PER_CALL = 0.5
 MAX_STEPS_PER_CALL = 100
 METRICS_GROUP = task_table.METRICS_GROUP
+# The event folder that also describes the run (hparams, status, text): its HParams session's metrics are its
+# own scalars (no experiment is declared: TensorBoard then builds the table from every session's hparams and
+# scalars, each run with its own task's metrics), and the run root, holding no events, takes no colour in the
+# charts (TensorBoard colours every folder with events, curves or not, from a palette of 7).
+DESCRIPTION_FOLDER = 'eval'
 
 
 def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
@@ -155,14 +160,15 @@ class _Run:
     self.config, self.folder, self.task, self.strategy, self.schedule = config, folder, task, strategy, schedule
     self.workdir, self.chief, self.state, self.checkpoints = folder.workdir, folder.chief, state, checkpoints
     self.signals, self.start_step = signals, state.step
-    # Event folders: the run's own (hparams, text), train/, eval/, and baseline/ for a task that has baselines.
-    names = ('', 'train', 'eval') + (('baseline',) if task.baselines else ())
-    self.writers = {name: summaries.SummaryWriter(os.path.join(self.workdir, name) if name else self.workdir,
-                                                  self.chief) for name in names}
+    # Event folders: train/, eval/ (which also describes the run) and baseline/ for a task that has
+    # baselines, but not in a sweep's trials: the sweep draws one for all (`aggregate`), not one per trial.
+    names = ('train', 'eval') + (('baseline',) if task.baselines and not runs.sweep_of(self.workdir) else ())
+    self.writers = {name: summaries.SummaryWriter(os.path.join(self.workdir, name), self.chief) for name in names}
     self.train_step = steps.make_train_step(state, task, config, strategy)
     self.train_steps = steps.make_multi_step(self.train_step)
     self.eval_step = steps.make_eval_step(state.model, task, strategy)
-    self.prober = probes.Prober(state.model, task, config_lib.probe_names(config))
+    self.figure_title = f'{config.arch} {config_lib.flag_value(config.units)} · {runs.trial_id(self.workdir)}'
+    self.prober = probes.Prober(state.model, task, config_lib.probe_names(config), title=self.figure_title)
     self.iterator = iter(strategy.distribute_datasets_from_function(
         lambda context: task.train_dataset(config.batch_size, config.seed, self.start_step, context)))
     self.profiler = runtime.Profiler(config.profile_steps, os.path.join(self.workdir, 'train'), self.chief)
@@ -319,14 +325,12 @@ class _Run:
     self.check_finite(step)
     start = time.perf_counter()
     self.eval_metrics, results = evaluate(self.config, self.task, self.strategy, self.eval_step, step, self.say)
-    self.writers['eval'].write_scalars(
-        step, {f'{METRICS_GROUP}/{name}': value for name, value in self.eval_metrics.items()})
-    if self.task.baselines:  # A flat line in the same cards: what a model without memory scores.
-      self.writers['baseline'].write_scalars(step, {f'{METRICS_GROUP}/{name}': value
-                                              for name, value in self.task.baselines.items()})
+    self.writers['eval'].write_scalars(step, task_table.metric_scalars(self.config.task, self.eval_metrics))
+    if 'baseline' in self.writers:  # A flat line in the same cards: what a model without memory scores.
+      self.writers['baseline'].write_scalars(step, task_table.metric_scalars(self.config.task, self.task.baselines))
     if self.chief:
-      self.writers['eval'].write_images(step, {f'figures/{name}': image for name, image in
-                                         self.task.eval_figures(results, self.state.model).items()})
+      figures = self.task.eval_figures(results, self.state.model, self.figure_title)
+      self.writers['eval'].write_images(step, {f'figures/{name}': image for name, image in figures.items()})
     self.writers['eval'].flush()
     if self.adaptive_eval and step < self.schedule.total_steps:  # Measured: the cadence from it.
       self.eval_seconds = time.perf_counter() - start
@@ -347,7 +351,7 @@ class _Run:
                  f'{self.checkpoints.latest or "none"}. Lower --learning_rate or '
                  f'{"lower" if self.config.clip_norm else "set"} --clip_norm.')
       self.writers['train'].write_texts(bad_step, {'non_finite': message})
-      self.writers[''].session_end('failed')
+      self.writers[DESCRIPTION_FOLDER].session_end('failed')
       for writer in self.writers.values():
         writer.flush()
       self.folder.write_metrics({'step': step, 'total_steps': self.schedule.total_steps, 'status': 'failed',
@@ -362,14 +366,12 @@ class _Run:
     if self.start_step:
       return
     num_params = int(sum(np.prod(v.shape) for v in self.state.model.trainable_variables))
-    hparams = runs.hparams(config, {
-        'replicas': self.strategy.num_replicas_in_sync, 'batch_splits': runtime.batch_splits(config),
-        'data_source': task.source, 'params': num_params})
-    self.writers[''].hparams_experiment(dict.fromkeys(runs.HPARAM_NAMES), runs.hparams_metrics())
-    self.writers[''].write_hparams(hparams, trial_id=os.path.basename(os.path.normpath(self.workdir)))
+    hparams = runs.hparams(config, {'data_source': task.source, 'params': num_params})
+    description = self.writers[DESCRIPTION_FOLDER]
+    description.write_hparams(hparams, trial_id=runs.trial_id(self.workdir))
     environment = runtime.environment(config, self.strategy, self.state.model) + [
         ('data source', task.source), ('trainable parameters', f'{num_params:,}')]
-    self.writers[''].write_texts(0, {
+    description.write_texts(0, {
         'config': summaries.markdown_table(
             [(name, config_lib.flag_value(getattr(config, name))) for name in config_lib.applicable_fields(config)],
             header=('flag', 'value')),
@@ -380,7 +382,7 @@ class _Run:
       # would also catch whatever else runs eagerly meanwhile.
       with self.writers['train'].as_default(0):
         tf.summary.graph(self.train_step.get_concrete_function(self.iterator).graph)
-    self.writers[''].flush()
+    description.flush()
 
   def finish(self, step, stopped_by):
     """metrics.json, the final log lines, closed writers; returns the metrics."""
@@ -390,7 +392,7 @@ class _Run:
     final = final_metrics(self.state, self.task, self.schedule, step, self.eval_metrics, stopped_by,
                           self.timer.this_process(self.start_step))
     self.folder.write_metrics(final)
-    self.writers[''].session_end(final['status'])
+    self.writers[DESCRIPTION_FOLDER].session_end(final['status'])
     for writer in self.writers.values():
       writer.close()
     return final

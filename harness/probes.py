@@ -8,40 +8,47 @@ The batch computes what several probes read (the model's forward pass and
 gradients; the reference recurrence with its gates and the gradient through
 time) once, on first use, inside one graph call. Tags name layers by position
 (`input_projection`, `layer_0`, ..., `head`), never by arch, so runs of
-different archs overlay; the gates and the reference recurrence come from the
-model's arch entry (`harness.archs`).
+different archs overlay; a scalar's tag keeps what tells it from its
+neighbours after its last '/' (`saturation/layer_0.forget`): Time Series cuts
+the middle of a long card title but never that part (`summaries.card_tag`). The
+figures (`harness.probe_figures`) are drawn for a Time Series card. The gates
+and the reference recurrence come from the model's arch entry (`harness.archs`).
 
   weights, gradients   histograms of every variable and its gradient: weights/layer_0/kernel
   activations          histograms of each recurrent layer's outputs: activations/layer_0
   gradient_flow        mean over the batch of |dL/dh_t| at every step t of every layer (the total
                        derivative, through all later steps) and of |dL/dx_t| for the inputs:
                        tensors gradient_flow/layer_0 and gradient_flow/input [T], scalars
-                       gradient_flow/layer_0/first_over_last, an image of all of them over time
-  gates                per layer and gate, a histogram over batch x time x units, the mean and the
-                       saturated fraction (sigmoid < 0.1 or > 0.9, tanh |x| > 0.9), and an image of
-                       each gate's mean over the steps
+                       gradient_flow/layer_0.log10_first_over_last, an image of all of them over time
+  gates                per layer and gate, a histogram over batch x time x units (not of the RNN's
+                       activation, which is its output), the saturated fraction (sigmoid < 0.1 or
+                       > 0.9, tanh |x| > 0.9) as scalars saturation/layer_0.forget and per step in an
+                       image; a value without saturation (the LSTM's |c_t|, the minRNNs' candidate,
+                       the LRU's |lambda| and phase) as its mean, gate_mean/layer_0.cell_abs
   timescales           per layer and unit, the memory tau = 1 / (1 - r) steps of the state's mean
                        retention r = |a_t| (the arch entry's `retention`: LRU |lambda|, minGRU 1 - z,
-                       minLSTM f', the LSTM's forget gate, the GRU's z): a histogram of log10 tau (/log10),
-                       scalars median and max, tensor timescales/layer_0 [n] sorted, and an image of
-                       tau by unit rank now against the first probe's (step 0 when probed there)
+                       minLSTM f', the LSTM's forget gate, the GRU's z): a histogram of log10 tau
+                       (timescales/layer_0.log10), scalars timescales/layer_0.median and .max, tensor
+                       timescales/layer_0 [n] sorted, and an image of tau by unit rank now against the
+                       first probe's (step 0 when probed there)
   layer_dynamics       (in the train step, at summary steps) each layer's weight norm, gradient norm
-                       and update-to-weight ratio |dw| / |w|, averaged over the interval
+                       and update-to-weight ratio |dw| / |w|, averaged over the interval:
+                       layers/layer_0.weight_norm
 """
 
 import dataclasses
 import functools
 from typing import Callable
 
-from matplotlib import ticker
 import numpy as np
 import tensorflow as tf
 
 from harness import archs
+from harness import probe_figures
 from harness import summaries
 
 SATURATED = 0.9  # Sigmoid gates below 1 - SATURATED or above it, tanh values beyond +-SATURATED.
-_FADED_PROBES = 4  # Earlier probe steps drawn faded in the gradient-flow image.
+FLOW_FLOOR = 1e-30  # The flow ratio's norms below this (float32 underflow to 0) count as this.
 
 
 class ProbeBatch:
@@ -123,39 +130,52 @@ def activations(batch):
   return {'histograms': {f'activations/{tag}': s for tag, s in zip(batch.layer_tags, batch.sequences)}}
 
 
+def log10_ratio(first, last):
+  """log10(first / last), each floored at FLOW_FLOOR: finite when a norm underflows to 0 in float32."""
+  return (tf.math.log(tf.maximum(first, FLOW_FLOOR)) - tf.math.log(tf.maximum(last, FLOW_FLOOR))) / tf.math.log(10.0)
+
+
 def gradient_flow(batch):
   flow = batch.reference['flow']
   return {
       'tensors': {f'gradient_flow/{tag}': norms for tag, norms in zip(batch.layer_tags, flow)}
                  | {'gradient_flow/input': batch.reference['input_flow']},
-      'scalars': {f'gradient_flow/{tag}/first_over_last': norms[0] / norms[-1]
+      # On log10: the ratio spans 1e-9 .. 1 and TensorBoard plots and smooths linearly.
+      'scalars': {summaries.card_tag('gradient_flow', tag, 'log10_first_over_last'): log10_ratio(norms[0], norms[-1])
                   for tag, norms in zip(batch.layer_tags, flow)},
       'figure_data': {tag: norms for tag, norms in zip(batch.layer_tags, flow)}
                      | {'input': batch.reference['input_flow']},
   }
 
 
-def saturated_fraction(kind, values):
-  """The fraction of `values` a gate of this kind (`archs.SIGMOID`, ...) holds near its limits; None if it has none."""
+def saturated(kind, values, axis=None):
+  """The fraction of `values` a gate of this kind (`archs.SIGMOID`, ...) holds near its limits; None if it has none.
+
+  axis: the axes to average over (None: all).
+  """
   if kind == archs.SIGMOID:
-    return tf.reduce_mean(tf.cast((values < 1 - SATURATED) | (values > SATURATED), tf.float32))
+    return tf.reduce_mean(tf.cast((values < 1 - SATURATED) | (values > SATURATED), tf.float32), axis=axis)
   if kind == archs.TANH:
-    return tf.reduce_mean(tf.cast(tf.abs(values) > SATURATED, tf.float32))
+    return tf.reduce_mean(tf.cast(tf.abs(values) > SATURATED, tf.float32), axis=axis)
   return None
 
 
 def gates(batch):
-  histograms, scalars, means_by_step = {}, {}, {}
-  kinds = batch.model.arch.gate_kinds
+  """Per gate: histograms, the saturated fraction (a scalar and per step); a value without saturation, its mean."""
+  histograms, scalars, by_step = {}, {}, {'saturated': {}, 'magnitude': {}}
+  arch = batch.model.arch
   for tag, layer_gates in zip(batch.layer_tags, batch.reference['gates']):
     for gate, values in layer_gates.items():
-      histograms[f'gates/{tag}/{gate}'] = values
-      scalars[f'gates/{tag}/{gate}/mean'] = tf.reduce_mean(values)
-      fraction = saturated_fraction(kinds[gate], values)
-      if fraction is not None:
-        scalars[f'gates/{tag}/{gate}/saturated'] = fraction
-      means_by_step[f'{tag}/{gate}'] = tf.reduce_mean(values, axis=[0, 2])
-  return {'histograms': histograms, 'scalars': scalars, 'figure_data': means_by_step}
+      if gate != arch.output_gate:  # That one is the layer's output: `activations` draws it.
+        histograms[f'gates/{tag}/{gate}'] = values
+      fraction = saturated(arch.gate_kinds[gate], values)
+      if fraction is None:  # No saturation (the LSTM's |c|, a candidate, |lambda|): its mean, on its own axis.
+        scalars[summaries.card_tag('gate_mean', tag, gate)] = tf.reduce_mean(values)
+        by_step['magnitude'][f'{tag}/{gate}'] = tf.reduce_mean(values, axis=[0, 2])
+      else:
+        scalars[summaries.card_tag('saturation', tag, gate)] = fraction
+        by_step['saturated'][f'{tag}/{gate}'] = saturated(arch.gate_kinds[gate], values, axis=[0, 2])
+  return {'histograms': histograms, 'scalars': scalars, 'figure_data': by_step}
 
 
 def timescales(batch):
@@ -166,135 +186,17 @@ def timescales(batch):
   for tag, layer_gates in zip(batch.layer_tags, batch.reference['gates']):
     kept = tf.reduce_mean(retention(layer_gates), axis=[0, 1])  # [n]: the state's mean retention per unit.
     steps = tf.sort(1.0 / tf.maximum(1.0 - kept, 1e-7))  # 1e-7: float32 resolves no |a| nearer 1.
-    histograms[f'timescales/{tag}/log10'] = tf.math.log(steps) / np.log(10.0)
-    scalars[f'timescales/{tag}/median'] = steps[tf.size(steps) // 2]
-    scalars[f'timescales/{tag}/max'] = steps[-1]
+    histograms[summaries.card_tag('timescales', tag, 'log10')] = tf.math.log(steps) / np.log(10.0)
+    scalars[summaries.card_tag('timescales', tag, 'median')] = steps[tf.size(steps) // 2]
+    scalars[summaries.card_tag('timescales', tag, 'max')] = steps[-1]
     tensors[f'timescales/{tag}'] = steps
   return {'histograms': histograms, 'scalars': scalars, 'tensors': tensors, 'figure_data': tensors}
 
 
-class FlowFigure:
-  """log mean |dL/dh_t| against t, a line per layer (the inputs dashed); the last _FADED_PROBES probes faded.
-
-  One figure for the run whose lines get new data at each probe: building the
-  axes, ticks and legend anew would cost more than the probe itself.
-  """
-
-  def __init__(self):
-    self.figure, self.axes = None, None
-    self.lines = []  # Per age (0 = newest), {tag: line}.
-    self.history = []  # [(step, {tag: [T] numpy})], this process's probe steps.
-
-  def _build(self, tags):
-    self.figure, axes = summaries.subplots(figsize=(6.4, 3.8))
-    for age in range(_FADED_PROBES + 1):
-      lines = {}
-      for i, tag in enumerate(tags):
-        lines[tag], = axes.semilogy([], [], color='black' if tag == 'input' else f'C{i}',
-                                    linestyle='--' if tag == 'input' else '-', alpha=1.0 if age == 0 else 0.5 / age,
-                                    linewidth=1.6 if age == 0 else 0.9, label=tag if age == 0 else None,
-                                    zorder=-age)
-      self.lines.append(lines)
-    axes.set_xlabel('time step t', fontsize=10)
-    axes.set_ylabel('mean |dL/dh_t|', fontsize=10)
-    axes.tick_params(labelsize=9)
-    axes.yaxis.set_minor_locator(ticker.NullLocator())  # Decades suffice; minor ticks cost a third of the draw.
-    axes.legend(fontsize=9, loc='center left', bbox_to_anchor=(1.01, 0.5))
-    self.title = axes.set_title('', fontsize=10)
-    # Fixed margins and legend place: a tight layout or a 'best' legend costs more than the probe.
-    self.figure.subplots_adjust(left=0.12, right=0.83, bottom=0.13, top=0.92)
-    self.axes = axes
-
-  def draw(self, step, norms_by_tag):
-    """norms_by_tag: {tag: [T] norms} at this probe. Returns {tag: uint8 [1, height, width, 3]}."""
-    self.history.append((step, norms_by_tag))
-    if self.figure is None:
-      self._build(list(norms_by_tag))
-    recent = self.history[::-1][:_FADED_PROBES + 1]
-    for age, lines in enumerate(self.lines):
-      for tag, line in lines.items():
-        norms = recent[age][1][tag] if age < len(recent) else []
-        line.set_data(np.arange(1, len(norms) + 1), np.maximum(norms, 1e-30))
-    self.axes.relim()
-    self.axes.autoscale_view()
-    self.title.set_text(f'gradient through time at step {step} (faded: earlier probes)')
-    return {'gradient_flow/norm_by_step': summaries.figure_to_image(self.figure)}
-
-
-class GatesFigure:
-  """Each gate's mean over the batch and units against t, one panel per layer (built once, like FlowFigure)."""
-
-  def __init__(self):
-    self.figure, self.lines = None, {}
-
-  def _build(self, names):
-    layer_tags = sorted({name.split('/')[0] for name in names})
-    self.figure, axes = summaries.subplots(len(layer_tags), 1, figsize=(7.2, 2.3 * len(layer_tags) + 0.4),
-                                           squeeze=False)
-    self.axes = axes[:, 0]
-    for ax, tag in zip(self.axes, layer_tags):
-      for name in names:
-        if name.startswith(f'{tag}/'):
-          self.lines[name], = ax.plot([], [], label=name.split('/')[1], linewidth=1.2)
-      ax.set_ylabel(tag, fontsize=10)
-      ax.tick_params(labelsize=9)
-    # One legend: every panel draws the gates of its arch in the same colours.
-    self.axes[0].legend(fontsize=9, loc='upper left', bbox_to_anchor=(1.01, 1.0))
-    self.axes[-1].set_xlabel('time step t', fontsize=10)
-    self.title = self.axes[0].set_title('', fontsize=10)
-    height = self.figure.get_figheight()
-    self.figure.subplots_adjust(left=0.1, right=0.83, bottom=0.5 / height, top=1 - 0.35 / height, hspace=0.25)
-
-  def draw(self, step, means_by_step):
-    """means_by_step: {'layer_0/forget': [T] means, ...}. Returns {tag: uint8 [1, height, width, 3]}."""
-    if self.figure is None:
-      self._build(list(means_by_step))
-    for name, means in means_by_step.items():
-      self.lines[name].set_data(np.arange(1, len(means) + 1), means)
-    for ax in self.axes:
-      ax.relim()
-      ax.autoscale_view()
-    self.title.set_text(f'mean of each gate over the batch and units, step {step}')
-    return {'gates/mean_by_step': summaries.figure_to_image(self.figure)}
-
-
-class TimescaleFigure:
-  """Each unit's memory 1 / (1 - r) steps against its rank, per layer: now solid, the first probe dashed."""
-
-  def __init__(self):
-    self.figure, self.first = None, None
-
-  def draw(self, step, steps_by_tag):
-    """steps_by_tag: {'timescales/layer_0': [n] sorted}. Returns {tag: uint8 [1, height, width, 3]}."""
-    if not steps_by_tag:
-      return {}
-    if self.figure is None:
-      self.figure, self.axes = summaries.subplots(figsize=(6.4, 3.6))
-      self.first = (step, steps_by_tag)
-      self.now = {}
-      for i, (tag, steps) in enumerate(steps_by_tag.items()):
-        name = tag.split('/')[-1]
-        self.axes.semilogy(np.arange(1, len(steps) + 1), steps, color=f'C{i}', linestyle='--', linewidth=0.9,
-                           alpha=0.6, label=f'{name}, step {step}')
-        self.now[tag], = self.axes.semilogy([], [], color=f'C{i}', linewidth=1.6, label=f'{name}, now')
-      self.axes.set_xlabel('unit (sorted)', fontsize=10)
-      self.axes.set_ylabel('1 / (1 - |a|)  (steps)', fontsize=10)
-      self.axes.tick_params(labelsize=9)
-      self.axes.legend(fontsize=8, loc='upper left')
-      self.title = self.axes.set_title('', fontsize=10)
-      self.figure.subplots_adjust(left=0.13, right=0.97, bottom=0.14, top=0.91)
-    for tag, steps in steps_by_tag.items():
-      self.now[tag].set_data(np.arange(1, len(steps) + 1), steps)
-    self.axes.relim()
-    self.axes.autoscale_view()
-    self.title.set_text(f'memory per unit at step {step} (dashed: step {self.first[0]})')
-    return {'timescales/by_unit': summaries.figure_to_image(self.figure)}
-
-
 @dataclasses.dataclass(frozen=True)
 class Probe:
-  """measure(ProbeBatch) -> {kind: {tag: tensor}} in the graph; figure() -> an object whose
-  draw(step, figure_data as numpy) returns {tag: image} on the host (one object per run)."""
+  """measure(ProbeBatch) -> {kind: {tag: tensor}} in the graph; figure(title) -> an object whose
+  draw(step, figure_data as numpy) returns {tag: image} on the host (one object per run, `title` naming it)."""
   measure: Callable
   figure: Callable = None
 
@@ -303,18 +205,21 @@ PROBES = {
     'weights': Probe(weights),
     'gradients': Probe(gradients),
     'activations': Probe(activations),
-    'gradient_flow': Probe(gradient_flow, FlowFigure),
-    'gates': Probe(gates, GatesFigure),
-    'timescales': Probe(timescales, TimescaleFigure),
+    'gradient_flow': Probe(gradient_flow, probe_figures.FlowFigure),
+    'gates': Probe(gates, probe_figures.GatesFigure),
+    'timescales': Probe(timescales, probe_figures.TimescaleFigure),
 }
 
 
 class Prober:
-  """Runs the selected probes on the probe batch in one graph call and writes what they return."""
+  """Runs the selected probes on the probe batch in one graph call and writes what they return.
 
-  def __init__(self, model, task, names):
+  title: what every figure names first, the run and its model (`arch units · run`).
+  """
+
+  def __init__(self, model, task, names, title=''):
     self.names = [name for name in names if name in PROBES]
-    self.figures = {name: PROBES[name].figure() for name in self.names if PROBES[name].figure}
+    self.figures = {name: PROBES[name].figure(title) for name in self.names if PROBES[name].figure}
 
     @tf.function
     def probe_step(inputs, targets, initial_state):
@@ -334,8 +239,8 @@ class Prober:
       scalars.update({tag: float(value) for tag, value in kinds.get('scalars', {}).items()})
       tensors.update(kinds.get('tensors', {}))
       if name in self.figures:
-        images.update(self.figures[name].draw(step, {tag: value.numpy()
-                                                     for tag, value in kinds['figure_data'].items()}))
+        images.update(self.figures[name].draw(step, tf.nest.map_structure(lambda t: t.numpy(),
+                                                                           kinds['figure_data'])))
     writer.write_histograms(step, histograms)
     writer.write_scalars(step, scalars)
     writer.write_summaries(step, tensors)

@@ -25,7 +25,6 @@ import socket
 import stat
 import tempfile
 
-from harness import archs
 from harness import config as config_lib
 from harness import runfiles
 from harness import task_table
@@ -333,44 +332,40 @@ class RunFolder:
       write_whole(os.path.join(self.workdir, 'metrics.json'), json.dumps(metrics, indent=2, sort_keys=True))
 
 
-# Facts a run adds to its config's hparams once it starts (batch_splits: the number in effect).
-RUN_FACTS = ('replicas', 'batch_splits', 'data_source', 'params')
-# Every hyperparameter a run can record: the config fields that can change a result, then the facts.
-# Every run declares them all, and every task's metrics: TensorBoard takes the first declaration it
-# finds, so each must list every column.
-HPARAM_NAMES = tuple(dict.fromkeys(
-    [name for name, field in config_lib.FIELDS.items() if field.metadata['hparam']] + list(RUN_FACTS)))
-# Fields that apply to some tasks or archs only: recorded for the runs they apply to.
-_TASK_FIELDS = {name for spec in task_table.TASKS.values() for name in spec.flags}
-_ARCH_FIELDS = set(archs.ARCH_FIELDS)
-
-
 def hparams(config, extra):
   """The run's hyperparameters for the HParams dashboard: every config field that can change a result.
 
-  A task's or an arch's own fields only where they apply (its `hparams`,
-  `options`); the recipe only when one is set.
+  Only the fields that apply to the run (`config.applicable_fields`: a task's
+  or an arch's own where they are its own); the recipe only when one is set.
+  Integers are recorded as text: TensorBoard prints every number with five
+  significant digits (batch size 128 as 128.00).
 
   Args:
     config: the run's Config.
-    extra: facts known once the run starts ({name: value}: replicas, sub-batches, data source, parameters).
+    extra: facts known once the run starts ({name: value}: data source, parameters).
   """
-  applies = set(task_table.TASKS[config.task].hparams) | set(archs.get(config.arch).options)
   values = {}
-  for name in HPARAM_NAMES:
-    if name not in config_lib.FIELDS or not config_lib.FIELDS[name].metadata['hparam']:
-      continue
-    if (name in _TASK_FIELDS | _ARCH_FIELDS and name not in applies) or (name == 'recipe' and not config.recipe):
+  for name in config_lib.applicable_fields(config):
+    if not config_lib.FIELDS[name].metadata['hparam'] or (name == 'recipe' and not config.recipe):
       continue
     value = getattr(config, name)
     values[name] = config_lib.flag_value(value) if isinstance(value, tuple) else value
   values.update(extra)
-  return values
+  return {name: str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+          for name, value in values.items()}
 
 
-def hparams_metrics():
-  """{(group, tag): display name} of every task's eval metrics, for the HParams table."""
-  return {('eval', f'{task_table.METRICS_GROUP}/{name}'): f'eval {name}' for name in task_table.EVAL_METRICS}
+def sweep_of(workdir):
+  """The folder of the sweep the run is a trial of (its parent holds sweep.json), or ''."""
+  parent = os.path.dirname(os.path.normpath(workdir))
+  return parent if os.path.isfile(os.path.join(parent, 'sweep.json')) else ''
+
+
+def trial_id(workdir):
+  """The run's name in the HParams table: `<sweep>/<trial>` in a sweep (two sweeps never merge), else its folder's."""
+  name = os.path.basename(os.path.normpath(workdir))
+  sweep = sweep_of(workdir)
+  return f'{os.path.basename(sweep)}/{name}' if sweep else name
 
 
 def describe_os_error(error):

@@ -18,6 +18,7 @@ import tensorflow as tf
 from harness import config as config_lib
 from harness import models
 from harness import runtime
+from harness import summaries
 from harness import task_table
 from harness.errors import UserError
 
@@ -75,8 +76,8 @@ class TrainMetrics:
     """{tag: global norm of each layer's weights} (layer_dynamics; empty without it)."""
     if not self.layer_tags:
       return {}
-    return {f'layers/{tag}/weight_norm': float(tf.linalg.global_norm(layer.trainable_variables))
-            for tag, layer in self.model.named_layers()}
+    return {summaries.card_tag('layers', tag, 'weight_norm'):
+            float(tf.linalg.global_norm(layer.trainable_variables)) for tag, layer in self.model.named_layers()}
 
   def read_and_reset(self):
     """{tag: mean since the last read}, the sums zeroed in the same call; tags under METRICS_GROUP first."""
@@ -90,8 +91,8 @@ class TrainMetrics:
       means['optimizer/clipped_fraction'] = sums['clipped'] / sums['steps']
     means.update(self.weight_norms())
     for tag in self.layer_tags:
-      means[f'layers/{tag}/grad_norm'] = sums[f'layer_grad_norm/{tag}'] / sums['steps']
-      means[f'layers/{tag}/update_ratio'] = sums[f'layer_update_ratio/{tag}'] / sums['steps']
+      means[summaries.card_tag('layers', tag, 'grad_norm')] = sums[f'layer_grad_norm/{tag}'] / sums['steps']
+      means[summaries.card_tag('layers', tag, 'update_ratio')] = sums[f'layer_update_ratio/{tag}'] / sums['steps']
     return means
 
 

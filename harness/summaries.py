@@ -1,6 +1,6 @@
 """Dict-based TensorBoard writing under CLU's method names, and turning matplotlib figures into summary images.
 
-One `SummaryWriter` per event folder (`<run>/`, `<run>/train`, `<run>/eval`):
+One `SummaryWriter` per event folder (`<run>/train`, `<run>/eval`, ...):
 `write_scalars`, `write_histograms`, `write_images`, `write_texts`,
 `write_summaries` (raw tensors) and `write_hparams`, each taking
 `(step, {tag: value})` as CLU's `MetricWriter` does.
@@ -47,12 +47,26 @@ def histogram_buckets(values, bucket_count=HISTOGRAM_BUCKETS):
   return np.stack([edges[:-1], edges[1:], counts], axis=1)
 
 
+# Figures are drawn for the size they are shown at: a Time Series image card is
+# 230-400 px wide (TensorBoard 2.21, 1600-px window), the legacy Images card
+# shows them at their own size. 330 x 240 px at 100 dpi, text 8 pt (11 px).
+DPI = 100
+CARD_FIGSIZE = (3.3, 2.4)
+FONT_SIZE = 8
+
+
+def card_tag(group, layer_tag, quantity):
+  """`<group>/<layer>.<quantity>` (`layers/layer_0.weight_norm`): all that tells a card from its neighbours is
+  after the last '/', which Time Series never cuts from a long card title (it cuts the middle)."""
+  return f'{group}/{layer_tag}.{quantity}'
+
+
 class SummaryWriter:
   """Writes scalars, histograms, images, text and hparams to one event folder."""
 
-  def __init__(self, logdir, enabled=True, filename_suffix=None):
+  def __init__(self, logdir, enabled=True):
     self.enabled = enabled
-    self._writer = (tf.summary.create_file_writer(logdir, flush_millis=FLUSH_MILLIS, filename_suffix=filename_suffix)
+    self._writer = (tf.summary.create_file_writer(logdir, flush_millis=FLUSH_MILLIS)
                     if enabled else tf.summary.create_noop_writer())
 
   @contextlib.contextmanager
@@ -95,22 +109,6 @@ class SummaryWriter:
     with self.as_default(step):
       for tag, value in texts.items():
         tf.summary.text(tag, value)
-
-  def hparams_experiment(self, domains, metrics):
-    """Declares the HParams experiment: its hyperparameters and which scalar tags are its metrics.
-
-    Args:
-      domains: {hyperparameter name: list of its values, or None for any}.
-      metrics: {(group, tag): display name}; group is the sub-folder ('eval').
-    """
-    if not self.enabled:
-      return
-    with self.as_default(0):
-      hparams_api.hparams_config(
-          hparams=[hparams_api.HParam(name, hparams_api.Discrete(values) if values else None)
-                   for name, values in domains.items()],
-          metrics=[hparams_api.Metric(tag, group=group, display_name=name)
-                   for (group, tag), name in metrics.items()])
 
   def write_hparams(self, values, trial_id):
     """Records this run's hyperparameters ({name: bool, int, float or str}); the table names it `trial_id`."""
@@ -166,13 +164,37 @@ def subplots(nrows=1, ncols=1, figsize=None, **kwargs):
   return figure, figure.subplots(nrows, ncols, **kwargs)
 
 
+def titled(title, text):
+  """A figure title: the run's `title` (arch, units, run) on the first line, then `text`."""
+  return f'{title}\n{text}' if title else text
+
+
+def card_legend(figure, handles, columns=3):
+  """A legend in its own rows under the title, above every axes (none of it hides a line); returns its rows."""
+  rows = -(-len(handles) // columns)
+  top = 1 - (0.1 + 0.16 * 2) / figure.get_figheight()  # Under a two-line title.
+  figure.legend(handles=handles, loc='upper left', bbox_to_anchor=(0.0, top), ncol=columns, fontsize=FONT_SIZE,
+                frameon=False, handlelength=1.6, columnspacing=0.8, labelspacing=0.1, borderaxespad=0.1)
+  return rows
+
+
+def card_margins(figure, legend_rows=0, right_axis=False):
+  """Fixed margins (in inches, whatever the figure's size) for ticks, labels, a two-line title and a legend.
+
+  Fixed, not a tight layout: that costs more than a probe.
+  """
+  width, height = figure.get_size_inches()
+  figure.subplots_adjust(left=0.62 / width, right=1 - (0.42 if right_axis else 0.12) / width,
+                         bottom=0.42 / height, top=1 - (0.5 + 0.16 * legend_rows) / height, hspace=0.12)
+
+
 def figure_to_image(figure):
-  """Renders a matplotlib figure to uint8 [1, height, width, 3] at 100 dpi.
+  """Renders a matplotlib figure to uint8 [1, height, width, 3] at DPI.
 
   Drawn straight to pixels: `tf.summary.image` encodes the PNG once (a PNG
   from `savefig` would be decoded and encoded again, at twice the cost).
   """
-  figure.set_dpi(100)
+  figure.set_dpi(DPI)
   figure.canvas.draw()
   return np.asarray(figure.canvas.buffer_rgba())[None, ..., :3].copy()
 

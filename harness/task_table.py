@@ -1,9 +1,9 @@
 """The tasks: one entry per `--task`, what the rest of the harness knows about it, without TensorFlow.
 
-`config` (defaults, which flags apply, validation), `runs` (names, hparams),
-`tasks.load_task` (the builder) and the HParams table (eval metrics) read a
-task only through its entry here. The task object itself (`tasks.base.Task`)
-owns its data, loss, metrics and figures.
+`config` (defaults, which flags apply, validation), `runs` (names),
+`tasks.load_task` (the builder) and `metric_scalars` (its eval metrics' cards)
+read a task only through its entry here. The task object itself
+(`tasks.base.Task`) owns its data, loss, metrics and figures.
 
 Adding a task: a builder(config) -> `tasks.base.Task` and one `TaskSpec` here.
 """
@@ -32,42 +32,46 @@ class TaskSpec:
     flags: the config fields that apply to this task only: 'view' and 'permutation_seed' (images),
       'seq_len' (its sequence length is a flag; without it, --seq_len must stay 0).
     eval_metrics: what its evaluation returns, 'loss' first.
-    hparams: the config fields of the task's own that the HParams table records.
     min_seq_len: the shortest --seq_len it accepts (where 'seq_len' applies), and why.
+    loss_is: the eval metric that equals the loss ('mse' of a regression): metrics.json keeps both,
+      TensorBoard shows it once, as the loss.
   """
   name: str
   builder: str
   defaults: dict
   flags: tuple
   eval_metrics: tuple
-  hparams: tuple
   min_seq_len: tuple = (1, '')
+  loss_is: str = ''
 
 
 _IMAGE_FLAGS = ('view', 'permutation_seed')
 
 TASKS = {
-    'mnist': TaskSpec('mnist', 'harness.tasks.images:build', _IMAGE_DEFAULTS, _IMAGE_FLAGS, ('loss', 'accuracy'),
-                      _IMAGE_FLAGS),
+    'mnist': TaskSpec('mnist', 'harness.tasks.images:build', _IMAGE_DEFAULTS, _IMAGE_FLAGS, ('loss', 'accuracy')),
     'fashion_mnist': TaskSpec('fashion_mnist', 'harness.tasks.images:build', _IMAGE_DEFAULTS, _IMAGE_FLAGS,
-                              ('loss', 'accuracy'), _IMAGE_FLAGS),
+                              ('loss', 'accuracy')),
     'sin2cos': TaskSpec('sin2cos', 'harness.tasks.series:build_sin2cos',
                         dict(batch_size=50, learning_rate=6e-3, epochs=20, input_units=0, seq_len=20),
-                        ('seq_len',), ('loss', 'mse'), ('seq_len',)),
+                        ('seq_len',), ('loss', 'mse'), loss_is='mse'),
     'adding': TaskSpec('adding', 'harness.tasks.memory:build_adding',
                        dict(batch_size=50, learning_rate=1e-3, epochs=30, input_units=0, seq_len=100, clip_norm=1.0),
-                       ('seq_len',), ('loss', 'mse'), ('seq_len',),
-                       min_seq_len=(2, 'the adding problem needs T >= 2 (one marker in each half)')),
+                       ('seq_len',), ('loss', 'mse'),
+                       min_seq_len=(2, 'the adding problem needs T >= 2 (one marker in each half)'), loss_is='mse'),
     'copy': TaskSpec('copy', 'harness.tasks.memory:build_copy',
                      dict(batch_size=50, learning_rate=2e-3, epochs=30, input_units=0, seq_len=50, clip_norm=1.0,
                           forget_bias=4.0),
-                     ('seq_len',), ('loss', 'accuracy'), ('seq_len',)),
+                     ('seq_len',), ('loss', 'accuracy')),
 }
 
-# The evaluation metrics of every task, in first-seen order (the HParams table lists them all).
-EVAL_METRICS = tuple(dict.fromkeys(name for spec in TASKS.values() for name in spec.eval_metrics))
 # TensorBoard's Time Series sorts card groups by tag, capitals before small
 # letters: the loss and accuracy cards (train, eval and baseline) come before
 # every diagnostic group.
 METRICS_GROUP = 'Metrics'
 HIGHER_IS_BETTER = ('accuracy',)  # Eval metrics that improve upward; the others (losses, errors) downward.
+
+
+def metric_scalars(task, metrics):
+  """{`Metrics/<name>`: value} of a `task`'s eval metrics (or baselines), one card per quantity: a metric that
+  is the task's loss (its MSE) is shown as the loss."""
+  return {f'{METRICS_GROUP}/{name}': value for name, value in metrics.items() if name != TASKS[task].loss_is}

@@ -41,7 +41,7 @@ class TablesTest(absltest.TestCase):
     for name, spec in task_table.TASKS.items():
       with self.subTest(task=name):
         self.assertEqual(spec.name, name)
-        self.assertLessEqual(set(spec.defaults) | set(spec.flags) | set(spec.hparams), set(config_lib.FIELDS))
+        self.assertLessEqual(set(spec.defaults) | set(spec.flags), set(config_lib.FIELDS))
         self.assertEqual(spec.eval_metrics[0], 'loss')
         self.assertTrue(callable(archs.resolve(spec.builder)))
 

@@ -129,6 +129,15 @@ class ConfigTest(parameterized.TestCase):
     self.assertNotIn('--run_name', text)
     self.assertNotIn('--resume', text)
 
+  def test_the_config_text_lists_only_flags_that_apply(self):
+    shown = set(config_lib.applicable_fields(config_lib.make_config(task='adding', arch='gru', train_steps=300)))
+    self.assertContainsSubset({'seq_len', 'train_steps', 'units', 'seed'}, shown)
+    self.assertEmpty({'view', 'permutation_seed', 'epochs', 'forget_bias', 'lstm_kernel'} & shown)
+    images = set(config_lib.applicable_fields(config_lib.make_config(task='fashion_mnist', arch='lstm')))
+    self.assertContainsSubset({'view', 'epochs', 'forget_bias'}, images)
+    self.assertEmpty({'seq_len', 'permutation_seed'} & images)
+    self.assertIn('permutation_seed', config_lib.applicable_fields(config_lib.make_config(view='permuted')))
+
 
 if __name__ == '__main__':
   absltest.main()

@@ -38,7 +38,7 @@ def write_trial(trial_dir, curve):
                'baseline_mse': BASELINE, 'baseline_loss': BASELINE, 'threshold_mse': 0.01}
     writer = summaries.SummaryWriter(os.path.join(trial_dir, 'eval'))
     for step, value in zip(STEPS, curve):
-      writer.write_scalars(step, {'Metrics/mse': value, 'Metrics/loss': value})
+      writer.write_scalars(step, {'Metrics/loss': value})  # The MSE is the loss: written once.
     writer.close()
   with open(os.path.join(trial_dir, 'metrics.json'), 'w') as f:
     json.dump(metrics, f)
@@ -60,7 +60,8 @@ class CurvesTest(absltest.TestCase):
     cls.printed = aggregate.aggregate(cls.sweep_dir)
     trials = trials_lib.make_trials(GRID, 3)
     results = {t.name: json.load(open(os.path.join(cls.sweep_dir, t.name, 'metrics.json'))) for t in trials}
-    cls.eval_curves = aggregate._eval_curves(cls.sweep_dir, trials, results)  # pylint: disable=protected-access
+    configs = trials_lib.check_trials(trials, ['--task=adding', '--train_steps=40'], cls.sweep_dir)
+    cls.eval_curves = aggregate._eval_curves(cls.sweep_dir, trials, results, configs)  # pylint: disable=protected-access
     outcomes = {name: curves.outcomes(results[name], c) for name, c in cls.eval_curves.items()}
     cls.chart = next(c for c in curves.charts(GRID, trials, outcomes) if c.metric == 'mse')
 
@@ -135,8 +136,9 @@ class CurvesTest(absltest.TestCase):
     self.assertEqual(png.shape[1], 640)
     self.assertTrue(os.path.exists(os.path.join(self.sweep_dir, 'curves', 'loss_vs_seq_len.png')))
     events = testing.load_run(self.sweep_dir)
-    self.assertContainsSubset({'curves/mse_vs_seq_len', 'curves/loss_vs_seq_len'}, events.Runs()['.']['tensors'])
-    image = testing.tensor_series(events, '.', 'curves/mse_vs_seq_len')[0][1]
+    self.assertNotIn('.', events.Runs())  # The sweep's root holds no events: its own folder sweep/ does.
+    self.assertContainsSubset({'curves/mse_vs_seq_len', 'curves/loss_vs_seq_len'}, events.Runs()['sweep']['tensors'])
+    image = testing.tensor_series(events, 'sweep', 'curves/mse_vs_seq_len')[0][1]
     self.assertEqual(image[0], b'640')  # tf.summary.image: width, height, PNG.
 
   def test_axes_and_one_figure_per_value_of_a_second_numeric_flag(self):

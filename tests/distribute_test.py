@@ -38,7 +38,7 @@ class DistributeTest(absltest.TestCase):
       self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     one = testing.load_run(os.path.join(self.logdir, 'one'))
     two = testing.load_run(os.path.join(self.logdir, 'two'))
-    environment = testing.tensor_series(two, '.', 'environment')[0][1].item().decode()
+    environment = testing.tensor_series(two, 'eval', 'environment')[0][1].item().decode()
     self.assertIn('MirroredStrategy, 2 replica(s)', environment)
     for run, tag in (('train', 'Metrics/loss'), ('train', 'optimizer/grad_norm'), ('eval', 'Metrics/loss')):
       single = testing.scalar_series(one, run, tag)
@@ -73,8 +73,8 @@ class DistributeTest(absltest.TestCase):
     run_dir = os.path.join(self.logdir, 'mw')
     event_files = sorted(os.path.relpath(p, run_dir)
                          for p in glob.glob(os.path.join(run_dir, '**', 'events.out.tfevents.*'), recursive=True))
-    self.assertEqual(sorted(os.path.dirname(p) for p in event_files), ['', 'eval', 'train'])
-    self.assertEqual(sorted(p for p in os.listdir(run_dir) if not p.startswith('events.out')),
+    self.assertEqual(sorted(os.path.dirname(p) for p in event_files), ['eval', 'train'])  # No events at the root.
+    self.assertEqual(sorted(os.listdir(run_dir)),
                      ['.lock', 'checkpoints', 'config.json', 'eval', 'flags.txt', 'metrics.json', 'train'])
     self.assertEqual(os.listdir(self.logdir), ['mw'])  # The worker's temporary checkpoints are gone.
     with open(os.path.join(run_dir, 'metrics.json')) as f:

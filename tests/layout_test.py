@@ -15,7 +15,7 @@ LAYERS = (
     ('runs', 'runfiles', 'schedule'),
     ('summaries', 'layers', 'scan', 'tasks.idx', 'tasks.sources', 'tasks.base'),
     ('tasks.images', 'tasks.series', 'tasks.memory', 'tasks', 'recurrence', 'linear_layers', 'models', 'torch_blocks',
-     'curves'),
+     'curves', 'probe_figures'),
     ('runtime', 'probes', 'steps', 'cli'),
     ('loop', 'trials'),
     ('aggregate', 'train', 'sweep', 'bench', 'scan_bench', 'data'),

@@ -168,9 +168,7 @@ class TimescalesTest(parameterized.TestCase):
       expected = np.sort(1 / (1 - layer.modulus.numpy()))
       np.testing.assert_allclose(result['tensors'][f'timescales/layer_{i}'].numpy(), expected, rtol=1e-4)
       self.assertTrue(np.all((expected >= 2 - 1e-4) & (expected <= 100 + 1e-2)))
-      np.testing.assert_allclose(result['scalars'][f'timescales/layer_{i}/max'].numpy(), expected[-1], rtol=1e-4)
-    image = probes.TimescaleFigure().draw(0, {tag: v.numpy() for tag, v in result['figure_data'].items()})
-    self.assertEqual(image['timescales/by_unit'].shape[-1], 3)
+      np.testing.assert_allclose(result['scalars'][f'timescales/layer_{i}.max'].numpy(), expected[-1], rtol=1e-4)
 
   @parameterized.parameters(('mingru', 'update', lambda z: 1 / z), ('lstm', 'forget', lambda f: 1 / (1 - f)))
   def test_gated_timescales_are_the_mean_retention(self, arch, gate, steps):
@@ -182,16 +180,30 @@ class TimescalesTest(parameterized.TestCase):
   def test_an_arch_without_retention_has_none(self):
     batch, _ = self._batch('rnn')
     self.assertEqual(probes.timescales(batch), {'figure_data': {}})
-    self.assertEqual(probes.TimescaleFigure().draw(0, {}), {})
+
+  def test_linear_archs_gates_saturation_where_they_saturate_the_mean_elsewhere(self):
+    lru = probes.gates(self._batch('lru')[0])
+    self.assertEqual(set(lru['scalars']), {f'gate_mean/layer_{i}.{gate}' for i in (0, 1) for gate in ('modulus', 'phase')})
+    self.assertEqual(lru['figure_data']['saturated'], {})  # No gates figure: |lambda| and phase are constant in t.
+    minlstm = probes.gates(self._batch('minlstm')[0])
+    self.assertEqual(set(minlstm['scalars']), {f'{group}/layer_{i}.{gate}' for i in (0, 1) for group, gate in (
+        ('saturation', 'forget'), ('saturation', 'input'), ('gate_mean', 'candidate'))})
+    self.assertEqual(minlstm['figure_data']['saturated']['layer_1/forget'].shape, (7,))  # [T]
 
 
 class SaturationTest(absltest.TestCase):
 
   def test_thresholds(self):
     values = tf.constant([0.05, 0.5, 0.95, 0.9, 0.1])
-    self.assertAlmostEqual(float(probes.saturated_fraction(archs.SIGMOID, values)), 0.4)
-    self.assertAlmostEqual(float(probes.saturated_fraction(archs.TANH, tf.constant([-0.95, 0.2, 0.91, 0.5]))), 0.5)
-    self.assertIsNone(probes.saturated_fraction(archs.NONE, values))
+    self.assertAlmostEqual(float(probes.saturated(archs.SIGMOID, values)), 0.4)
+    self.assertAlmostEqual(float(probes.saturated(archs.TANH, tf.constant([-0.95, 0.2, 0.91, 0.5]))), 0.5)
+    self.assertIsNone(probes.saturated(archs.NONE, values))
+    by_step = probes.saturated(archs.SIGMOID, tf.constant([[[0.05, 0.5], [0.5, 0.5]]]), axis=[0, 2])
+    np.testing.assert_allclose(by_step.numpy(), [0.5, 0.0])
+
+  def test_the_flow_ratio_is_log10_and_finite_when_a_norm_underflows(self):
+    self.assertAlmostEqual(float(probes.log10_ratio(tf.constant(1e-9), tf.constant(0.1))), -8.0, places=4)
+    self.assertAlmostEqual(float(probes.log10_ratio(tf.constant(0.0), tf.constant(1.0))), -30.0, places=3)
 
 
 class _Runs:
@@ -214,25 +226,29 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
     scalars = set(events.PluginRunToTagToContent('scalars')['train'])
     histograms = set(events.PluginRunToTagToContent('histograms')['train'])
     images = set(events.PluginRunToTagToContent('images')['train'])
-    for tag in ('gradient_flow/layer_0/first_over_last', 'gradient_flow/layer_1/first_over_last',
-                'gates/layer_1/forget/mean', 'gates/layer_1/forget/saturated', 'gates/layer_0/cell_abs/mean',
-                'layers/layer_0/grad_norm', 'layers/head/update_ratio', 'layers/input_projection/weight_norm'):
-      self.assertIn(tag, scalars)
+    self.assertContainsSubset({
+        'gradient_flow/layer_0.log10_first_over_last', 'gradient_flow/layer_1.log10_first_over_last',
+        'saturation/layer_1.forget', 'saturation/layer_0.candidate', 'gate_mean/layer_0.cell_abs',
+        'layers/layer_0.grad_norm', 'layers/head.update_ratio', 'layers/input_projection.weight_norm'}, scalars)
+    # Time Series cuts a long card title in its middle but keeps all after the last '/': that part tells cards apart.
+    for group in {tag.split('/')[0] for tag in scalars}:
+      members = [tag for tag in scalars if tag.startswith(f'{group}/')]
+      self.assertLen({tag.rsplit('/', 1)[1] for tag in members}, len(members), group)
     for tag in ('weights/layer_0/recurrent_kernel', 'gradients/head/kernel', 'activations/layer_1',
                 'gates/layer_0/input', 'weights/input_projection/kernel'):
       self.assertIn(tag, histograms)
-    self.assertEqual(images, {'gradient_flow/norm_by_step', 'gates/mean_by_step', 'timescales/by_unit'})
-    self.assertIn('timescales/layer_1/median', scalars)
-    self.assertIn('timescales/layer_0/log10', histograms)
+    self.assertEqual(images, {'gradient_flow/norm_by_step', 'gates/saturated_by_step', 'timescales/by_unit'})
+    self.assertContainsSubset({'timescales/layer_1.median', 'timescales/layer_0.max'}, scalars)
+    self.assertIn('timescales/layer_0.log10', histograms)
     self.assertEqual([s for s, _ in testing.tensor_series(events, 'train', 'weights/layer_0/kernel')], [0, 2, 4])
-    self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'layers/layer_0/weight_norm')][0], 0)
+    self.assertEqual([s for s, _ in testing.scalar_series(events, 'train', 'layers/layer_0.weight_norm')][0], 0)
     for tag in ('gradient_flow/layer_0', 'gradient_flow/layer_1', 'gradient_flow/input'):
       series = testing.tensor_series(events, 'train', tag)
       self.assertEqual([s for s, _ in series], [0, 2, 4])
       self.assertEqual(series[-1][1].shape, (8,))  # [T]: the tiny images have 8 rows.
     every_tag = scalars | histograms | images
     self.assertEmpty([tag for tag in every_tag if any(arch in tag for arch in archs.NAMES)])
-    ratio = testing.scalar_series(events, 'train', 'layers/layer_0/update_ratio')
+    ratio = testing.scalar_series(events, 'train', 'layers/layer_0.update_ratio')
     self.assertTrue(all(0 < value < 1 for _, value in ratio))
 
   @pytest.mark.slow
@@ -273,7 +289,9 @@ class MoreRunsTest(_Runs, parameterized.TestCase):
     events, _ = self.run_tags('gru', (4,), probes='gates')
     self.assertEqual(set(events.PluginRunToTagToContent('histograms')['train']),
                      {'gates/layer_0/update', 'gates/layer_0/reset', 'gates/layer_0/candidate'})
-    self.assertNotIn('layers/layer_0/grad_norm', events.PluginRunToTagToContent('scalars')['train'])
+    self.assertNotIn('layers/layer_0.grad_norm', events.PluginRunToTagToContent('scalars')['train'])
+    rnn, _ = self.run_tags('rnn', (4,), probes='gates,activations')  # Its activation is its output: drawn once.
+    self.assertEqual(set(rnn.PluginRunToTagToContent('histograms')['train']), {'activations/layer_0'})
     quiet, _ = self.run_tags('rnn', (4,), probes='none')
     self.assertNotIn('train', quiet.PluginRunToTagToContent('histograms'))
 

@@ -58,7 +58,6 @@ class SummaryWriterTest(absltest.TestCase):
     logdir = os.path.join(testing.make_tempdir(self), 'run')
     writer = summaries.SummaryWriter(logdir, enabled=False)
     writer.write_scalars(1, {'loss': 1.0})
-    writer.hparams_experiment({'a': None}, {('eval', 'loss'): 'eval loss'})
     writer.write_hparams({'a': 1}, trial_id='run')
     writer.close()
     self.assertFalse(os.path.exists(logdir))

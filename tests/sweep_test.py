@@ -80,28 +80,25 @@ class SweepTest(absltest.TestCase):
                      rf'look inside with: \S*tensorboard --logdir {self.sweep_dir}$')
 
     events = testing.load_run(self.sweep_dir)
+    # Runs are the folders with curves, and one for the sweep's text and layout; none is named '.'.
+    self.assertEqual(set(events.Runs()), {f'{name}/{split}' for name in names for split in ('train', 'eval')}
+                     | {'mean/arch=rnn', 'mean/arch=gru', 'sweep'})
     for arch in ('rnn', 'gru'):
-      means = testing.scalar_series(events, f'mean/arch={arch}/eval', 'Metrics/mse')
-      trials = [dict(testing.scalar_series(events, f'arch={arch},seed={s}/eval', 'Metrics/mse')) for s in range(2)]
+      means = testing.scalar_series(events, f'mean/arch={arch}', 'mean_sd/loss')
+      trials = [dict(testing.scalar_series(events, f'arch={arch},seed={s}/eval', 'Metrics/loss')) for s in range(2)]
       self.assertEqual([step for step, _ in means], [6, 12])
       for step, mean in means:
         self.assertAlmostEqual(mean, statistics.fmean(t[step] for t in trials), places=5)
-      upper = dict(testing.scalar_series(events, f'mean/arch={arch}/eval', 'band/Metrics/mse/upper'))
+      upper = dict(testing.scalar_series(events, f'mean/arch={arch}', 'mean_sd/loss.upper'))
       self.assertAlmostEqual(upper[12] - dict(means)[12], statistics.stdev(t[12] for t in trials), places=5)
     content = events.PluginRunToTagToContent('hparams')
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content['.']['_hparams_/experiment']).experiment
-    hparams = {info.name: info for info in experiment.hparam_infos}
-    self.assertEqual(sorted(v.string_value for v in hparams['arch'].domain_discrete.values), ['gru', 'rnn'])
-    self.assertContainsSubset({'task', 'learning_rate', 'view', 'seq_len', 'seed'}, set(hparams))
-    self.assertEqual({m.name.tag for m in experiment.metric_infos}, {'Metrics/loss', 'Metrics/accuracy', 'Metrics/mse'})
-    sessions = [run for run, tags in content.items() if '_hparams_/session_start_info' in tags]
-    self.assertEqual(sorted(sessions), sorted(names))
-    start = plugin_data_pb2.HParamsPluginData.FromString(content[names[0]]['_hparams_/session_start_info'])
-    self.assertEqual(start.session_start_info.group_name, names[0])  # The table shows the trial's name.
+    self.assertEqual(sorted(content), sorted(f'{name}/eval' for name in names))  # Sessions; no experiment declared.
+    start = plugin_data_pb2.HParamsPluginData.FromString(content[f'{names[0]}/eval']['_hparams_/session_start_info'])
+    self.assertEqual(start.session_start_info.group_name, f'cmp/{names[0]}')  # Two sweeps' trials never merge.
     self.assertNotIn('view', start.session_start_info.hparams)  # Not an image task: no dummy value.
-    end = plugin_data_pb2.HParamsPluginData.FromString(content[names[0]]['_hparams_/session_end_info'])
+    end = plugin_data_pb2.HParamsPluginData.FromString(content[f'{names[0]}/eval']['_hparams_/session_end_info'])
     self.assertEqual(end.session_end_info.status, 1)  # STATUS_SUCCESS.
-    layout = events.PluginRunToTagToContent('custom_scalars')['.']
+    layout = events.PluginRunToTagToContent('custom_scalars')['sweep']
     self.assertIn('custom_scalars__config__', layout)
 
   def test_a_rerun_finishes_only_what_is_left_and_a_failing_trial_is_isolated(self):

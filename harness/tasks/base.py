@@ -81,9 +81,9 @@ class Task:
     """
     return {'loss': float(results['loss'].mean())}
 
-  def eval_figures(self, results, model):
-    """{tag: uint8 image [k, h, w, c]} drawn at each evaluation (the chief only)."""
-    del results, model
+  def eval_figures(self, results, model, title=''):
+    """{tag: uint8 image [k, h, w, c]} drawn at each evaluation (the chief only), each title starting with `title`."""
+    del results, model, title
     return {}
 
 

@@ -79,17 +79,17 @@ class ImageTask(base.ClassificationTask):
     return {'loss': float(results['loss'].mean()),
             'accuracy': float(np.mean(results['prediction'] == self.test_labels))}
 
-  def eval_figures(self, results, model):
+  def eval_figures(self, results, model, title=''):
     del model
     labels, predictions, losses = self.test_labels, results['prediction'], results['loss']
     confusion = np.zeros([self.num_outputs] * 2, np.int64)
     np.add.at(confusion, (labels, predictions), 1)
-    figures = {'confusion_matrix': confusion_matrix_image(confusion, self.class_names)}
+    figures = {'confusion_matrix': confusion_matrix_image(confusion, self.class_names, title)}
     wrong = np.flatnonzero(predictions != labels)
     worst = wrong[np.argsort(-losses[wrong])][:WORST_MISCLASSIFIED]
     if len(worst):
       figures['worst_misclassified'] = misclassified_grid_image(
-          self.test_images[worst], labels[worst], predictions[worst], losses[worst], self.class_names)
+          self.test_images[worst], labels[worst], predictions[worst], losses[worst], self.class_names, title)
     return figures
 
 
@@ -102,7 +102,7 @@ def build(config):
   return ImageTask(config.task, data, config.view, config.permutation_seed)
 
 
-def confusion_matrix_image(confusion, class_names):
+def confusion_matrix_image(confusion, class_names, title=''):
   """confusion: int [classes, classes], rows true, columns predicted. Returns uint8 [1, h, w, 4].
 
   Drawn to read at TensorBoard's card size (about 500 pixels wide): 10-point
@@ -125,12 +125,12 @@ def confusion_matrix_image(confusion, class_names):
       axes.text(column, row, str(count), ha='center', va='center', fontsize=count_size,
                 color='white' if count / row_totals[row, 0] > 0.5 else 'black')
   accuracy = np.trace(confusion) / max(confusion.sum(), 1)
-  axes.set_title(f'{confusion.sum()} test examples, accuracy {accuracy:.4f}', fontsize=11)
+  axes.set_title(summaries.titled(title, f'{confusion.sum()} test examples, accuracy {accuracy:.4f}'), fontsize=11)
   figure.tight_layout()
   return summaries.figure_to_image(figure)
 
 
-def misclassified_grid_image(images, true_labels, predicted_labels, losses, class_names):
+def misclassified_grid_image(images, true_labels, predicted_labels, losses, class_names, title=''):
   """The given test images, each titled true -> predicted and its loss. images: [k, 28, 28] uint8."""
   count = len(images)
   columns = min(count, 4)
@@ -142,6 +142,6 @@ def misclassified_grid_image(images, true_labels, predicted_labels, losses, clas
       ax.imshow(images[i], cmap='gray', vmin=0, vmax=255)
       ax.set_title(f'{class_names[true_labels[i]]}\n→ {class_names[predicted_labels[i]]}  ({losses[i]:.1f})',
                    fontsize=10)
-  figure.suptitle('worst-misclassified: true → predicted (loss)', fontsize=11)
+  figure.suptitle(summaries.titled(title, 'worst-misclassified: true → predicted (loss)'), fontsize=11)
   figure.tight_layout()
   return summaries.figure_to_image(figure)

@@ -107,7 +107,7 @@ class AddingTask(GeneratedTask):
     mse = float(results['loss'].mean())
     return {'loss': mse, 'mse': mse}
 
-  def eval_figures(self, results, model):
+  def eval_figures(self, results, model, title=''):
     del model
     targets, predictions = results['target'], results['prediction']
     figure, axes = summaries.subplots(figsize=(4.6, 4.2))
@@ -119,8 +119,8 @@ class AddingTask(GeneratedTask):
     axes.set_xlabel('target: sum of the marked values', fontsize=10)
     axes.set_ylabel('prediction', fontsize=10)
     axes.legend(fontsize=9, loc='upper left')
-    axes.set_title(f'T = {self.seq_len}: MSE {float(np.mean((predictions - targets) ** 2)):.4f} '
-                   f'(baseline {1 / 6:.4f})', fontsize=10)
+    mse = float(np.mean((predictions - targets) ** 2))
+    axes.set_title(summaries.titled(title, f'T = {self.seq_len}: MSE {mse:.4f} (baseline {1 / 6:.4f})'), fontsize=10)
     figure.tight_layout()
     return {'prediction_vs_target': summaries.figure_to_image(figure)}
 
@@ -172,7 +172,7 @@ class CopyTask(GeneratedTask):
     return {'loss': float(results['loss'].mean()),
             'accuracy': float(np.mean(results['recalled'] == results['symbols']))}
 
-  def eval_figures(self, results, model):
+  def eval_figures(self, results, model, title=''):
     """The first test sequences: the symbols to recall against the ones recalled (wrong ones in red)."""
     del model
     shown = 6
@@ -188,8 +188,8 @@ class CopyTask(GeneratedTask):
         axes.text(column, 2 * row + 0.8, str(recalled[row, column]), ha='center', va='center', fontsize=11,
                   color='tab:green' if right else 'tab:red', fontweight='normal' if right else 'bold')
     accuracy = float(np.mean(recalled == truth))
-    axes.set_title(f'T = {self.seq_len}: to recall (black) / recalled (green right, red wrong); '
-                   f'these {shown}: {accuracy:.2f}', fontsize=9)
+    axes.set_title(summaries.titled(title, f'T = {self.seq_len}: to recall (black) / recalled (green right, red '
+                                           f'wrong); these {shown}: {accuracy:.2f}'), fontsize=9)
     figure.tight_layout()
     return {'recalled_symbols': summaries.figure_to_image(figure)}
 

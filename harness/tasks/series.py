@@ -109,7 +109,7 @@ class SeriesTask(base.Task):
     loss = float(results['loss'].mean())
     return {'loss': loss, 'mse': loss}
 
-  def eval_figures(self, results, model):
+  def eval_figures(self, results, model, title=''):
     """Stream 0 over the first eval windows: state carried from the series start (stateful) or reset at each window."""
     del results
     windows, length = self.plot_windows, self.plot_windows * self.seq_len
@@ -125,7 +125,8 @@ class SeriesTask(base.Task):
     predictions = predictions.numpy()
     return {'prediction_vs_target': prediction_plot_image(
         targets, predictions, self.seq_len,
-        f'{how}\nMSE over these {windows} windows {np.mean((predictions - targets) ** 2):.4f}')}
+        summaries.titled(title, f'{how}\nMSE over these {windows} windows '
+                                f'{np.mean((predictions - targets) ** 2):.4f}'))}
 
 
 def build_sin2cos(config):
