@@ -25,7 +25,6 @@ trials' own hparams and eval metrics (see `loop.DESCRIPTION_FOLDER`).
 import csv
 import glob
 import io
-import json
 import os
 import shutil
 import statistics
@@ -74,30 +73,42 @@ def aggregate(sweep_dir):
   """Recomputes every aggregate of the sweep in `sweep_dir`; returns the summary as a markdown table.
 
   Raises:
-    UserError: `sweep_dir` holds no sweep (no sweep.json).
+    UserError: `sweep_dir` holds no sweep (no sweep.json), or its sweep.json is damaged.
   """
-  try:
-    with open(os.path.join(sweep_dir, 'sweep.json')) as f:
-      identity = json.load(f)
-  except (OSError, ValueError):
-    raise UserError(f'{sweep_dir}: not a sweep folder (no readable sweep.json)') from None
+  identity = runfiles.read_sweep(sweep_dir)
+  if identity is None:
+    raise UserError(f'{sweep_dir}: not a sweep folder (no sweep.json)')
   grid, fixed = [(flag, values) for flag, values in identity['grid']], identity['fixed']
   trials = trials_lib.make_trials(grid, identity['seeds'])
   configs = trials_lib.check_trials(trials, fixed, sweep_dir)
   results = {trial.name: runfiles.read_metrics(os.path.join(sweep_dir, trial.name)) or {} for trial in trials}
   metric_names = sorted({k for m in results.values() for k in m if k.startswith('eval_')})
   flags_varied = [flag for flag, _ in grid]
-
   _write_table(os.path.join(sweep_dir, 'results.csv'),
                ['trial', *flags_varied, 'seed', 'status', 'step', *metric_names, 'train_seconds'],
                [[trial.name, *(value for _, value in trial.values), trial.seed,
                  results[trial.name].get('status', 'not started'), results[trial.name].get('step', ''),
                  *(results[trial.name].get(name, '') for name in metric_names),
                  results[trial.name].get('train_seconds', '')] for trial in trials])
-
   groups = {}
   for trial in trials:
     groups.setdefault(trial.group, []).append(trial)
+  markdown = _write_summary(sweep_dir, groups, results, flags_varied, metric_names)
+
+  eval_curves = _eval_curves(sweep_dir, trials, results, configs)
+  metrics, steps = _write_mean_runs(sweep_dir, groups, eval_curves, configs)
+  _write_baseline(sweep_dir, configs, results, steps)
+  writer = _summary_writer(sweep_dir, markdown, metrics)
+  curve_tables = curves.write(sweep_dir, grid, trials, results, eval_curves, writer)
+  writer.close()
+  if curve_tables:
+    with open(os.path.join(sweep_dir, 'summary.md'), 'a') as f:
+      f.write(f'\n{curve_tables}\n')
+  return '\n\n'.join(filter(None, [markdown, curve_tables]))
+
+
+def _write_summary(sweep_dir, groups, results, flags_varied, metric_names):
+  """summary.csv (mean and sd over seeds per group) and summary.md; returns the markdown table."""
   shown = _markdown_metrics(metric_names, results)
   summary_rows, markdown = [], [
       '| ' + ' | '.join([*flags_varied, 'n', *(name[5:] for name in shown), 'train seconds']) + ' |',
@@ -124,17 +135,7 @@ def aggregate(sweep_dir):
   markdown = '\n'.join(markdown)
   with open(os.path.join(sweep_dir, 'summary.md'), 'w') as f:
     f.write(f'Mean ± sd over seeds of the final test metrics; n = finished trials.\n\n{markdown}\n')
-
-  eval_curves = _eval_curves(sweep_dir, trials, results, configs)
-  metrics, steps = _write_mean_runs(sweep_dir, groups, eval_curves, configs)
-  _write_baseline(sweep_dir, configs, results, steps)
-  writer = _summary_writer(sweep_dir, markdown, metrics)
-  curve_tables = curves.write(sweep_dir, grid, trials, results, eval_curves, writer)
-  writer.close()
-  if curve_tables:
-    with open(os.path.join(sweep_dir, 'summary.md'), 'a') as f:
-      f.write(f'\n{curve_tables}\n')
-  return '\n\n'.join(filter(None, [markdown, curve_tables]))
+  return markdown
 
 
 def _eval_curves(sweep_dir, trials, results, configs):

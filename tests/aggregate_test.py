@@ -10,6 +10,7 @@ from harness import aggregate
 from harness import runs
 from harness import summaries
 from harness import trials as trials_lib
+from harness.errors import UserError
 from tests import testing
 
 
@@ -34,6 +35,15 @@ class AggregateTest(absltest.TestCase):
           {'step': 4, 'total_steps': 4, 'status': 'finished', 'eval_loss': series[4], 'eval_mse': series[4],
            'baseline_loss': 1 / 6, 'baseline_mse': 1 / 6}))
     return sweep_dir
+
+  def test_a_folder_without_a_sweep_or_with_a_damaged_one_is_one_line(self):
+    sweep_dir = testing.make_tempdir(self)
+    with self.assertRaisesRegex(UserError, r'not a sweep folder \(no sweep.json\)$'):
+      aggregate.aggregate(sweep_dir)
+    runs.write_whole(os.path.join(sweep_dir, 'sweep.json'), '{"grid": []}')
+    with self.assertRaisesRegex(UserError, r'sweep.json: has no "seeds"'):
+      aggregate.aggregate(sweep_dir)
+    self.assertEqual(os.listdir(sweep_dir), ['sweep.json'])
 
   def test_eval_means_one_baseline_and_a_summary_run_no_root_run(self):
     sweep_dir = self.make_sweep({f'arch={arch},seed={seed}': {2: 0.2 + seed, 4: 0.1 + seed}
