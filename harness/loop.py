@@ -366,7 +366,7 @@ class _Run:
     if self.start_step:
       return
     num_params = int(sum(np.prod(v.shape) for v in self.state.model.trainable_variables))
-    hparams = runs.hparams(config, {'data_source': task.source, 'params': num_params})
+    hparams = runs.hparams(config, {'data_source': runs.data_source_name(task.source), 'params': num_params})
     description = self.writers[DESCRIPTION_FOLDER]
     description.write_hparams(hparams, trial_id=runs.trial_id(self.workdir))
     environment = runtime.environment(config, self.strategy, self.state.model) + [

@@ -95,8 +95,12 @@ class SequenceModel(keras.Model):
     return [getattr(self, f'recurrent_{i}') for i in range(self.num_recurrent_layers)]
 
   def named_layers(self):
-    """[(tag, layer)] by position, the names summaries use: input_projection, layer_0, ..., head."""
-    named = [('input_projection', self.input_projection)] if self.input_projection else []
+    """[(tag, layer)] by position, the names summaries use: in_proj, layer_0, ..., head.
+
+    Short, so that a card title keeps its quantity (`layers/in_proj.update_ratio`):
+    Time Series cuts what follows the last '/' beyond ~26 characters.
+    """
+    named = [('in_proj', self.input_projection)] if self.input_projection else []
     named += [(f'layer_{i}', layer) for i, layer in enumerate(self.recurrent_layers)]
     return named + [('head', self.head)]
 

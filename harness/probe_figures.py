@@ -6,6 +6,8 @@ every probe would cost more than the probe itself; fixed margins and legend plac
 (a tight layout or a 'best' legend costs more than the probe).
 """
 
+import math
+
 from matplotlib import ticker
 import numpy as np
 
@@ -16,12 +18,8 @@ _GATE_STYLES = ('-', '--', ':', '-.')  # Lines that coincide (all at 0, say) sta
 
 
 def _card(nrows=1, extra_height=0.0, **kwargs):
-  """A card-sized figure of `nrows` axes (`extra_height` inches taller) and its two-line title, set at each draw."""
-  width, height = summaries.CARD_FIGSIZE
-  figure, axes = summaries.subplots(nrows, 1, figsize=(width, height + extra_height), squeeze=False, **kwargs)
-  title = figure.suptitle('', fontsize=summaries.FONT_SIZE, x=0.01, y=0.99, ha='left', va='top')
-  for ax in axes[:, 0]:
-    ax.tick_params(labelsize=summaries.FONT_SIZE)
+  """A card-sized figure of `nrows` axes in a column (`extra_height` inches taller) and its two-line title."""
+  figure, axes, title = summaries.card(nrows, 1, extra_height, **kwargs)
   return figure, axes[:, 0], title
 
 
@@ -157,6 +155,10 @@ class TimescaleFigure:
     for tag, steps in steps_by_tag.items():
       self.now[tag].set_data(np.arange(1, len(steps) + 1), steps)
     self.axes.relim()
-    self.axes.autoscale_view()
+    self.axes.autoscale_view(scaley=False)
+    # Whole decades: a log axis within one decade has no labelled tick to read the values against.
+    low, high = self.axes.dataLim.intervaly
+    low, high = 10.0 ** math.floor(math.log10(max(low, 1e-12))), 10.0 ** math.ceil(math.log10(max(high, 1e-12)))
+    self.axes.set_ylim(low, high if high > low else 10 * low)
     self.title.set_text(f'{self.run_title}\nmemory per unit, step {step} (dashed: step {self.first})')
     return {'timescales/by_unit': summaries.figure_to_image(self.figure)}

@@ -7,7 +7,7 @@ draws), and the figure, if it has one, that turns the figure data into images.
 The batch computes what several probes read (the model's forward pass and
 gradients; the reference recurrence with its gates and the gradient through
 time) once, on first use, inside one graph call. Tags name layers by position
-(`input_projection`, `layer_0`, ..., `head`), never by arch, so runs of
+(`in_proj`, `layer_0`, ..., `head`), never by arch, so runs of
 different archs overlay; a scalar's tag keeps what tells it from its
 neighbours after its last '/' (`saturation/layer_0.forget`): Time Series cuts
 the middle of a long card title but never that part (`summaries.card_tag`). The

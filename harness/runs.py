@@ -332,6 +332,16 @@ class RunFolder:
       write_whole(os.path.join(self.workdir, 'metrics.json'), json.dumps(metrics, indent=2, sort_keys=True))
 
 
+def data_source_name(source):
+  """A task's data source as an HParams column shows it: its name, without paths or notes.
+
+  'tfds:fashion_mnist:3.0.1 at /root/tensorflow_datasets (imported ...)' -> 'tfds:fashion_mnist:3.0.1';
+  'mnist_sample: 10,000 real MNIST digits ...' -> 'mnist_sample'. The whole text is in the run's
+  environment text and metrics.json; in a parallel-coordinates axis it overran its neighbours.
+  """
+  return re.split(r' at | \(|: |; ', source, maxsplit=1)[0]
+
+
 def hparams(config, extra):
   """The run's hyperparameters for the HParams dashboard: every config field that can change a result.
 

@@ -58,15 +58,18 @@ class Schedule:
     return self.config.eval_every or min(-(-self.total_steps // EVALUATIONS_PER_RUN), self.steps_per_epoch)
 
   def sparse_eval_every(self, eval_seconds, step_seconds):
-    """For --eval_every=0: the densest multiple of `eval_every` whose evaluations take <= EVAL_SHARE of the time.
+    """For --eval_every=0: `eval_every` times the least power of two whose evaluations take <= EVAL_SHARE of the time.
 
-    k steps between evaluations take k * step_seconds + eval_seconds, so the
-    share is at most EVAL_SHARE where k >= eval_seconds (1 - EVAL_SHARE) /
-    (EVAL_SHARE step_seconds). At most the run's length: then only the last
-    step evaluates.
+    n steps between evaluations take n * step_seconds + eval_seconds, so the
+    share is at most EVAL_SHARE where n >= eval_seconds (1 - EVAL_SHARE) /
+    (EVAL_SHARE step_seconds). Powers of two, so that the evaluation steps of
+    runs that measured different costs (a sweep's seeds) nest, and a sweep's
+    mean over seeds has a point at every step of its sparsest run. At most the
+    run's length: then only the last step evaluates.
     """
     needed = eval_seconds * (1 - EVAL_SHARE) / (EVAL_SHARE * max(step_seconds, 1e-9))
-    return min(self.total_steps, self.eval_every * max(1, math.ceil(needed / self.eval_every)))
+    multiple = 2 ** max(0, math.ceil(math.log2(max(needed / self.eval_every, 1.0))))
+    return min(self.total_steps, self.eval_every * multiple)
 
   def due(self, step, every):
     return bool(every) and (step % every == 0 or step == self.total_steps)

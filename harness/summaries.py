@@ -164,6 +164,17 @@ def subplots(nrows=1, ncols=1, figsize=None, **kwargs):
   return figure, figure.subplots(nrows, ncols, **kwargs)
 
 
+def card(nrows=1, ncols=1, extra_height=0.0, **kwargs):
+  """A figure to read at a Time Series card's size: CARD_FIGSIZE (`extra_height` inches taller), a
+  [nrows, ncols] array of axes with ticks at FONT_SIZE, and its title (top left, empty: set it at each draw)."""
+  width, height = CARD_FIGSIZE
+  figure, axes = subplots(nrows, ncols, figsize=(width, height + extra_height), squeeze=False, **kwargs)
+  title = figure.suptitle('', fontsize=FONT_SIZE, x=0.01, y=0.99, ha='left', va='top')
+  for ax in axes.flat:
+    ax.tick_params(labelsize=FONT_SIZE)
+  return figure, axes, title
+
+
 def titled(title, text):
   """A figure title: the run's `title` (arch, units, run) on the first line, then `text`."""
   return f'{title}\n{text}' if title else text
@@ -178,14 +189,14 @@ def card_legend(figure, handles, columns=3):
   return rows
 
 
-def card_margins(figure, legend_rows=0, right_axis=False):
-  """Fixed margins (in inches, whatever the figure's size) for ticks, labels, a two-line title and a legend.
+def card_margins(figure, legend_rows=0, right_axis=False, title_lines=2):
+  """Fixed margins (in inches, whatever the figure's size) for ticks, labels, the title and a legend.
 
   Fixed, not a tight layout: that costs more than a probe.
   """
   width, height = figure.get_size_inches()
-  figure.subplots_adjust(left=0.62 / width, right=1 - (0.42 if right_axis else 0.12) / width,
-                         bottom=0.42 / height, top=1 - (0.5 + 0.16 * legend_rows) / height, hspace=0.12)
+  figure.subplots_adjust(left=0.62 / width, right=1 - (0.42 if right_axis else 0.12) / width, bottom=0.42 / height,
+                         top=1 - (0.18 + 0.16 * (title_lines + legend_rows)) / height, hspace=0.12)
 
 
 def figure_to_image(figure):

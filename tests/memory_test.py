@@ -63,6 +63,18 @@ class AddingTest(absltest.TestCase):
     self.assertEqual(self.task.probe_batch()[0].shape, (base.PROBE_SIZE, 10, 2))
 
 
+class AddingFigureTest(absltest.TestCase):
+
+  def test_prediction_against_target_at_card_size(self):
+    task = memory.AddingTask(seq_len=10, seed=3)
+    targets = np.linspace(0, 2, 50)
+    images, (figure,) = testing.drawn(task.eval_figures, {'target': targets, 'prediction': targets + 0.1}, None,
+                                      'lru 8 · a')
+    texts = testing.assert_card_sized(self, figure, images['prediction_vs_target'])
+    self.assertIn('lru 8 · a\nT = 10: MSE 0.0100 (baseline 0.1667)', texts)
+    self.assertContainsSubset({'test sequences', 'perfect', 'baseline 1'}, texts)
+
+
 class CopyTest(absltest.TestCase):
 
   def setUp(self):
@@ -113,12 +125,14 @@ class CopyTest(absltest.TestCase):
       self.assertEqual([inputs.shape, targets.shape], shapes)
       self.assertEqual([v for v in vars(task).values() if isinstance(v, (np.ndarray, tf.Tensor))], [])
 
-  def test_figures_draw(self):
+  def test_figures_draw_at_card_size(self):
     _, targets = self.task.test_examples(tf.range(8))
-    results = {'recalled': targets[:, -10:].numpy(), 'symbols': targets[:, -10:].numpy(), 'loss': np.zeros(8)}
-    image = self.task.eval_figures(results, None)['recalled_symbols']
-    self.assertEqual(image.dtype, np.uint8)
-    self.assertEqual(image.shape[-1], 3)
+    recalled = targets[:, -10:].numpy()
+    recalled[0, 0] = 0
+    results = {'recalled': recalled, 'symbols': targets[:, -10:].numpy(), 'loss': np.zeros(8)}
+    images, (figure,) = testing.drawn(self.task.eval_figures, results, None, 'lstm 8 · c')
+    texts = testing.assert_card_sized(self, figure, images['recalled_symbols'])
+    self.assertIn('lstm 8 · c\nT = 5: to recall (black), recalled below\n(green right, red wrong); these 6: 0.98', texts)
 
 
 if __name__ == '__main__':

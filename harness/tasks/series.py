@@ -136,18 +136,17 @@ def build_sin2cos(config):
 def prediction_plot_image(targets, predictions, window_length, title):
   """Prediction vs target over consecutive windows; dotted lines mark window starts.
 
-  targets, predictions: [time] floats. Returns uint8 [1, h, w, 4].
+  targets, predictions: [time] floats. Returns uint8 [1, h, w, 3], card-sized.
   """
-  figure, axes = summaries.subplots(figsize=(6.4, 3.2))
+  figure, ((axes,),), title_text = summaries.card()
   steps = np.arange(len(targets))
   axes.plot(steps, targets, label='target cos', color='tab:red')
   axes.plot(steps, predictions, label='prediction', color='tab:blue', linestyle='--')
   for start in range(0, len(targets), window_length):
     axes.axvline(start, color='gray', linewidth=0.5, linestyle=':')
-  axes.set_xlabel('step', fontsize=10)
+  axes.set_xlabel('step', fontsize=summaries.FONT_SIZE)
   axes.set_ylim(-1.4, 1.4)
-  axes.tick_params(labelsize=10)
-  axes.legend(loc='upper right', fontsize=10)
-  axes.set_title(title, fontsize=10)
-  figure.tight_layout()
+  axes.legend(loc='upper right', fontsize=summaries.FONT_SIZE, frameon=False, ncol=2)
+  title_text.set_text(title)
+  summaries.card_margins(figure, title_lines=title.count('\n') + 1)
   return summaries.figure_to_image(figure)
