@@ -47,8 +47,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False):
 
   Args:
     config: a validated `harness.config.Config`.
-    workdir: the run folder; gets train/, eval/, checkpoints/, flags.txt,
-      config.json and metrics.json.
+    workdir: the run folder; gets train/, eval/, checkpoints/, flags.txt, config.json and metrics.json.
     task: a loaded task (tests pass small ones); loaded from `config` if None.
     strategy: a tf.distribute strategy; made from `config` if None.
     fresh: the folder must not hold a started run (a new run of the command line).

@@ -111,7 +111,7 @@ def confusion_matrix_image(confusion, class_names, title=''):
 
   Card-sized (`summaries.card`): colour by row fraction, the counts in the
   cells where they fit (up to 6 classes), the most frequent confusion named in
-  the title; the counts themselves are in the run's eval results.
+  the title.
   """
   classes = len(class_names)
   figure, ((axes,),), title_text = summaries.card()
@@ -122,6 +122,7 @@ def confusion_matrix_image(confusion, class_names, title=''):
   axes.set_yticks(ticks, [f'{_short(name, 11)} {i}' for i, name in enumerate(class_names)],
                   fontsize=summaries.FONT_SIZE)
   axes.set_xlabel('predicted class', fontsize=summaries.FONT_SIZE)
+  axes.set_ylabel('true class', fontsize=summaries.FONT_SIZE)
   if classes <= 6:
     for (row, column), count in np.ndenumerate(confusion):
       if count:
