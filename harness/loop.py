@@ -166,7 +166,8 @@ class _Run:
     self.train_step = steps.make_train_step(state, task, config, strategy)
     self.train_steps = steps.make_multi_step(self.train_step)
     self.eval_step = steps.make_eval_step(state.model, task, strategy)
-    self.figure_title = f'{config.arch} {config_lib.flag_value(config.units)} · {runs.trial_id(self.workdir)}'
+    self.trial_id = runs.trial_id(self.workdir)
+    self.figure_title = f'{config.arch} {config_lib.flag_value(config.units)} · {self.trial_id}'
     self.prober = probes.Prober(state.model, task, config_lib.probe_names(config), title=self.figure_title)
     self.iterator = iter(strategy.distribute_datasets_from_function(
         lambda context: task.train_dataset(config.batch_size, config.seed, self.start_step, context)))
@@ -367,7 +368,7 @@ class _Run:
     num_params = int(sum(np.prod(v.shape) for v in self.state.model.trainable_variables))
     hparams = runs.hparams(config, {'data_source': runs.data_source_name(task.source), 'params': num_params})
     description = self.writers[DESCRIPTION_FOLDER]
-    description.write_hparams(hparams, trial_id=runs.trial_id(self.workdir))
+    description.write_hparams(hparams, trial_id=self.trial_id)
     environment = runtime.environment(config, self.strategy, self.state.model) + [
         ('data source', task.source), ('trainable parameters', f'{num_params:,}')]
     description.write_texts(0, {

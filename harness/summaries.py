@@ -57,7 +57,7 @@ FONT_SIZE = 8
 
 def card_tag(group, layer_tag, quantity):
   """`<group>/<layer>.<quantity>` (`layers/layer_0.weight_norm`): all that tells a card from its neighbours is
-  after the last '/', which Time Series never cuts from a long card title (it cuts the middle)."""
+  after the last '/', which Time Series keeps whole up to ~26 characters (it cuts a long title's middle)."""
   return f'{group}/{layer_tag}.{quantity}'
 
 
@@ -90,7 +90,7 @@ class SummaryWriter:
     metadata = histogram_metadata.create_summary_metadata(display_name=None, description=None)
     with self.as_default(step):
       for tag, value in arrays.items():
-        tf.summary.write(tag, histogram_buckets(np.asarray(value)), step=step, metadata=metadata)
+        tf.summary.write(tag, histogram_buckets(value), step=step, metadata=metadata)
 
   def write_summaries(self, step, tensors):
     """tensors: {tag: tensor}, written raw (no plugin), for tbparse, pandas or numpy to read back."""
