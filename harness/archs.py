@@ -110,8 +110,8 @@ class Arch:
 
 
 def uses_fused_lstm(lstm_kernel, units):
-  """Whether an LSTM layer of `units` is a `layers.FusedLSTM` under `--lstm_kernel` (auto, fused or keras)."""
-  return lstm_kernel == 'fused' or (lstm_kernel == 'auto' and units <= FUSED_MAX_UNITS)
+  """Whether an LSTM layer of `units` is a `layers.FusedLSTM` under `--lstm_kernel` (auto, fused, block, keras)."""
+  return lstm_kernel in ('fused', 'block') or (lstm_kernel == 'auto' and units <= FUSED_MAX_UNITS)
 
 
 def _gated_parameters(gates, biases_per_gate=1):
@@ -141,7 +141,8 @@ ARCHS = {
         name='gru', description='GRU (Cho et al. 2014; Keras, reset_after): update, reset and candidate',
         layer='harness.layers:gru', unroll='harness.recurrence:unroll_gru',
         state_sizes=lambda units: [units], parameter_count=_gated_parameters(3, biases_per_gate=2),
-        gates=(('update', SIGMOID), ('reset', SIGMOID), ('candidate', TANH)), kernels=('keras',),
+        gates=(('update', SIGMOID), ('reset', SIGMOID), ('candidate', TANH)), kernels=('fused', 'keras'),
+        one_op=lambda units, options: options['precision'] == 'float32',
         keras_layer='keras.layers:GRU', torch_layer='harness.torch_blocks:gru',
         retention=lambda gates: gates['update']),  # Keras: h_t = z h_{t-1} + (1 - z) h~.
     'lstm': Arch(
@@ -150,7 +151,7 @@ ARCHS = {
         state_sizes=lambda units: [units, units], parameter_count=_gated_parameters(4),
         gates=(('input', SIGMOID), ('forget', SIGMOID), ('candidate', TANH), ('output', SIGMOID),
                ('cell_abs', NONE)),
-        kernels=('auto', 'fused', 'keras'), options=('forget_bias', 'lstm_kernel'),
+        kernels=('auto', 'fused', 'block', 'keras'), options=('forget_bias', 'lstm_kernel'),
         one_op=lambda units, options: options['precision'] == 'float32' and uses_fused_lstm(
             options['lstm_kernel'], units),
         keras_layer='keras.layers:LSTM', torch_layer='harness.torch_blocks:lstm',

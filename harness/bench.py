@@ -7,6 +7,7 @@ Contenders:
   harness               the loop at the run's defaults: summaries, histograms and probes on
   harness_no_probes     the same without histograms and probes (train scalars only): their cost
   harness_keras_lstm    the same with --lstm_kernel=keras (Keras's per-step loop on the CPU)
+  harness_block_lstm    the same with --lstm_kernel=block (TensorFlow's BlockLSTM op on the CPU)
   harness_bf16          the same with --precision=mixed_bfloat16
   harness_lstm          baselines: the harness loop (probes off) with --arch=lstm / gru at the same --units,
   harness_gru           for the linear recurrences (mingru, minlstm, lru) to be measured against
@@ -59,7 +60,7 @@ from harness import task_table
 from harness import tasks
 from harness.errors import UserError
 
-CONTENDERS = ('harness', 'harness_no_probes', 'harness_keras_lstm', 'harness_bf16', 'harness_lstm', 'harness_gru',
+CONTENDERS = ('harness', 'harness_no_probes', 'harness_keras_lstm', 'harness_block_lstm', 'harness_bf16', 'harness_lstm', 'harness_gru',
               'keras_fit', 'keras_fit_bf16', 'torch', 'torch_bf16')
 _BATCHES = 50  # Distinct batches the Keras and PyTorch contenders cycle through.
 
@@ -207,6 +208,8 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
           dataclasses.replace(config, histogram_every=0, probes='none'), task, warmup, steps),
       'harness_keras_lstm': lambda: harness_contender(
           dataclasses.replace(config, lstm_kernel='keras'), task, warmup, steps),
+      'harness_block_lstm': lambda: harness_contender(
+          dataclasses.replace(config, lstm_kernel='block'), task, warmup, steps),
       'harness_bf16': lambda: harness_contender(
           dataclasses.replace(config, precision='mixed_bfloat16'), task, warmup, steps),
       **{f'harness_{baseline}': functools.partial(

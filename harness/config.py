@@ -84,9 +84,10 @@ class Config:
                               maximum=MAX_FORGET_BIAS, per_task=True)
   lstm_kernel: str = _field(
       'auto', 'LSTM implementation; same weights and math, and cuDNN on a GPU whatever the choice. On the CPU: '
-      'fused = TensorFlow\'s BlockLSTM op, one op per sequence; keras = keras.layers.LSTM\'s per-step '
-      'tf.while_loop; auto = fused for layers of up to 128 units (where it is faster), keras above.',
-      choices=('auto', 'fused', 'keras'), resumable=True)
+      'fused = the harness\'s HarnessLstm op, one op per sequence (oneDNN GEMMs; built on first use, BlockLSTM '
+      'where it cannot be); block = TensorFlow\'s BlockLSTM op, one op per sequence; keras = '
+      'keras.layers.LSTM\'s per-step tf.while_loop; auto = fused for layers of up to 128 units, keras above.',
+      choices=('auto', 'fused', 'block', 'keras'), resumable=True)
   scan_kernel: str = _field(
       linear_specs.DEFAULT_OPTIONS['scan_kernel'],
       'mingru, minlstm, lru: how h_t = a_t h_{t-1} + b_t is scanned over time; same math, the exact reversed-time '

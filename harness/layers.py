@@ -1,15 +1,17 @@
-"""Recurrent layers: the builders of the Keras cells' archs, the forget-gate bias and the fused CPU LSTM.
+"""Recurrent layers: the builders of the Keras cells' archs, the forget-gate bias and the fused CPU LSTM and GRU.
 
 Each builder is an `archs.Arch.layer`: builder(units, name, options) -> a layer
 that returns its whole sequence and its final state (the contract in
-`harness.archs`). `FusedLSTM` is Keras's LSTM (same weights, same math) whose
-whole sequence runs as one op on the CPU too, not only on a GPU.
+`harness.archs`). `FusedLSTM` and `FusedGRU` are Keras's LSTM and GRU (same
+weights, same math) whose whole sequence runs as one op on the CPU too, not
+only on a GPU.
 """
 
 import keras
 import tensorflow as tf
 
 from harness import archs
+from harness import fused_ops
 
 
 def simple_rnn(units, name, options):
@@ -17,15 +19,16 @@ def simple_rnn(units, name, options):
 
 
 def gru(units, name, options):
-  return keras.layers.GRU(units, return_sequences=True, return_state=True, name=name, dtype=options['dtype'])
+  return FusedGRU(units, return_sequences=True, return_state=True, name=name, dtype=options['dtype'])
 
 
 def lstm(units, name, options):
   """A `FusedLSTM` or Keras's LSTM (`--lstm_kernel`), its forget-gate bias at options['forget_bias']."""
-  layer_class = FusedLSTM if archs.uses_fused_lstm(options['lstm_kernel'], units) else keras.layers.LSTM
-  return layer_class(
-      units, return_sequences=True, return_state=True, unit_forget_bias=False,
-      bias_initializer=ForgetGateBias(options['forget_bias']), name=name, dtype=options['dtype'])
+  kwargs = dict(return_sequences=True, return_state=True, unit_forget_bias=False,
+                bias_initializer=ForgetGateBias(options['forget_bias']), name=name, dtype=options['dtype'])
+  if not archs.uses_fused_lstm(options['lstm_kernel'], units):
+    return keras.layers.LSTM(units, **kwargs)
+  return FusedLSTM(units, op='block' if options['lstm_kernel'] == 'block' else 'harness', **kwargs)
 
 
 class ForgetGateBias(keras.initializers.Initializer):
@@ -65,26 +68,41 @@ class FusedLSTM(keras.layers.LSTM):
 
   On a GPU this is Keras's own path: the cuDNN kernel. On the CPU Keras runs a
   `tf.while_loop` of ~15 small ops per step forward and ~30 backward, whose
-  per-op cost dominates at research sizes; here TensorFlow's `BlockLSTM` op
-  (the kernel behind TF1's `LSTMBlockFusedCell`) runs the forward pass over all
-  steps and `BlockLSTMGrad` the backward pass. Same variables (`kernel`
-  [features, 4 * units], `recurrent_kernel` [units, 4 * units], `bias`
-  [4 * units], gates in Keras order i, f, c, o), same math:
+  per-op cost dominates at research sizes; here one op runs the forward pass
+  over all steps and one the backward pass: the harness's own `HarnessLstm`
+  (`harness.fused_ops`: oneDNN GEMMs, the input products and weight gradients
+  batched over all steps) or, with op='block' or where that cannot be built,
+  TensorFlow's `BlockLSTM` (the kernel behind TF1's `LSTMBlockFusedCell`).
+  Same variables (`kernel` [features, 4 * units], `recurrent_kernel`
+  [units, 4 * units], `bias` [4 * units], gates in Keras order i, f, c, o),
+  same math:
 
     i, f, o = sigmoid(.), c~ = tanh(.) of x_t @ kernel + h_{t-1} @ recurrent_kernel + bias
     c_t = f * c_{t-1} + i * c~,  h_t = o * tanh(c_t)
 
-  so checkpoints move between this layer, `keras.layers.LSTM` and a GPU. The
-  op takes its gates as i, c, f, o, so the weights are reordered on the way in
-  (their gradients on the way back), with its constant forget bias and cell
-  clipping off. (`BlockLSTMV2` takes Keras's order, but TensorFlow registers
-  BlockLSTM's gradient for it, which assumes the other order.) What the op
-  cannot express (masks, dropout, other activations, reversed or unrolled
-  sequences) falls back to Keras's loop.
+  so checkpoints move between this layer, `keras.layers.LSTM` and a GPU.
+  `BlockLSTM` takes its gates as i, c, f, o, so for it the weights are
+  reordered on the way in (their gradients on the way back), with its constant
+  forget bias and cell clipping off. (`BlockLSTMV2` takes Keras's order, but
+  TensorFlow registers BlockLSTM's gradient for it, which assumes the other
+  order.) What the ops cannot express (masks, dropout, other activations,
+  reversed or unrolled sequences) falls back to Keras's loop.
   """
 
+  def __init__(self, units, op='harness', **kwargs):
+    """op: 'harness' (`HarnessLstm`, or BlockLSTM where it cannot be built) or 'block' (BlockLSTM)."""
+    super().__init__(units, **kwargs)
+    self.op = op
+
+  def get_config(self):
+    return {**super().get_config(), 'op': self.op}
+
+  def op_module(self):
+    """The loaded `harness.fused_ops` module this layer runs, or None where it runs BlockLSTM."""
+    return fused_ops.load() if self.op == 'harness' else None
+
   def _runs_fused_on_cpu(self, mask, training):
-    # BlockLSTM has no bfloat16 kernel: a mixed-precision layer runs Keras's loop in bfloat16.
+    # Neither op has a bfloat16 kernel: a mixed-precision layer runs Keras's loop in bfloat16.
     return (not gpu_available() and self.compute_dtype == 'float32' and mask is None and not self.go_backwards
             and not self.unroll
             and self.cell.use_bias and not (training and (self.dropout or self.recurrent_dropout))
@@ -98,7 +116,7 @@ class FusedLSTM(keras.layers.LSTM):
     """
     if not self._runs_fused_on_cpu(mask, training):
       return super().inner_loop(sequences, initial_state, mask, training=training)
-    outputs, h, c = self._block_lstm(sequences, initial_state, self.cell.kernel, self.cell.bias)
+    outputs, h, c = self._fused_lstm(sequences, initial_state, self.cell.kernel, self.cell.bias)
     return h, outputs if self.return_sequences else h, [h, c]
 
   def runs_folded(self, training):
@@ -127,7 +145,17 @@ class FusedLSTM(keras.layers.LSTM):
       initial_state = [zeros, zeros]
     kernel = tf.matmul(projection.kernel, self.cell.kernel)
     bias = self.cell.bias + tf.linalg.matvec(self.cell.kernel, projection.bias, transpose_a=True)
-    return self._block_lstm(inputs, initial_state, kernel, bias)
+    return self._fused_lstm(inputs, initial_state, kernel, bias)
+
+  def _fused_lstm(self, sequences, initial_state, kernel, bias):
+    """The fused op over [batch, time, features] with these input weights: (outputs [b, t, units], h, c)."""
+    module = self.op_module()
+    if module is None:
+      return self._block_lstm(sequences, initial_state, kernel, bias)
+    h_initial, c_initial = initial_state
+    hidden, cell_states = fused_ops.lstm(module, tf.transpose(sequences, [1, 0, 2]), h_initial, c_initial, kernel,
+                                       self.cell.recurrent_kernel, bias)
+    return tf.transpose(hidden, [1, 0, 2]), hidden[-1], cell_states[-1]
 
   def _block_lstm(self, sequences, initial_state, kernel, bias):
     """BlockLSTM over [batch, time, features] with these input weights: (outputs [b, t, units], h, c)."""
@@ -155,3 +183,42 @@ class FusedLSTM(keras.layers.LSTM):
         b=block_gate_order(bias), forget_bias=0.0, cell_clip=0.0, use_peephole=False)
     hidden, cell_states = hidden[:, :batch], cell_states[:, :batch]
     return tf.transpose(hidden, [1, 0, 2]), hidden[-1], cell_states[-1]
+
+
+class FusedGRU(keras.layers.GRU):
+  """`keras.layers.GRU` (reset_after, as cuDNN's) whose whole sequence is one fused op on the CPU too.
+
+  On a GPU this is Keras's cuDNN path. On the CPU Keras's loop runs ~15 small
+  ops per step forward and ~30 backward; here `HarnessGru` (`harness.fused_ops`)
+  runs the forward pass over all steps and `HarnessGruGrad` the backward pass.
+  Same variables (`kernel` [features, 3 * units], `recurrent_kernel`
+  [units, 3 * units], `bias` [2, 3 * units], gates z, r, h), same math:
+
+    z, r = sigmoid(x_t W + b_i + h_{t-1} U + b_r),  h~ = tanh(x_t W_h + b_ih + r * (h_{t-1} U_h + b_rh))
+    h_t = z * h_{t-1} + (1 - z) * h~
+
+  What the op cannot express (masks, dropout, other activations, reset before
+  the product, reversed or unrolled sequences), or a machine where it cannot
+  be built, falls back to Keras's loop.
+  """
+
+  def _runs_fused_on_cpu(self, mask, training):
+    return (not gpu_available() and self.compute_dtype == 'float32' and mask is None and not self.go_backwards
+            and not self.unroll and self.cell.use_bias and self.cell.reset_after
+            and not (training and (self.dropout or self.recurrent_dropout))
+            and self.cell.activation is keras.activations.tanh
+            and self.cell.recurrent_activation is keras.activations.sigmoid
+            and fused_ops.load() is not None)
+
+  def inner_loop(self, sequences, initial_state, mask, training=False):
+    """sequences [batch, time, features], initial_state [h] or h [batch, units].
+
+    Returns (last_output [batch, units], outputs [batch, time, units], [h]).
+    """
+    if not self._runs_fused_on_cpu(mask, training):
+      return super().inner_loop(sequences, initial_state, mask, training=training)
+    h_initial = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+    hidden = fused_ops.gru(fused_ops.load(), tf.transpose(sequences, [1, 0, 2]), h_initial, self.cell.kernel,
+                           self.cell.recurrent_kernel, self.cell.bias)
+    h = hidden[-1]
+    return h, tf.transpose(hidden, [1, 0, 2]) if self.return_sequences else h, [h]

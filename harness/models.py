@@ -170,11 +170,16 @@ def _layer_kernel_name(layer):
     return layer.kernel_description()
   if isinstance(layer, keras.layers.SimpleRNN):
     return 'Keras generic RNN loop (SimpleRNN has no fused kernel)'
+  kind = next((name for name, base in (('LSTM', keras.layers.LSTM), ('GRU', keras.layers.GRU))
+               if isinstance(layer, base)), type(layer).__name__)
   if layers.gpu_available() and getattr(layer, 'use_cudnn', 'auto') in ('auto', True):
-    return f'cuDNN fused {type(layer).__name__} (GPU)'
+    return f'cuDNN fused {kind} (GPU)'
   if isinstance(layer, layers.FusedLSTM) and layer._runs_fused_on_cpu(None, training=True):  # pylint: disable=protected-access
+    if layer.op_module() is not None:
+      return 'harness HarnessLstm fused kernel (CPU, oneDNN GEMMs; one op per sequence, forward and backward)'
     return 'TensorFlow BlockLSTM fused kernel (CPU; one op per sequence, forward and backward)'
-  kind = 'LSTM' if isinstance(layer, keras.layers.LSTM) else type(layer).__name__
+  if isinstance(layer, layers.FusedGRU) and layer._runs_fused_on_cpu(None, training=True):  # pylint: disable=protected-access
+    return 'harness HarnessGru fused kernel (CPU, oneDNN GEMMs; one op per sequence, forward and backward)'
   return f'Keras generic {kind} loop (tf.while_loop; no fused kernel on CPU)'
 
 

@@ -93,7 +93,7 @@ def batch_splits(config):
   """Sub-batches per replica step: `config.batch_splits`, or for 0 one per CPU core.
 
   Auto splits only a single replica on a CPU-only machine, into sub-batches of
-  at least 16 examples when every recurrent layer is a `FusedLSTM`, else 64.
+  at least 16 examples when every recurrent layer runs as one op (`FusedLSTM`, `FusedGRU`), else 64.
   Measured on 2 cores (BUILD.md), with one intra-op thread per sub-batch: the
   fused LSTM(32)->LSTM(64) trains 1.4x faster in two sub-batches of 16 than in
   one batch of 32; Keras's per-step loops gain from halves of 128 examples

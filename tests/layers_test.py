@@ -1,4 +1,4 @@
-"""The fused CPU LSTM against Keras's LSTM: values, gradients, ops, fallbacks, checkpoints."""
+"""The fused CPU LSTM (both ops) against Keras's LSTM and a float64 reference: values, gradients, ops, fallbacks."""
 
 import dataclasses
 import os
@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness import fused_ops
 from harness import layers
 from harness import models
 from tests import testing
@@ -17,9 +18,9 @@ from tests import testing
 
 class FusedLSTMTest(parameterized.TestCase):
 
-  def _layer_pair(self, **kwargs):
-    """A FusedLSTM and a keras.layers.LSTM holding the same random weights."""
-    fused = layers.FusedLSTM(4, return_state=True, **kwargs)
+  def _layer_pair(self, op='harness', **kwargs):
+    """A FusedLSTM running `op` and a keras.layers.LSTM holding the same random weights."""
+    fused = layers.FusedLSTM(4, return_state=True, op=op, **kwargs)
     reference = keras.layers.LSTM(4, return_state=True, **kwargs)
     inputs = tf.random.stateless_normal([5, 9, 3], seed=[0, 1])
     fused(inputs)
@@ -30,9 +31,9 @@ class FusedLSTMTest(parameterized.TestCase):
       reference_weight.assign(value)
     return fused, reference, inputs
 
-  @parameterized.parameters(True, False)
-  def test_matches_keras_lstm_values_and_gradients(self, return_sequences):
-    fused, reference, inputs = self._layer_pair(return_sequences=return_sequences)
+  @parameterized.product(return_sequences=(True, False), op=('harness', 'block'))
+  def test_matches_keras_lstm_values_and_gradients(self, return_sequences, op):
+    fused, reference, inputs = self._layer_pair(op, return_sequences=return_sequences)
     # A large initial cell state kept by open forget gates: cell states beyond 3,
     # where the op would clip by its own default.
     initial_state = [tf.random.stateless_normal([5, 4], seed=[3, i]) * (1.0 + 5.0 * i) for i in range(2)]
@@ -54,10 +55,11 @@ class FusedLSTMTest(parameterized.TestCase):
     for actual, expected in zip(fused_gradients, reference_gradients):
       np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
 
-  def test_runs_one_op_per_sequence_on_cpu(self):
+  @parameterized.parameters(('harness', 'HarnessLstm'), ('block', 'BlockLSTM'))
+  def test_runs_one_op_per_sequence_on_cpu(self, op, op_type):
     if tf.config.list_logical_devices('GPU'):
       self.skipTest('the CPU kernel only')
-    fused, _, inputs = self._layer_pair(return_sequences=True)
+    fused, _, inputs = self._layer_pair(op, return_sequences=True)
 
     @tf.function
     def loss_and_gradients(inputs):
@@ -66,7 +68,7 @@ class FusedLSTMTest(parameterized.TestCase):
       return tape.gradient(loss, fused.trainable_weights)
 
     op_types = {op.type for op in loss_and_gradients.get_concrete_function(inputs).graph.get_operations()}
-    self.assertContainsSubset({'BlockLSTM', 'BlockLSTMGrad'}, op_types)
+    self.assertContainsSubset({op_type, op_type + 'Grad'}, op_types)
     self.assertNoCommonElements({'While', 'StatelessWhile'}, op_types)
 
   def test_leaves_a_gpu_to_keras_and_cudnn(self):
@@ -74,11 +76,12 @@ class FusedLSTMTest(parameterized.TestCase):
     with mock.patch.object(layers, 'gpu_available', return_value=True):
       self.assertFalse(fused._runs_fused_on_cpu(None, training=True))  # pylint: disable=protected-access
       graph = tf.function(lambda x: fused(x)[0]).get_concrete_function(inputs).graph
-      # No GPU here, so Keras falls back from cuDNN to its loop; what matters is that BlockLSTM is not used.
-      self.assertNotIn('BlockLSTM', {op.type for op in graph.get_operations()})
+      # No GPU here, so Keras falls back from cuDNN to its loop; what matters is that neither CPU op is used.
+      self.assertNoCommonElements({'HarnessLstm', 'BlockLSTM'}, {op.type for op in graph.get_operations()})
 
-  def test_odd_batch_of_unknown_size_matches_keras(self):
-    fused, reference, inputs = self._layer_pair(return_sequences=True)
+  @parameterized.parameters('harness', 'block')
+  def test_odd_batch_of_unknown_size_matches_keras(self, op):
+    fused, reference, inputs = self._layer_pair(op, return_sequences=True)
     spec = tf.TensorSpec([None, *inputs.shape[1:]])
     for batch in (5, 4):
       actual = tf.function(lambda x: fused(x)[0], input_signature=[spec])(inputs[:batch])
@@ -116,8 +119,8 @@ class FusedLSTMTest(parameterized.TestCase):
       np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
 
     graph = tf.function(lambda x: folded(x)[0]).get_concrete_function(inputs).graph
-    block, = [op for op in graph.get_operations() if op.type == 'BlockLSTM']
-    self.assertEqual(block.inputs[1].shape[-1], 3)  # The raw features: the projection is folded in.
+    lstm, = [op for op in graph.get_operations() if op.type == 'HarnessLstm']
+    self.assertEqual(lstm.inputs[0].shape[-1], 3)  # The raw features: the projection is folded in.
 
   def test_checkpoints_move_between_kernels(self):
     inputs = tf.random.stateless_normal([2, 5, 3], seed=[4, 5])
@@ -128,6 +131,69 @@ class FusedLSTMTest(parameterized.TestCase):
     reference = models.build_model(keras_config, num_outputs=3, per_step_outputs=False, num_features=3)
     tf.train.Checkpoint(model=reference).read(path).assert_existing_objects_matched()
     np.testing.assert_allclose(reference(inputs)[0].numpy(), fused(inputs)[0].numpy(), rtol=1e-5, atol=1e-6)
+
+  def test_without_the_op_the_layer_runs_block_lstm(self):
+    fused = layers.FusedLSTM(4, return_sequences=True)
+    inputs = tf.random.stateless_normal([2, 3, 5], seed=[1, 2])
+    with mock.patch.object(fused_ops, 'load', return_value=None):
+      graph = tf.function(lambda x: fused(x)[0]).get_concrete_function(inputs).graph
+    self.assertIn('BlockLSTM', {op.type for op in graph.get_operations()})
+
+
+class FusedGRUTest(parameterized.TestCase):
+
+  def _layer_pair(self, **kwargs):
+    """A FusedGRU and a keras.layers.GRU holding the same random weights."""
+    fused = layers.FusedGRU(4, return_state=True, **kwargs)
+    reference = keras.layers.GRU(4, return_state=True, **kwargs)
+    inputs = tf.random.stateless_normal([5, 9, 3], seed=[0, 1])
+    fused(inputs)
+    reference(inputs)
+    for i, (fused_weight, reference_weight) in enumerate(zip(fused.weights, reference.weights)):
+      value = tf.random.stateless_normal(reference_weight.shape, seed=[2, i])
+      fused_weight.assign(value)
+      reference_weight.assign(value)
+    return fused, reference, inputs
+
+  @parameterized.parameters(True, False)
+  def test_matches_keras_gru_values_and_gradients(self, return_sequences):
+    fused, reference, inputs = self._layer_pair(return_sequences=return_sequences)
+    initial_state = [tf.random.stateless_normal([5, 4], seed=[3, 0])]
+    results = []
+    for layer in (fused, reference):
+      with tf.GradientTape() as tape:
+        tape.watch([inputs] + initial_state)
+        outputs = layer(inputs, initial_state=initial_state)
+        loss = sum((k + 1.0) * tf.reduce_sum(tf.sin(o)) for k, o in enumerate(outputs))
+      gradients = tape.gradient(loss, layer.trainable_weights + [inputs] + initial_state)
+      results.append(([o.numpy() for o in outputs], [g.numpy() for g in gradients]))
+    for actual, expected in zip(results[0][0], results[1][0]):
+      np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    for actual, expected in zip(results[0][1], results[1][1]):
+      np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+  def test_runs_one_op_per_sequence_on_cpu(self):
+    if tf.config.list_logical_devices('GPU'):
+      self.skipTest('the CPU kernel only')
+    fused, _, inputs = self._layer_pair(return_sequences=True)
+
+    @tf.function
+    def loss_and_gradients(inputs):
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(fused(inputs)[0])
+      return tape.gradient(loss, fused.trainable_weights)
+
+    op_types = {op.type for op in loss_and_gradients.get_concrete_function(inputs).graph.get_operations()}
+    self.assertContainsSubset({'HarnessGru', 'HarnessGruGrad'}, op_types)
+    self.assertNoCommonElements({'While', 'StatelessWhile'}, op_types)
+
+  def test_falls_back_to_keras_where_the_op_cannot_follow(self):
+    fused, reference, inputs = self._layer_pair(return_sequences=True, go_backwards=True)
+    self.assertFalse(fused._runs_fused_on_cpu(None, training=False))  # pylint: disable=protected-access
+    np.testing.assert_allclose(fused(inputs)[0].numpy(), reference(inputs)[0].numpy(), rtol=1e-6, atol=1e-6)
+    fused, _, _ = self._layer_pair(return_sequences=True)
+    with mock.patch.object(fused_ops, 'load', return_value=None):  # No compiler or no oneDNN here.
+      self.assertFalse(fused._runs_fused_on_cpu(None, training=False))  # pylint: disable=protected-access
 
 
 if __name__ == '__main__':

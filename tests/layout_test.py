@@ -13,7 +13,7 @@ LAYERS = (
     ('archs', 'task_table', 'recipes', 'linear_specs'),
     ('config',),
     ('runs', 'runfiles', 'schedule'),
-    ('summaries', 'layers', 'scan', 'tasks.idx', 'tasks.sources', 'tasks.base'),
+    ('summaries', 'layers', 'fused_ops', 'scan', 'tasks.idx', 'tasks.sources', 'tasks.base'),
     ('tasks.images', 'tasks.series', 'tasks.memory', 'tasks', 'recurrence', 'linear_layers', 'models', 'torch_blocks',
      'curves', 'probe_figures'),
     ('runtime', 'probes', 'steps', 'cli'),

@@ -61,8 +61,8 @@ class ModelsTest(parameterized.TestCase):
       np.testing.assert_array_equal(bias[n:2 * n], np.full(n, 2.5))
       np.testing.assert_array_equal(np.delete(bias, np.s_[n:2 * n]), np.zeros(3 * n))
 
-  @parameterized.parameters(('auto', 'BlockLSTM fused kernel'), ('fused', 'BlockLSTM fused kernel'),
-                            ('keras', 'generic LSTM loop'))
+  @parameterized.parameters(('auto', 'HarnessLstm fused kernel'), ('fused', 'HarnessLstm fused kernel'),
+                            ('block', 'BlockLSTM fused kernel'), ('keras', 'generic LSTM loop'))
   def test_kernel_name_on_cpu(self, lstm_kernel, expected):
     if tf.config.list_logical_devices('GPU'):
       self.skipTest('CPU kernels only')
@@ -78,10 +78,12 @@ class ModelsTest(parameterized.TestCase):
     self.assertFalse(models.all_layers_fused(config))
     self.assertTrue(models.all_layers_fused(testing.tiny_config(arch='stacked_lstm', units=(4, 128))))
     self.assertTrue(models.all_layers_fused(testing.tiny_config(units=(512,), lstm_kernel='fused')))
-    self.assertFalse(models.all_layers_fused(testing.tiny_config(arch='gru')))
+    self.assertTrue(models.all_layers_fused(testing.tiny_config(units=(512,), lstm_kernel='block')))
+    self.assertTrue(models.all_layers_fused(testing.tiny_config(arch='gru')))
+    self.assertFalse(models.all_layers_fused(testing.tiny_config(arch='rnn')))
     if not tf.config.list_logical_devices('GPU'):
       name = models.recurrent_kernel_name(model)
-      self.assertIn('recurrent_0: TensorFlow BlockLSTM', name)
+      self.assertIn('recurrent_0: harness HarnessLstm', name)
       self.assertIn('recurrent_1: Keras generic LSTM loop', name)
 
   @parameterized.parameters(('auto', 'auto: sequential'), ('chunked', 'chunked'), ('logcumsumexp', 'log-space'))
