@@ -38,10 +38,12 @@ from harness import linear_specs
 # value of kind NONE (a cell state, a modulus) has no saturation.
 SIGMOID, TANH, NONE = 'sigmoid', 'tanh', 'none'
 
-# Measured on 2 cores (BUILD.md), BlockLSTM against Keras's CPU loop: 1.9x as
-# fast at 64 units, 1.04-1.07x at 128, 0.9-1.0x at 256, 0.65x at 512. Its
-# per-step matmul is Eigen's; the loop's is oneDNN's, which wins once the
-# matmuls are big enough to hide the loop's per-op cost.
+# Measured on 2 cores (BUILD.md) with BlockLSTM, the fused op before HarnessLstm,
+# against Keras's CPU loop: 1.9x as fast at 64 units, 1.04-1.07x at 128,
+# 0.9-1.0x at 256, 0.65x at 512 (its per-step matmul is Eigen's, the loop's
+# oneDNN's). HarnessLstm is 1.09x the loop at 256 units and 1.19x at 512, but
+# where it cannot be built the layer falls back to BlockLSTM: auto keeps the
+# bound, and --lstm_kernel=fused takes the fused op at any width.
 FUSED_MAX_UNITS = 128
 
 

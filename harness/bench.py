@@ -60,12 +60,12 @@ from harness import task_table
 from harness import tasks
 from harness.errors import UserError
 
-CONTENDERS = ('harness', 'harness_no_probes', 'harness_keras_lstm', 'harness_block_lstm', 'harness_bf16', 'harness_lstm', 'harness_gru',
-              'keras_fit', 'keras_fit_bf16', 'torch', 'torch_bf16')
+CONTENDERS = ('harness', 'harness_no_probes', 'harness_keras_lstm', 'harness_block_lstm', 'harness_bf16',
+              'harness_lstm', 'harness_gru', 'keras_fit', 'keras_fit_bf16', 'torch', 'torch_bf16')
 _BATCHES = 50  # Distinct batches the Keras and PyTorch contenders cycle through.
 
 _CONFIG_FLAGS = ('task', 'view', 'seq_len', 'arch', 'units', 'input_units', 'batch_size', 'learning_rate',
-                 'summary_every', 'histogram_every', 'probes', 'batch_splits', 'data_dir', 'scan_kernel',
+                 'summary_every', 'histogram_every', 'probes', 'batch_splits', 'data_dir', 'lstm_kernel', 'scan_kernel',
                  'mlp_expansion')
 cli.define_config_flags(_CONFIG_FLAGS, defaults=dict(
     task='fashion_mnist', arch='lstm', units=(128,), input_units=0, batch_size=256, learning_rate=1e-3))

@@ -2,7 +2,7 @@
 
 The `unroll` of the rnn, gru and lstm entries of `harness.archs`.
 
-The kernels that train the model hide what the probes need: BlockLSTM and
+The kernels that train the model hide what the probes need: the fused ops and
 cuDNN run a whole sequence as one op and expose no gates, and the gradient with
 respect to a layer's output sequence is only the direct path into the next
 layer. Each `unroll_*` recomputes a layer's recurrence in plain TensorFlow ops with

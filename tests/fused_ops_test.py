@@ -26,6 +26,10 @@ def _float64_lstm(x, h, c, kernel, recurrent_kernel, bias):
 
 class LstmOpTest(parameterized.TestCase):
 
+  def setUp(self):
+    super().setUp()
+    testing.require_fused_ops(self)
+
   # 33 units: rows that end off the vector width; one step; a batch of one; a wide input.
   @parameterized.parameters((7, 3, 5, 33), (1, 2, 3, 4), (6, 1, 2, 8), (5, 4, 40, 16))
   def test_values_and_gradients_match_a_float64_reference(self, time, batch, features, units):
@@ -83,6 +87,10 @@ def _float64_gru(x, h, kernel, recurrent_kernel, bias):
 
 class GruOpTest(parameterized.TestCase):
 
+  def setUp(self):
+    super().setUp()
+    testing.require_fused_ops(self)
+
   @parameterized.parameters((7, 3, 5, 33), (1, 2, 3, 4), (6, 1, 2, 8), (5, 4, 40, 16))
   def test_values_and_gradients_match_a_float64_reference(self, time, batch, features, units):
     module = fused_ops.load()
@@ -119,6 +127,7 @@ class BuildTest(absltest.TestCase):
     self.assertEmpty(os.listdir(os.path.join(cache, 'harness', 'kernels')))
 
   def test_the_build_is_cached_per_machine(self):
+    testing.require_fused_ops(self)
     path = fused_ops.library_path()
     self.assertTrue(path.exists())
     self.assertEqual(fused_ops.library_path(), path)

@@ -20,6 +20,8 @@ class FusedLSTMTest(parameterized.TestCase):
 
   def _layer_pair(self, op='harness', **kwargs):
     """A FusedLSTM running `op` and a keras.layers.LSTM holding the same random weights."""
+    if op == 'harness':
+      testing.require_fused_ops(self)
     fused = layers.FusedLSTM(4, return_state=True, op=op, **kwargs)
     reference = keras.layers.LSTM(4, return_state=True, **kwargs)
     inputs = tf.random.stateless_normal([5, 9, 3], seed=[0, 1])
@@ -95,6 +97,7 @@ class FusedLSTMTest(parameterized.TestCase):
   def test_a_folded_input_projection_matches_projection_then_lstm(self):
     if tf.config.list_logical_devices('GPU'):
       self.skipTest('the CPU kernel only')
+    testing.require_fused_ops(self)
     inputs = tf.random.stateless_normal([5, 7, 3], seed=[9, 9])
     fused_config = testing.tiny_config(units=(4,), input_units=6)
     folded = models.build_model(fused_config, num_outputs=3, per_step_outputs=False, num_features=3)
@@ -144,6 +147,7 @@ class FusedGRUTest(parameterized.TestCase):
 
   def _layer_pair(self, **kwargs):
     """A FusedGRU and a keras.layers.GRU holding the same random weights."""
+    testing.require_fused_ops(self)
     fused = layers.FusedGRU(4, return_state=True, **kwargs)
     reference = keras.layers.GRU(4, return_state=True, **kwargs)
     inputs = tf.random.stateless_normal([5, 9, 3], seed=[0, 1])

@@ -66,6 +66,8 @@ class ModelsTest(parameterized.TestCase):
   def test_kernel_name_on_cpu(self, lstm_kernel, expected):
     if tf.config.list_logical_devices('GPU'):
       self.skipTest('CPU kernels only')
+    if 'Harness' in expected:
+      testing.require_fused_ops(self)
     config = testing.tiny_config(lstm_kernel=lstm_kernel)
     model = models.build_model(config, num_outputs=2, per_step_outputs=False, num_features=2)
     self.assertIn(expected, models.recurrent_kernel_name(model))
@@ -82,6 +84,7 @@ class ModelsTest(parameterized.TestCase):
     self.assertTrue(models.all_layers_fused(testing.tiny_config(arch='gru')))
     self.assertFalse(models.all_layers_fused(testing.tiny_config(arch='rnn')))
     if not tf.config.list_logical_devices('GPU'):
+      testing.require_fused_ops(self)
       name = models.recurrent_kernel_name(model)
       self.assertIn('recurrent_0: harness HarnessLstm', name)
       self.assertIn('recurrent_1: Keras generic LSTM loop', name)

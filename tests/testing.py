@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
 from harness import config as config_lib
+from harness import fused_ops
 from harness import summaries
 from harness.tasks import idx
 from harness.tasks import images
@@ -20,6 +21,17 @@ from harness.tasks import sources
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(units=(8,), input_units=0, batch_size=8, train_steps=6, eval_every=3, checkpoint_every=3,
             summary_every=2, histogram_every=3)
+
+
+def require_fused_ops(test_case):
+  """Skips a test of the fused CPU ops where they cannot be built by design (no C++ compiler, not
+  x86-64 Linux: the layers fall back there); anywhere else a failing build fails the test, naming why."""
+  try:
+    fused_ops.library_path()
+  except fused_ops.Unavailable as reason:
+    if 'no C++ compiler' in str(reason) or 'x86-64 Linux only' in str(reason):
+      test_case.skipTest(f'the fused ops cannot be built here: {reason}')
+    raise
 
 
 def tiny_config(**overrides):
