@@ -7,7 +7,7 @@ setuptools.setup(
     version='0.1.0',
     description='Train and compare RNN, GRU and LSTM models on sequence tasks, with TensorBoard instrumentation.',
     packages=setuptools.find_packages(include=['harness', 'harness.*']),
-    # The CPU LSTM op's sources: harness.lstm_op compiles them on first use.
+    # The fused CPU LSTM and GRU ops' sources: harness.fused_ops compiles them on first use.
     package_data={'harness': ['sample_data/mnist_sample/*', 'kernels/*.cc', 'kernels/*.h']},
     python_requires='>=3.10',
     # Lower bounds are the versions tested (BUILD.md); constraints.txt pins every package exactly.
@@ -21,9 +21,10 @@ setuptools.setup(
         'numpy>=2.0',
         'matplotlib>=3.8',
         'pillow>=10.0',  # PNG-encodes images when IDX files are imported (matplotlib needs it too).
-        # oneDNN (library and headers) for the CPU LSTM op (harness.lstm_op); elsewhere LSTMs run BlockLSTM.
-        'onednn-cpu-gomp>=2023.2; platform_system == "Linux" and platform_machine == "x86_64"',
-        'onednn-devel-cpu-gomp>=2023.2; platform_system == "Linux" and platform_machine == "x86_64"',
+        # oneDNN (library and headers) for the fused CPU ops (harness.fused_ops, which links libdnnl.so.3:
+        # oneDNN 3.x); elsewhere LSTMs run BlockLSTM and GRUs Keras's loop.
+        'onednn-cpu-gomp>=2023.2,<2026; platform_system == "Linux" and platform_machine == "x86_64"',
+        'onednn-devel-cpu-gomp>=2023.2,<2026; platform_system == "Linux" and platform_machine == "x86_64"',
     ],
     extras_require={
         'test': ['pytest>=8.0'],

@@ -80,11 +80,11 @@ def _commands(compiler, include_dir, lib_dir, work, target):
   """The compile and link command lines that build the ops into `target`."""
   kernel, op = [str(work / name) for name in ('fused_kernels.o', 'fused_ops.o')]
   return [
-      [compiler, '-c', '-fPIC', *KERNEL_FLAGS, f'-I{include_dir}', str(KERNELS / 'fused_kernels.cc'), '-o', kernel],
-      [compiler, '-c', '-fPIC', *OP_FLAGS, *tf.sysconfig.get_compile_flags(), f'-I{KERNELS}',
+      [*compiler, '-c', '-fPIC', *KERNEL_FLAGS, f'-I{include_dir}', str(KERNELS / 'fused_kernels.cc'), '-o', kernel],
+      [*compiler, '-c', '-fPIC', *OP_FLAGS, *tf.sysconfig.get_compile_flags(), f'-I{KERNELS}',
        str(KERNELS / 'fused_ops.cc'), '-o', op],
-      [compiler, '-shared', kernel, op, '-o', str(target), *tf.sysconfig.get_link_flags(), f'-L{lib_dir}',
-       '-l:libdnnl.so.3', f'-Wl,-rpath,{lib_dir}'],
+      [*compiler, '-shared', kernel, op, '-o', str(target), *tf.sysconfig.get_link_flags(), f'-L{lib_dir}',
+       '-l:libdnnl.so.3', '-lgomp', f'-Wl,-rpath,{lib_dir}'],
   ]
 
 
@@ -93,7 +93,7 @@ def library_path():
   if platform.system() != 'Linux' or platform.machine() != 'x86_64':
     raise Unavailable(f'it is built for x86-64 Linux only, not {platform.system()} {platform.machine()}')
   include_dir, lib_dir = _onednn_dirs()
-  compiler = os.environ.get('CXX', 'g++')
+  compiler = shlex.split(os.environ.get('CXX') or 'g++')  # 'ccache g++' too.
   key = hashlib.sha256()
   for name in SOURCES:
     key.update((KERNELS / name).read_bytes())
@@ -103,18 +103,19 @@ def library_path():
   if target.exists():
     return target
   target.parent.mkdir(parents=True, exist_ok=True)
-  logging.info('fused_ops: building the CPU LSTM and GRU ops into %s (once per machine, ~30 s) ...', target)
+  logging.info('fused_ops: building the CPU LSTM and GRU ops into %s (once per machine, 10-30 s) ...', target)
   start = time.monotonic()
   with tempfile.TemporaryDirectory(dir=target.parent) as work:
     work = pathlib.Path(work)
     for command in _commands(compiler, include_dir, lib_dir, work, work / target.name):
       try:
-        subprocess.run(command, check=True, capture_output=True, text=True)
+        subprocess.run(command, check=True, capture_output=True, text=True, errors='replace')
       except FileNotFoundError:
-        raise Unavailable(f'no C++ compiler {compiler!r} (install g++, or set $CXX)') from None
+        raise Unavailable(f'no C++ compiler {shlex.join(compiler)!r} (install g++, or set $CXX)') from None
       except subprocess.CalledProcessError as error:
-        last = (error.stderr.strip().splitlines() or ['no output'])[-1]
-        raise Unavailable(f'{shlex.join(command[:2])} ... failed: {last}') from None
+        lines = error.stderr.strip().splitlines()
+        first_error = next((line for line in lines if 'error' in line), lines[-1] if lines else 'no output')
+        raise Unavailable(f'{shlex.join(command[:len(compiler) + 1])} ... failed: {first_error.strip()}') from None
     os.replace(work / target.name, target)  # Atomic: a process starting beside this one sees all or nothing.
   logging.info('fused_ops: built in %.0f s', time.monotonic() - start)
   return target
@@ -125,11 +126,12 @@ def load():
   """The ops' module (`harness_lstm`, `harness_gru` and their gradients), or None with one warning saying why."""
   try:
     path = library_path()
-    module = tf.load_op_library(str(path))
-  except Unavailable as reason:
+  except (Unavailable, OSError) as reason:  # OSError: a cache folder it cannot write, say.
     logging.warning('fused_ops: the harness\'s CPU LSTM and GRU ops are unavailable (%s); LSTMs run '
                     'TensorFlow\'s BlockLSTM and GRUs Keras\'s loop, slower.', reason)
     return None
+  try:
+    module = tf.load_op_library(str(path))
   except (OSError, tf.errors.OpError) as error:
     logging.warning('fused_ops: could not load %s (%s); LSTMs run TensorFlow\'s BlockLSTM and GRUs Keras\'s '
                     'loop, slower.', path, str(error).strip().splitlines()[-1])

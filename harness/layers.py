@@ -91,6 +91,8 @@ class FusedLSTM(keras.layers.LSTM):
 
   def __init__(self, units, op='harness', **kwargs):
     """op: 'harness' (`HarnessLstm`, or BlockLSTM where it cannot be built) or 'block' (BlockLSTM)."""
+    if op not in ('harness', 'block'):
+      raise ValueError(f"FusedLSTM op={op!r}: 'harness' or 'block'")
     super().__init__(units, **kwargs)
     self.op = op
 

@@ -1,6 +1,7 @@
 """The fused CPU ops against float64 references (values and every gradient); their build and its failures."""
 
 import os
+import platform
 from unittest import mock
 
 from absl.testing import absltest
@@ -114,6 +115,11 @@ class GruOpTest(parameterized.TestCase):
 
 class BuildTest(absltest.TestCase):
 
+  def setUp(self):
+    super().setUp()
+    if platform.system() != 'Linux' or platform.machine() != 'x86_64':
+      self.skipTest('the ops are built on x86-64 Linux only')
+
   def test_a_missing_compiler_is_one_line_naming_it(self):
     with mock.patch.dict(os.environ, {'CXX': 'no-such-compiler', 'XDG_CACHE_HOME': testing.make_tempdir(self)}):
       with self.assertRaisesRegex(fused_ops.Unavailable, r"no C\+\+ compiler 'no-such-compiler'"):
@@ -125,6 +131,15 @@ class BuildTest(absltest.TestCase):
       with self.assertRaisesRegex(fused_ops.Unavailable, r'^false -c \.\.\. failed: no output$'):
         fused_ops.library_path()
     self.assertEmpty(os.listdir(os.path.join(cache, 'harness', 'kernels')))
+
+  def test_a_cache_it_cannot_write_is_a_warning_and_no_ops(self):
+    blocker = os.path.join(testing.make_tempdir(self), 'a_file')
+    open(blocker, 'w').close()
+    with mock.patch.dict(os.environ, {'XDG_CACHE_HOME': blocker}):
+      with self.assertLogs(level='WARNING') as logs:
+        self.assertIsNone(fused_ops.load.__wrapped__())  # Uncached: load() itself keeps this process's ops.
+    self.assertIn('ops are unavailable', logs.output[0])
+    self.assertIn(blocker, logs.output[0])
 
   def test_the_build_is_cached_per_machine(self):
     testing.require_fused_ops(self)

@@ -18,13 +18,15 @@
 
 #include "oneapi/dnnl/dnnl.h"
 
-// glibc's vector math library (libmvec) has SIMD expf and tanhf, which make the
-// gate loops vectorize; math.h declares them only under -ffast-math, whose
-// assumptions (no inf, no NaN) this file does not take.
+// glibc's vector math library (libmvec) has SIMD expf (and from glibc 2.35
+// tanhf), which make the gate loops vectorize; math.h declares them only under
+// -ffast-math, whose assumptions (no inf, no NaN) this file does not take.
 extern "C" {
 #pragma omp declare simd notinbranch
 float expf(float);
+#if defined(__GLIBC_PREREQ) && __GLIBC_PREREQ(2, 35)
 #pragma omp declare simd notinbranch
+#endif
 float tanhf(float);
 }
 
@@ -34,6 +36,12 @@ namespace {
 // Row-major C[m, n] = op(A) op(B) + beta * C.
 void Gemm(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
           int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // An empty product (no features): oneDNN refuses leading dimensions of 0.
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
   dnnl_sgemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
