@@ -25,6 +25,27 @@ def _float64_lstm(x, h, c, kernel, recurrent_kernel, bias):
   return tf.stack(hs), tf.stack(cs)
 
 
+def _op_and_reference(op, reference, shapes, scales, seed):
+  """Outputs and every input's gradient of `op` in float32 and `reference` in float64, as float64 arrays.
+
+  Both take inputs of `shapes` (random normal times `scales`) and return a tuple of
+  [time, batch, units] outputs; the loss weights each output element at random, so
+  every output's path counts.
+  """
+  inputs = [tf.random.stateless_normal(shape, seed=[seed, i], dtype=tf.float64) * scale
+            for i, (shape, scale) in enumerate(zip(shapes, scales))]
+  results = []
+  for dtype, fn in ((tf.float32, op), (tf.float64, reference)):
+    values = [tf.cast(v, dtype) for v in inputs]
+    with tf.GradientTape() as tape:
+      tape.watch(values)
+      outputs = fn(*values)
+      loss = sum(tf.reduce_sum(tf.cast(o, tf.float64) * tf.random.stateless_normal(
+          o.shape, seed=[seed + 1, i], dtype=tf.float64)) for i, o in enumerate(outputs))
+    results.append([v.numpy().astype(np.float64) for v in [*outputs, *tape.gradient(loss, values)]])
+  return results
+
+
 class LstmOpTest(parameterized.TestCase):
 
   def setUp(self):
@@ -40,20 +61,7 @@ class LstmOpTest(parameterized.TestCase):
               [4 * units])
     # Large initial cell states and biases: saturated gates and |c| > 3, as a trained LSTM has.
     scales = (1.0, 1.0, 4.0, 0.5, 0.5, 2.0)
-    inputs = [tf.random.stateless_normal(shape, seed=[11, i], dtype=tf.float64) * scale
-              for i, (shape, scale) in enumerate(zip(shapes, scales))]
-    # Weights for the upstream gradients of h and c, so every output's path counts.
-    weights = [tf.random.stateless_normal([time, batch, units], seed=[12, i], dtype=tf.float64) for i in range(2)]
-    results = []
-    for dtype, fn in ((tf.float32, lambda *a: fused_ops.lstm(module, *a)), (tf.float64, _float64_lstm)):
-      values = [tf.cast(v, dtype) for v in inputs]
-      with tf.GradientTape() as tape:
-        tape.watch(values)
-        h, c = fn(*values)
-        loss = tf.reduce_sum(tf.cast(h, tf.float64) * weights[0]) + tf.reduce_sum(
-            tf.cast(c, tf.float64) * weights[1])
-      gradients = tape.gradient(loss, values)
-      results.append([v.numpy().astype(np.float64) for v in [h, c, *gradients]])
+    results = _op_and_reference(lambda *a: fused_ops.lstm(module, *a), _float64_lstm, shapes, scales, seed=11)
     self.assertGreater(np.abs(results[1][1]).max(), 3.0)
     for actual, expected in zip(*results):
       np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
@@ -95,20 +103,11 @@ class GruOpTest(parameterized.TestCase):
   @parameterized.parameters((7, 3, 5, 33), (1, 2, 3, 4), (6, 1, 2, 8), (5, 4, 40, 16))
   def test_values_and_gradients_match_a_float64_reference(self, time, batch, features, units):
     module = fused_ops.load()
+    self.assertIsNotNone(module)
     shapes = ([time, batch, features], [batch, units], [features, 3 * units], [units, 3 * units], [2, 3 * units])
     scales = (1.0, 2.0, 0.5, 0.5, 2.0)  # Saturated gates, as a trained GRU has.
-    inputs = [tf.random.stateless_normal(shape, seed=[21, i], dtype=tf.float64) * scale
-              for i, (shape, scale) in enumerate(zip(shapes, scales))]
-    weights = tf.random.stateless_normal([time, batch, units], seed=[22, 0], dtype=tf.float64)
-    results = []
-    for dtype, fn in ((tf.float32, lambda *a: fused_ops.gru(module, *a)), (tf.float64, _float64_gru)):
-      values = [tf.cast(v, dtype) for v in inputs]
-      with tf.GradientTape() as tape:
-        tape.watch(values)
-        h = fn(*values)
-        loss = tf.reduce_sum(tf.cast(h, tf.float64) * weights)
-      gradients = tape.gradient(loss, values)
-      results.append([v.numpy().astype(np.float64) for v in [h, *gradients]])
+    results = _op_and_reference(lambda *a: (fused_ops.gru(module, *a),), lambda *a: (_float64_gru(*a),), shapes,
+                                scales, seed=21)
     for actual, expected in zip(*results):
       np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
 

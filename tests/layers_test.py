@@ -16,6 +16,48 @@ from harness import models
 from tests import testing
 
 
+def _same_weights(fused, reference):
+  """Builds both layers on inputs [5, 9, 3] and gives them the same random weights; returns the inputs."""
+  inputs = tf.random.stateless_normal([5, 9, 3], seed=[0, 1])
+  fused(inputs)
+  reference(inputs)
+  for i, (fused_weight, reference_weight) in enumerate(zip(fused.weights, reference.weights)):
+    value = tf.random.stateless_normal(reference_weight.shape, seed=[2, i])
+    fused_weight.assign(value)
+    reference_weight.assign(value)
+  return inputs
+
+
+def _outputs_and_gradients(layer, inputs, initial_state):
+  """The layer's outputs and the gradients of its weights, inputs and initial state, as arrays."""
+  with tf.GradientTape() as tape:
+    tape.watch([inputs] + initial_state)
+    outputs = layer(inputs, initial_state=initial_state)
+    # Weight every output differently so each one's gradient path counts.
+    loss = sum((k + 1.0) * tf.reduce_sum(tf.sin(o)) for k, o in enumerate(outputs))
+  gradients = tape.gradient(loss, layer.trainable_weights + [inputs] + initial_state)
+  return [o.numpy() for o in outputs], [g.numpy() for g in gradients]
+
+
+def _training_op_types(layer, inputs):
+  """The op types of a traced forward and backward pass of the layer."""
+
+  @tf.function
+  def loss_and_gradients(inputs):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(layer(inputs)[0])
+    return tape.gradient(loss, layer.trainable_weights)
+
+  return {op.type for op in loss_and_gradients.get_concrete_function(inputs).graph.get_operations()}
+
+
+def _assert_same_outputs_and_gradients(actual, expected):
+  for a, e in zip(actual[0], expected[0]):
+    np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5)
+  for a, e in zip(actual[1], expected[1]):
+    np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4)
+
+
 class FusedLSTMTest(parameterized.TestCase):
 
   def _layer_pair(self, op='harness', **kwargs):
@@ -24,14 +66,7 @@ class FusedLSTMTest(parameterized.TestCase):
       testing.require_fused_ops(self)
     fused = layers.FusedLSTM(4, return_state=True, op=op, **kwargs)
     reference = keras.layers.LSTM(4, return_state=True, **kwargs)
-    inputs = tf.random.stateless_normal([5, 9, 3], seed=[0, 1])
-    fused(inputs)
-    reference(inputs)
-    for i, (fused_weight, reference_weight) in enumerate(zip(fused.weights, reference.weights)):
-      value = tf.random.stateless_normal(reference_weight.shape, seed=[2, i])
-      fused_weight.assign(value)
-      reference_weight.assign(value)
-    return fused, reference, inputs
+    return fused, reference, _same_weights(fused, reference)
 
   @parameterized.product(return_sequences=(True, False), op=('harness', 'block'))
   def test_matches_keras_lstm_values_and_gradients(self, return_sequences, op):
@@ -41,35 +76,16 @@ class FusedLSTMTest(parameterized.TestCase):
     initial_state = [tf.random.stateless_normal([5, 4], seed=[3, i]) * (1.0 + 5.0 * i) for i in range(2)]
     for layer in (fused, reference):
       layer.cell.bias.assign_add(tf.concat([tf.zeros([4]), tf.fill([4], 4.0), tf.zeros([8])], 0))
-    results = []
-    for layer in (fused, reference):
-      with tf.GradientTape() as tape:
-        tape.watch([inputs] + initial_state)
-        outputs = layer(inputs, initial_state=initial_state)
-        # Weight every output differently so each one's gradient path counts.
-        loss = sum((k + 1.0) * tf.reduce_sum(tf.sin(o)) for k, o in enumerate(outputs))
-      gradients = tape.gradient(loss, layer.trainable_weights + [inputs] + initial_state)
-      results.append(([o.numpy() for o in outputs], [g.numpy() for g in gradients]))
-    (fused_outputs, fused_gradients), (reference_outputs, reference_gradients) = results
-    self.assertGreater(np.abs(fused_outputs[2]).max(), 3.0)  # The cell state.
-    for actual, expected in zip(fused_outputs, reference_outputs):
-      np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
-    for actual, expected in zip(fused_gradients, reference_gradients):
-      np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+    actual = _outputs_and_gradients(fused, inputs, initial_state)
+    self.assertGreater(np.abs(actual[0][2]).max(), 3.0)  # The cell state.
+    _assert_same_outputs_and_gradients(actual, _outputs_and_gradients(reference, inputs, initial_state))
 
   @parameterized.parameters(('harness', 'HarnessLstm'), ('block', 'BlockLSTM'))
   def test_runs_one_op_per_sequence_on_cpu(self, op, op_type):
     if tf.config.list_logical_devices('GPU'):
       self.skipTest('the CPU kernel only')
     fused, _, inputs = self._layer_pair(op, return_sequences=True)
-
-    @tf.function
-    def loss_and_gradients(inputs):
-      with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(fused(inputs)[0])
-      return tape.gradient(loss, fused.trainable_weights)
-
-    op_types = {op.type for op in loss_and_gradients.get_concrete_function(inputs).graph.get_operations()}
+    op_types = _training_op_types(fused, inputs)
     self.assertContainsSubset({op_type, op_type + 'Grad'}, op_types)
     self.assertNoCommonElements({'While', 'StatelessWhile'}, op_types)
 
@@ -152,44 +168,20 @@ class FusedGRUTest(parameterized.TestCase):
     testing.require_fused_ops(self)
     fused = layers.FusedGRU(4, return_state=True, **kwargs)
     reference = keras.layers.GRU(4, return_state=True, **kwargs)
-    inputs = tf.random.stateless_normal([5, 9, 3], seed=[0, 1])
-    fused(inputs)
-    reference(inputs)
-    for i, (fused_weight, reference_weight) in enumerate(zip(fused.weights, reference.weights)):
-      value = tf.random.stateless_normal(reference_weight.shape, seed=[2, i])
-      fused_weight.assign(value)
-      reference_weight.assign(value)
-    return fused, reference, inputs
+    return fused, reference, _same_weights(fused, reference)
 
   @parameterized.parameters(True, False)
   def test_matches_keras_gru_values_and_gradients(self, return_sequences):
     fused, reference, inputs = self._layer_pair(return_sequences=return_sequences)
     initial_state = [tf.random.stateless_normal([5, 4], seed=[3, 0])]
-    results = []
-    for layer in (fused, reference):
-      with tf.GradientTape() as tape:
-        tape.watch([inputs] + initial_state)
-        outputs = layer(inputs, initial_state=initial_state)
-        loss = sum((k + 1.0) * tf.reduce_sum(tf.sin(o)) for k, o in enumerate(outputs))
-      gradients = tape.gradient(loss, layer.trainable_weights + [inputs] + initial_state)
-      results.append(([o.numpy() for o in outputs], [g.numpy() for g in gradients]))
-    for actual, expected in zip(results[0][0], results[1][0]):
-      np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
-    for actual, expected in zip(results[0][1], results[1][1]):
-      np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+    _assert_same_outputs_and_gradients(_outputs_and_gradients(fused, inputs, initial_state),
+                                       _outputs_and_gradients(reference, inputs, initial_state))
 
   def test_runs_one_op_per_sequence_on_cpu(self):
     if tf.config.list_logical_devices('GPU'):
       self.skipTest('the CPU kernel only')
     fused, _, inputs = self._layer_pair(return_sequences=True)
-
-    @tf.function
-    def loss_and_gradients(inputs):
-      with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(fused(inputs)[0])
-      return tape.gradient(loss, fused.trainable_weights)
-
-    op_types = {op.type for op in loss_and_gradients.get_concrete_function(inputs).graph.get_operations()}
+    op_types = _training_op_types(fused, inputs)
     self.assertContainsSubset({'HarnessGru', 'HarnessGruGrad'}, op_types)
     self.assertNoCommonElements({'While', 'StatelessWhile'}, op_types)
 

@@ -47,6 +47,20 @@ void Gemm(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, const flo
 
 inline float Sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
 
+// The gradients of the two products, each one GEMM over all steps: dkernel = x^T dxg,
+// drecurrent_kernel = [h0; h_0 .. h_{T-2}]^T dhg, dx = dxg kernel^T, from dxg and
+// dhg [time * batch, width], dL/d(x_t W) and dL/d(h_{t-1} U) of every step.
+void ProductGradients(int64_t time, int64_t batch, int64_t features, int64_t units, int64_t width, const float* x,
+                      const float* h0, const float* h, const float* kernel, const float* dxg, const float* dhg,
+                      float* dx, float* dkernel, float* drecurrent_kernel) {
+  Gemm('T', 'N', features, width, time * batch, x, features, dxg, width, 0.0f, dkernel, width);
+  Gemm('T', 'N', units, width, batch, h0, units, dhg, width, 0.0f, drecurrent_kernel, width);
+  if (time > 1)
+    Gemm('T', 'N', units, width, (time - 1) * batch, h, units, dhg + batch * width, width, 1.0f, drecurrent_kernel,
+         width);
+  Gemm('N', 'T', time * batch, features, width, dxg, width, kernel, width, 0.0f, dx, features);
+}
+
 }  // namespace
 
 void LstmForward(int64_t time, int64_t batch, int64_t features, int64_t units, int threads, const float* x,
@@ -138,13 +152,7 @@ void LstmBackward(int64_t time, int64_t batch, int64_t features, int64_t units, 
     // dL/dh_{t-1} = dz_t U^T.
     Gemm('N', 'T', batch, units, width, dz + t * batch * width, width, recurrent_kernel, width, 0.0f, dh0, units);
   }
-  // The weight gradients, each one product over all steps; h_{t-1} is h0, then h[0 .. T-2].
-  Gemm('T', 'N', features, width, time * batch, x, features, dz, width, 0.0f, dkernel, width);
-  Gemm('T', 'N', units, width, batch, h0, units, dz, width, 0.0f, drecurrent_kernel, width);
-  if (time > 1)
-    Gemm('T', 'N', units, width, (time - 1) * batch, h, units, dz + batch * width, width, 1.0f, drecurrent_kernel,
-         width);
-  Gemm('N', 'T', time * batch, features, width, dz, width, kernel, width, 0.0f, dx, features);
+  ProductGradients(time, batch, features, units, width, x, h0, h, kernel, dz, dz, dx, dkernel, drecurrent_kernel);
   for (int64_t r = 0; r < time * batch; ++r) {
     const float* dz_r = dz + r * width;
 #pragma omp simd
@@ -241,12 +249,8 @@ void GruBackward(int64_t time, int64_t batch, int64_t features, int64_t units, i
     Gemm('N', 'T', batch, units, width, dh_gates + t * batch * width, width, recurrent_kernel, width, 1.0f, dh0,
          units);
   }
-  Gemm('T', 'N', features, width, time * batch, x, features, dx_gates, width, 0.0f, dkernel, width);
-  Gemm('T', 'N', units, width, batch, h0, units, dh_gates, width, 0.0f, drecurrent_kernel, width);
-  if (time > 1)
-    Gemm('T', 'N', units, width, (time - 1) * batch, h, units, dh_gates + batch * width, width, 1.0f,
-         drecurrent_kernel, width);
-  Gemm('N', 'T', time * batch, features, width, dx_gates, width, kernel, width, 0.0f, dx, features);
+  ProductGradients(time, batch, features, units, width, x, h0, h, kernel, dx_gates, dh_gates, dx, dkernel,
+                   drecurrent_kernel);
   for (int64_t r = 0; r < time * batch; ++r) {
     const float* dxg = dx_gates + r * width;
     const float* dhg = dh_gates + r * width;
