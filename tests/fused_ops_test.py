@@ -94,6 +94,29 @@ def _float64_gru(x, h, kernel, recurrent_kernel, bias):
   return tf.stack(hs)
 
 
+class ShapeCheckTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    testing.require_fused_ops(self)
+
+  def test_weights_of_the_wrong_shape_are_an_error_naming_them(self):
+    module = fused_ops.load()
+    x, h = tf.zeros([3, 2, 5]), tf.zeros([2, 4])
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r'kernel must be \[features, 4 \* units\]'):
+      module.harness_lstm(x=x, h0=h, c0=h, kernel=tf.zeros([5, 12]), recurrent_kernel=tf.zeros([4, 16]),
+                          bias=tf.zeros([16]))
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r'c0 must be \[batch, units\]'):
+      module.harness_lstm(x=x, h0=h, c0=tf.zeros([2, 3]), kernel=tf.zeros([5, 16]),
+                          recurrent_kernel=tf.zeros([4, 16]), bias=tf.zeros([16]))
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r'recurrent_kernel must be \[units, 3 \* units\]'):
+      module.harness_gru(x=x, h0=h, kernel=tf.zeros([5, 12]), recurrent_kernel=tf.zeros([4, 16]),
+                         bias=tf.zeros([2, 12]))
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r'bias must be \[2, 3 \* units\]'):
+      module.harness_gru(x=x, h0=h, kernel=tf.zeros([5, 12]), recurrent_kernel=tf.zeros([4, 12]),
+                         bias=tf.zeros([12]))
+
+
 class GruOpTest(parameterized.TestCase):
 
   def setUp(self):

@@ -16,6 +16,7 @@
 // The GEMMs run on as many threads as the op's intra-op pool has: one when the
 // harness trains sub-batches side by side (`harness.runtime.configure_threads`).
 
+#include "absl/strings/str_cat.h"
 #include "fused_kernels.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -37,18 +38,25 @@ int IntraOpThreads(OpKernelContext* context) {
   return context->device()->tensorflow_cpu_worker_threads()->num_threads;
 }
 
-// Checks the inputs both ops share: x [T, B, I], h0 and c0 [B, H], kernel [I, 4H], recurrent_kernel [H, 4H].
-absl::Status CheckLstmShapes(OpKernelContext* context) {
-  const Tensor &x = context->input(0), &h0 = context->input(1), &c0 = context->input(2);
-  const Tensor &kernel = context->input(3), &recurrent_kernel = context->input(4);
+// Checks what all four ops take first: x [T, B, I] (input 0), h0 [B, H] (input 1), and the kernel
+// [I, gates * H] and recurrent_kernel [H, gates * H] at inputs `kernel_input` and `kernel_input + 1`.
+absl::Status CheckSequenceAndWeights(OpKernelContext* context, int gates, int kernel_input) {
+  const Tensor &x = context->input(0), &h0 = context->input(1);
   if (x.dims() != 3) return absl::InvalidArgumentError("x must be [time, batch, features]");
   if (h0.dims() != 2 || h0.dim_size(0) != x.dim_size(1)) return absl::InvalidArgumentError("h0 must be [batch, units]");
-  if (c0.shape() != h0.shape()) return absl::InvalidArgumentError("c0 must be [batch, units]");
   const int64_t units = h0.dim_size(1);
-  if (kernel.shape() != TensorShape({x.dim_size(2), 4 * units}))
-    return absl::InvalidArgumentError("kernel must be [features, 4 * units]");
-  if (recurrent_kernel.shape() != TensorShape({units, 4 * units}))
-    return absl::InvalidArgumentError("recurrent_kernel must be [units, 4 * units]");
+  if (context->input(kernel_input).shape() != TensorShape({x.dim_size(2), gates * units}))
+    return absl::InvalidArgumentError(absl::StrCat("kernel must be [features, ", gates, " * units]"));
+  if (context->input(kernel_input + 1).shape() != TensorShape({units, gates * units}))
+    return absl::InvalidArgumentError(absl::StrCat("recurrent_kernel must be [units, ", gates, " * units]"));
+  return absl::OkStatus();
+}
+
+// The LSTM ops' inputs 0-4: x, h0, c0 (as h0), kernel, recurrent_kernel.
+absl::Status CheckLstmShapes(OpKernelContext* context) {
+  TF_RETURN_IF_ERROR(CheckSequenceAndWeights(context, 4, 3));
+  if (context->input(2).shape() != context->input(1).shape())
+    return absl::InvalidArgumentError("c0 must be [batch, units]");
   return absl::OkStatus();
 }
 
@@ -99,17 +107,10 @@ class HarnessLstmGradOp : public tensorflow::OpKernel {
   }
 };
 
-// Checks x [T, B, I], h0 [B, H], kernel [I, 3H], recurrent_kernel [H, 3H], bias [2, 3H] (inputs 0-4 of both ops).
+// The GRU ops' inputs 0-3 (x, h0, kernel, recurrent_kernel) and, `with_bias`, 4: bias [2, 3H].
 absl::Status CheckGruShapes(OpKernelContext* context, bool with_bias) {
-  const Tensor &x = context->input(0), &h0 = context->input(1);
-  if (x.dims() != 3) return absl::InvalidArgumentError("x must be [time, batch, features]");
-  if (h0.dims() != 2 || h0.dim_size(0) != x.dim_size(1)) return absl::InvalidArgumentError("h0 must be [batch, units]");
-  const int64_t units = h0.dim_size(1);
-  if (context->input(2).shape() != TensorShape({x.dim_size(2), 3 * units}))
-    return absl::InvalidArgumentError("kernel must be [features, 3 * units]");
-  if (context->input(3).shape() != TensorShape({units, 3 * units}))
-    return absl::InvalidArgumentError("recurrent_kernel must be [units, 3 * units]");
-  if (with_bias && context->input(4).shape() != TensorShape({2, 3 * units}))
+  TF_RETURN_IF_ERROR(CheckSequenceAndWeights(context, 3, 2));
+  if (with_bias && context->input(4).shape() != TensorShape({2, 3 * context->input(1).dim_size(1)}))
     return absl::InvalidArgumentError("bias must be [2, 3 * units]");
   return absl::OkStatus();
 }
@@ -160,18 +161,19 @@ class HarnessGruGradOp : public tensorflow::OpKernel {
   }
 };
 
-absl::Status LstmShape(InferenceContext* c) {
+// Forward ops: `state_outputs` outputs [T, B, H] (h, and c for the LSTM), then the gates [T, B, 4H].
+absl::Status ForwardShape(InferenceContext* c, int state_outputs) {
   ShapeHandle x, h0;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
   TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &h0));
   DimensionHandle width;
   TF_RETURN_IF_ERROR(c->Multiply(c->Dim(h0, 1), 4, &width));
-  ShapeHandle states = c->MakeShape({c->Dim(x, 0), c->Dim(x, 1), c->Dim(h0, 1)});
-  c->set_output(0, states);
-  c->set_output(1, states);
-  c->set_output(2, c->MakeShape({c->Dim(x, 0), c->Dim(x, 1), width}));
+  for (int i = 0; i < state_outputs; ++i) c->set_output(i, c->MakeShape({c->Dim(x, 0), c->Dim(x, 1), c->Dim(h0, 1)}));
+  c->set_output(state_outputs, c->MakeShape({c->Dim(x, 0), c->Dim(x, 1), width}));
   return absl::OkStatus();
 }
+
+absl::Status LstmShape(InferenceContext* c) { return ForwardShape(c, 2); }
 
 absl::Status LstmGradShape(InferenceContext* c) {
   for (int i = 0; i < 5; ++i) c->set_output(i, c->input(i));
@@ -181,16 +183,7 @@ absl::Status LstmGradShape(InferenceContext* c) {
   return absl::OkStatus();
 }
 
-absl::Status GruShape(InferenceContext* c) {
-  ShapeHandle x, h0;
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &h0));
-  DimensionHandle width;
-  TF_RETURN_IF_ERROR(c->Multiply(c->Dim(h0, 1), 4, &width));
-  c->set_output(0, c->MakeShape({c->Dim(x, 0), c->Dim(x, 1), c->Dim(h0, 1)}));
-  c->set_output(1, c->MakeShape({c->Dim(x, 0), c->Dim(x, 1), width}));
-  return absl::OkStatus();
-}
+absl::Status GruShape(InferenceContext* c) { return ForwardShape(c, 1); }
 
 absl::Status GruGradShape(InferenceContext* c) {
   for (int i = 0; i < 4; ++i) c->set_output(i, c->input(i));
