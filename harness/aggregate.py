@@ -5,6 +5,8 @@ recomputed from the trials' own files every time:
 
   results.csv            one row per trial: its grid values, seed, status, step and final metrics
   summary.csv, .md       one row per group: n finished, and mean ± sd (sample sd) of each final metric
+                         and of what each trial spent (`RUN_COLUMNS`: parameters, training time, steps,
+                         examples, examples per second of training)
   baseline/              for a task with a memoryless baseline, its eval metrics at the mean runs'
                          steps: one line in the Metrics cards (the trials write none)
   sweep/                 the summary as text, a custom-scalars layout (a margin chart per eval
@@ -15,6 +17,9 @@ recomputed from the trials' own files every time:
                          metric, mean_sd/<metric>, and mean_sd/<metric>.lower and .upper at mean
                          -/+ sd: the margin charts' band. Eval only: train means add lines, not
                          answers; no `Metrics/` tag, so the Metrics cards hold the trials only.
+  mean_subset/<group>/   the same of the trials' evaluations on a subset of the test split
+                         (their eval_subset/, before the last step), never averaged with the
+                         whole split's
   curves/                with a numeric grid axis: each eval metric against it as PNG
                          (`harness.curves`), its tables appended to summary.md
 
@@ -43,6 +48,25 @@ from harness.errors import UserError
 
 SUMMARY_FOLDER = 'sweep'
 MEAN_FOLDER = 'mean'
+MEAN_SUBSET_FOLDER = 'mean_subset'
+
+
+def _per_second(metrics):
+  seconds = metrics.get('train_seconds')
+  return metrics['examples'] / seconds if 'examples' in metrics and seconds else None
+
+
+# What each finished trial spent, after the metrics in the summary: (summary.md header, summary.csv name,
+# metrics.json -> value or None, the mean's format). The training time is the training calls' (metrics.json's
+# train_seconds: what --time_budget counts, the first call's tracing included), so examples/s is per second of it.
+RUN_COLUMNS = (
+    ('params', 'params', lambda m: m.get('params'), '{:,.0f}'),
+    ('train minutes', 'train_minutes', lambda m: m['train_seconds'] / 60 if 'train_seconds' in m else None,
+     '{:.2f}'),
+    ('steps', 'steps', lambda m: m.get('step'), '{:,.0f}'),
+    ('examples', 'examples', lambda m: m.get('examples'), '{:,.0f}'),
+    ('examples/s', 'examples_per_sec', _per_second, '{:,.0f}'),
+)
 
 
 def _read_scalars(run_dir):
@@ -58,6 +82,11 @@ def _read_scalars(run_dir):
 
 def _mean_sd(values):
   return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _mean_sd_of(values):
+  """`_mean_sd`, or NaNs for no values (a group without a finished trial)."""
+  return _mean_sd(values) if values else (float('nan'), float('nan'))
 
 
 def _write_table(path, header, rows):
@@ -85,20 +114,24 @@ def aggregate(sweep_dir):
   metric_names = sorted({k for m in results.values() for k in m if k.startswith('eval_')})
   flags_varied = [flag for flag, _ in grid]
   _write_table(os.path.join(sweep_dir, 'results.csv'),
-               ['trial', *flags_varied, 'seed', 'status', 'step', *metric_names, 'train_seconds'],
+               ['trial', *flags_varied, 'seed', 'status', 'step', *metric_names, 'train_seconds', 'params',
+                'examples'],
                [[trial.name, *(value for _, value in trial.values), trial.seed,
                  results[trial.name].get('status', 'not started'), results[trial.name].get('step', ''),
-                 *(results[trial.name].get(name, '') for name in metric_names),
-                 results[trial.name].get('train_seconds', '')] for trial in trials])
+                 *(results[trial.name].get(name, '') for name in metric_names + ['train_seconds', 'params',
+                                                                                   'examples'])]
+                for trial in trials])
   groups = {}
   for trial in trials:
     groups.setdefault(trial.group, []).append(trial)
   markdown = _write_summary(sweep_dir, groups, results, flags_varied, metric_names)
 
   eval_curves = _eval_curves(sweep_dir, trials, results, configs)
-  metrics, steps = _write_mean_runs(sweep_dir, groups, eval_curves, configs)
-  _write_baseline(sweep_dir, configs, results, steps)
-  writer = _summary_writer(sweep_dir, markdown, metrics)
+  metrics, steps = _write_mean_runs(sweep_dir, MEAN_FOLDER, groups, eval_curves, configs)
+  subset_curves = _eval_curves(sweep_dir, trials, results, configs, runs.EVAL_SUBSET_FOLDER)
+  subset_metrics, subset_steps = _write_mean_runs(sweep_dir, MEAN_SUBSET_FOLDER, groups, subset_curves, configs)
+  _write_baseline(sweep_dir, configs, results, sorted(set(steps) | set(subset_steps)))
+  writer = _summary_writer(sweep_dir, markdown, sorted(set(metrics) | set(subset_metrics)))
   curve_tables = curves.write(sweep_dir, grid, trials, results, eval_curves, writer)
   writer.close()
   if curve_tables:
@@ -111,40 +144,46 @@ def _write_summary(sweep_dir, groups, results, flags_varied, metric_names):
   """summary.csv (mean and sd over seeds per group) and summary.md; returns the markdown table."""
   shown = _markdown_metrics(metric_names, results)
   summary_rows, markdown = [], [
-      '| ' + ' | '.join([*flags_varied, 'n', *(name[5:] for name in shown), 'train seconds']) + ' |',
-      '|' + '---|' * (len(flags_varied) + len(shown) + 2)]
+      '| ' + ' | '.join([*flags_varied, 'n', *(name[5:] for name in shown), *(c[0] for c in RUN_COLUMNS)]) + ' |',
+      '|' + '---|' * (len(flags_varied) + len(shown) + 1 + len(RUN_COLUMNS))]
   for members in groups.values():
     done = [results[t.name] for t in members if runs.is_finished(results[t.name])]
     row, cells = [value for _, value in members[0].values], [value for _, value in members[0].values]
     row.append(len(done))
     cells.append(f'{len(done)}/{len(members)}')
-    for name in metric_names + ['train_seconds']:
-      values = [m[name] for m in done if name in m]
-      mean, sd = _mean_sd(values) if values else (float('nan'), float('nan'))
+    for name in metric_names:
+      mean, sd = _mean_sd_of([m[name] for m in done if name in m])
       row += [mean, sd]
       if name in shown:
         cells.append(f'{mean:.4f} ± {sd:.4f}')
-      elif name == 'train_seconds':
-        cells.append(f'{mean:.1f} ± {sd:.1f}')
+    for _, _, value, form in RUN_COLUMNS:
+      mean, sd = _mean_sd_of([v for v in map(value, done) if v is not None])
+      row += [mean, sd]
+      # Equal over the seeds (the parameters; the steps of a step budget): the value alone.
+      cells.append(form.format(mean) + ('' if not sd else f' ± {form.format(sd)}'))
     summary_rows.append(row)
     markdown.append('| ' + ' | '.join(map(str, cells)) + ' |')
   markdown += _baseline_rows(groups, results, len(flags_varied), shown)
   _write_table(os.path.join(sweep_dir, 'summary.csv'),
-               [*flags_varied, 'n', *(f'{n}_{s}' for n in metric_names + ['train_seconds'] for s in ('mean', 'sd'))],
+               [*flags_varied, 'n', *(f'{n}_{s}' for n in metric_names + [c[1] for c in RUN_COLUMNS]
+                                      for s in ('mean', 'sd'))],
                summary_rows)
   markdown = '\n'.join(markdown)
   with open(os.path.join(sweep_dir, 'summary.md'), 'w') as f:
-    f.write(f'Mean ± sd over seeds of the final test metrics; n = finished trials.\n\n{markdown}\n')
+    f.write('Mean ± sd over seeds of the final test metrics, then of what each trial spent: its parameters, '
+            'minutes of training steps, steps, examples and examples per second of training (the value alone '
+            f'where the seeds agree); n = finished trials.\n\n{markdown}\n')
   return markdown
 
 
-def _eval_curves(sweep_dir, trials, results, configs):
-  """{trial name: {metric: {step: value}}} of the finished trials' eval `Metrics/` scalars, a metric that is the
-  loss (`task_table.TaskSpec.loss_is`: written once, as the loss) under its own name too, as metrics.json has it."""
+def _eval_curves(sweep_dir, trials, results, configs, folder='eval'):
+  """{trial name: {metric: {step: value}}} of the finished trials' `Metrics/` scalars in their event `folder` (eval
+  or eval_subset), a metric that is the loss (`task_table.TaskSpec.loss_is`: written once, as the loss) under its own
+  name too, as metrics.json has it."""
   prefix, found = f'{task_table.METRICS_GROUP}/', {}
   for trial in trials:
     if runs.is_finished(results[trial.name]):
-      scalars = _read_scalars(os.path.join(sweep_dir, trial.name, 'eval'))
+      scalars = _read_scalars(os.path.join(sweep_dir, trial.name, folder))
       found[trial.name] = {tag[len(prefix):]: series for tag, series in scalars.items()}
       same = task_table.TASKS[configs[trial.name].task].loss_is
       if same and 'loss' in found[trial.name]:
@@ -176,8 +215,8 @@ def _baseline_rows(groups, results, num_flags, shown):
       baselines[group] = values
   labels = {'memoryless baseline': v for v in baselines.values()} if len(set(baselines.values())) == 1 else {
       f'baseline of {group}': v for group, v in baselines.items()}
-  return ['| ' + ' | '.join([label, *[''] * num_flags, *('' if v is None else f'{v:.4f}' for v in values), '']) + ' |'
-          for label, values in labels.items()]
+  return ['| ' + ' | '.join([label, *[''] * num_flags, *('' if v is None else f'{v:.4f}' for v in values),
+                             *[''] * len(RUN_COLUMNS)]) + ' |' for label, values in labels.items()]
 
 
 def band_tags(metric):
@@ -185,19 +224,19 @@ def band_tags(metric):
   return f'mean_sd/{metric}', f'mean_sd/{metric}.lower', f'mean_sd/{metric}.upper'
 
 
-def _write_mean_runs(sweep_dir, groups, eval_curves, configs):
-  """mean/<group>: per eval step, the mean and mean -/+ sd over the group's finished seeds (`_eval_curves`), of
-  each metric TensorBoard shows (not one that is the loss).
+def _write_mean_runs(sweep_dir, mean_folder, groups, eval_curves, configs):
+  """<mean_folder>/<group>: per eval step, the mean and mean -/+ sd over the group's finished seeds (`_eval_curves`),
+  of each metric TensorBoard shows (not one that is the loss); none for a group without curves.
 
   Returns the metrics and the steps written.
   """
-  shutil.rmtree(os.path.join(sweep_dir, MEAN_FOLDER), ignore_errors=True)  # Derived: recomputed whole.
+  shutil.rmtree(os.path.join(sweep_dir, mean_folder), ignore_errors=True)  # Derived: recomputed whole.
   metrics, steps = set(), set()
   for group, members in groups.items():
-    series = [eval_curves[t.name] for t in members if t.name in eval_curves]
+    series = [eval_curves[t.name] for t in members if eval_curves.get(t.name)]
     if not series:
       continue
-    writer = summaries.SummaryWriter(os.path.join(sweep_dir, MEAN_FOLDER, group))
+    writer = summaries.SummaryWriter(os.path.join(sweep_dir, mean_folder, group))
     same = task_table.TASKS[configs[members[0].name].task].loss_is
     for metric in set.intersection(*(set(s) for s in series)) - {same}:
       metrics.add(metric)

@@ -26,7 +26,12 @@ report gives per-round examples/s, medians and the harness's ratio to each.
 The harness is timed as a user experiences it, from the wall times of its own
 train-loss events in one run of W + N steps: from the first summary at or
 after W to the last step, histogram and probe steps included (evaluation and
-checkpoints only at the end, outside the window). Keras and PyTorch: the time
+checkpoints only at the end, outside the window; train scalars at least every
+N steps, so that the window has two).
+
+Beside each contender's rate: its floor on this machine (`harness.floor`: the
+step's FLOPs at the product rate and its bytes at the bandwidth, both measured
+in this run) and the share of the floor it reaches; the CPU is named first. Keras and PyTorch: the time
 of steps W..W+N in one run. PyTorch contenders are skipped where PyTorch is
 not installed.
 """
@@ -53,6 +58,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from harness import archs
 from harness import cli
 from harness import config as config_lib
+from harness import floor
 from harness import loop
 from harness import models
 from harness import runtime
@@ -94,7 +100,9 @@ def harness_contender(config, task, warmup, steps):
   """
   workdir = tempfile.mkdtemp()
   try:
-    run_config = dataclasses.replace(config, train_steps=warmup + steps, eval_every=10**9, checkpoint_every=10**9)
+    # At least two train-loss events in the window: its first summary at or after W and the last step.
+    run_config = dataclasses.replace(config, train_steps=warmup + steps, eval_every=10**9, checkpoint_every=10**9,
+                                     summary_every=min(config.summary_every, steps))
     loop.train_and_evaluate(run_config, os.path.join(workdir, 'run'), task=task)
     accumulator = event_accumulator.EventAccumulator(os.path.join(workdir, 'run', 'train'),
                                                      size_guidance={event_accumulator.TENSORS: 0})
@@ -196,6 +204,34 @@ def torch_contender(config, task, warmup, steps, precision='float32'):
           'torch': torch.__version__, 'torch_threads': torch.get_num_threads()}
 
 
+# What each contender trains, as a change of the benchmark's config: its floor is that config's.
+_CONTENDER_CONFIG = {
+    'harness_bf16': {'precision': 'mixed_bfloat16'},
+    'keras_fit_bf16': {'precision': 'mixed_bfloat16'},
+    'torch_bf16': {'precision': 'mixed_bfloat16'},
+    'harness_lstm': {'arch': 'lstm'},
+    'harness_gru': {'arch': 'gru'},
+}
+
+
+def floors(config, task, contenders):
+  """{contender: its floor report (`harness.floor`)}: each distinct model's cost at rates measured now."""
+  steps = next(iter(task.train_dataset(config.batch_size, config.seed)))[0].shape[1]
+  reports, by_change = {}, {}
+  for name in contenders:
+    change = _CONTENDER_CONFIG.get(name, {})
+    key = tuple(sorted(change.items()))
+    if key not in by_change:
+      variant = dataclasses.replace(config, **change)
+      model = models.build_model(variant, task.num_outputs, per_step_outputs=False, num_features=task.num_features)
+      cost = floor.step_cost(model, config.batch_size, steps)
+      dtype = 'bfloat16' if variant.precision == 'mixed_bfloat16' else 'float32'
+      rates = floor.measure_rates(config.batch_size * steps, cost.largest_product, dtype)
+      by_change[key] = floor.floor_report(cost, rates, config.batch_size)
+    reports[name] = by_change[key]
+  return reports
+
+
 def _torch_available():
   return importlib.util.find_spec('torch') is not None
 
@@ -229,7 +265,8 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
   medians = {name: statistics.median(r['examples_per_sec'] for r in runs) for name, runs in results.items()}
   report = {
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
-      'machine': {'cpus': os.cpu_count(), 'platform': platform.platform(), 'tensorflow': tf.__version__,
+      'machine': {'cpu': runtime.describe_cpu(), 'cpus': os.cpu_count(), 'platform': platform.platform(),
+                  'tensorflow': tf.__version__,
                   'keras': keras.__version__, 'gpus': len(tf.config.list_physical_devices('GPU'))},
       'config': {'task': config.task, 'view': config.view, 'seq_len': config.seq_len, 'arch': config.arch,
                  'units': list(config.units), 'input_units': config.input_units, 'batch_size': config.batch_size,
@@ -239,12 +276,27 @@ def benchmark(config, task, contenders, warmup, steps, rounds):
       'rounds_results': results,
       'median_examples_per_sec': medians,
   }
+  floor_reports = floors(config, task, contenders)
+  report['floor'] = {name: {**floor_reports[name], 'share_reached': medians[name] / floor_reports[name][
+      'floor_examples_per_sec']} for name in contenders}
   if 'harness' in medians:
     report['ratio_harness_to'] = {name: medians['harness'] / value for name, value in medians.items()
                                   if name != 'harness'}
     report['median_event_bytes_per_1000_steps'] = statistics.median(
         r['event_bytes_per_1000_steps'] for r in results['harness'])
   return report
+
+
+def floor_table(report):
+  """Each contender's median examples/s beside its floor (`harness.floor`) and the share reached, as lines."""
+  lines = [f'{report["machine"]["cpu"]}; floor = step FLOPs at the measured product rate + step bytes at the '
+           'measured bandwidth',
+           f'{"contender":>20} {"examples/s":>11} {"floor":>9} {"share":>6} {"GFLOP/s":>8} {"GB/s":>6}']
+  for name, entry in report['floor'].items():
+    lines.append(f'{name:>20} {report["median_examples_per_sec"][name]:11.1f} {entry["floor_examples_per_sec"]:9.1f} '
+                 f'{entry["share_reached"]:6.2f} {entry["product_gflops_per_sec"]:8.1f} '
+                 f'{entry["bandwidth_gbytes_per_sec"]:6.1f}')
+  return '\n'.join(lines)
 
 
 def main(argv):
@@ -272,6 +324,7 @@ def main(argv):
   report = benchmark(config, task, contenders, _WARMUP_STEPS.value, _STEPS.value, _ROUNDS.value)
   text = json.dumps(report, indent=2)
   print(text)
+  print(floor_table(report))
   if _OUT.value:
     with open(_OUT.value, 'w') as f:
       f.write(text + '\n')

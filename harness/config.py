@@ -16,6 +16,8 @@ import re
 from harness import archs
 from harness import linear_specs
 from harness import recipes
+from harness import schedule
+from harness import sizes
 from harness import task_table
 from harness.errors import UserError
 
@@ -77,7 +79,13 @@ class Config:
           f'; {alias}: {name}, an old name' for alias, name in archs.ALIASES.items()) + '.',
                      choices=archs.NAMES)
   units: tuple = _field((128,), 'Units per recurrent layer, comma-separated: one layer of --arch per size (32,64 '
-                        'stacks two).', minimum=1)
+                        'stacks two); under --param_budget, the layers\' ratios.', minimum=1)
+  param_budget: int = _field(
+      0, 'Choose the units of every recurrent layer so that the whole model (input projection, recurrent layers '
+      'or blocks with their MLPs and norms, head) has this many trainable parameters, as near as one scale of '
+      f'--units allows and within {100 * sizes.BUDGET_TOLERANCE:.0f} %: --units gives the layers\' ratios (32,64: '
+      'the second twice the first), --input_units keeps its size, and units within that already are kept '
+      '(config.json and flags.txt record the chosen ones). 0 = off.', minimum=0)
   input_units: int = _field(128, 'Linear input projection per step before the recurrent layers (0 = none).',
                             minimum=0, per_task=True)
   forget_bias: float = _field(1.0, 'Initial LSTM forget-gate bias (lstm).', minimum=-MAX_FORGET_BIAS,
@@ -91,10 +99,11 @@ class Config:
   scan_kernel: str = _field(
       linear_specs.DEFAULT_OPTIONS['scan_kernel'],
       'mingru, minlstm, lru: how h_t = a_t h_{t-1} + b_t is scanned over time; same math, the exact reversed-time '
-      'gradient in each. sequential = a tf.while_loop of elementwise ops; chunked = T/C loop steps over chunks '
+      'gradient in each. fused = the harness\'s CPU op (built on first use; minGRU\'s and minLSTM\'s gates folded '
+      'in; their pass is then not XLA-compiled); sequential = a tf.while_loop of elementwise ops; chunked = T/C loop steps over chunks '
       'of C ~ sqrt(T) steps done at once; associative = keras.ops.associative_scan; logcumsumexp = the log-space '
-      'form (minGRU/minLSTM only, where a, b > 0); auto = the fastest measured for the shape and device '
-      '(harness.scan).', choices=linear_specs.SCAN_KERNELS, resumable=True)
+      'form (minGRU/minLSTM only, where a, b > 0); auto = the fastest measured for the arch, shape and device '
+      '(harness.scan; BUILD.md).', choices=linear_specs.SCAN_KERNELS, resumable=True)
   mlp_expansion: int = _field(
       linear_specs.DEFAULT_OPTIONS['mlp_expansion'],
       'mingru, minlstm: hidden width of the block\'s per-step MLP in multiples of the layer\'s units (Feng et al. '
@@ -122,9 +131,16 @@ class Config:
   epochs: int = _field(10, 'Epochs to train.', minimum=1, per_task=True, resumable=True)
   train_steps: int = _field(0, 'Steps to train; when set (> 0), overrides --epochs.', minimum=0, maximum=MAX_STEPS,
                             resumable=True)
+  time_budget: float = _field(
+      0.0, 'Train for this many minutes of training steps (metrics.json\'s train_seconds: the training calls, the '
+      'first one\'s tracing of the step included; evaluations, probes and checkpoints are not counted), then '
+      'evaluate; the cosine learning-rate decay follows the fraction of it spent. --train_steps, where set, caps '
+      'the steps; --epochs does not apply. A resumed run continues its budget to the same total. Not with '
+      '--deterministic or --strategy=multi_worker. 0 = off.', minimum=0, resumable=True)
   learning_rate: float = _field(3e-3, 'Learning rate.', above=0, per_task=True)
   optimizer: str = _field('adam', 'Optimizer.', choices=('adam', 'sgd', 'rmsprop'))
-  lr_schedule: str = _field('cosine', 'constant, or cosine decay from --learning_rate to 0 over the run\'s steps.',
+  lr_schedule: str = _field('cosine', 'constant, or cosine decay from --learning_rate to 0 over the run\'s steps '
+                            '(under --time_budget, over its time).',
                             choices=('constant', 'cosine'))
   clip_norm: float = _field(0.0, 'Clip gradients to this global norm (0 = off).', minimum=0, per_task=True)
   seed: int = _field(0, 'Seed for weights and data order.', minimum=0, maximum=SEED_MAX)
@@ -138,8 +154,14 @@ class Config:
                          resumable=True, hparam=False)
   data_dir: str = _field('', 'tfds data_dir (default: tfds\'s own, ~/tensorflow_datasets).', resumable=True, hparam=False)
   eval_every: int = _field(0, 'Evaluate every this many steps, and at the end (0 = about ten times per run and at '
-                           'least once per epoch, or sparser where that would take more than 15 % of the time).',
+                           'least once per epoch, or sparser where that would take more than 15 % of the run\'s time).',
                            minimum=0, resumable=True, hparam=False)
+  eval_examples: str = _field(
+      'auto', 'Test examples each evaluation before the last step reads (the last always reads the whole test '
+      'split): auto = a fixed, seeded subset sized to the run, one example per example it trains on between two '
+      f'of its ~{schedule.EVALUATIONS_PER_RUN} evaluations, in whole batches from {schedule.AUTO_EVAL_EXAMPLES[0]:,} '
+      f'to {schedule.AUTO_EVAL_EXAMPLES[1]:,} (a split of at most {schedule.AUTO_EVAL_EXAMPLES[1]:,}: all of it); N '
+      '= such a subset of N; all = the whole split every time.', resumable=True, hparam=False)
   checkpoint_every: int = _field(1000, 'Checkpoint every this many steps (and at the end).', minimum=1,
                                  resumable=True, hparam=False)
   summary_every: int = _field(100, 'Write train scalars every this many steps.', minimum=1, resumable=True, hparam=False)
@@ -187,6 +209,8 @@ def make_config(**overrides):
     raise UserError(f'unknown config field(s): {", ".join(unknown)}')
   config = Config(**values)
   validate(config)
+  if config.param_budget:
+    config = dataclasses.replace(config, units=sizes.budget_units(config))
   return config
 
 
@@ -245,7 +269,16 @@ def validate(config):
     if stop <= start:
       raise UserError(f'--profile_steps={start},{stop}: STOP must be after START')
   probe_names(config)
+  if config.eval_examples not in ('auto', 'all') and not (re.fullmatch('[0-9]+', config.eval_examples)
+                                                         and int(config.eval_examples)):
+    raise UserError(f'--eval_examples={config.eval_examples!r}: give auto, all or a positive number of test examples')
   check_run_name(config.run_name)
+  if config.deterministic and config.time_budget:
+    raise UserError(f'--time_budget={config.time_budget}: not with --deterministic (where a run ends depends on '
+                    'the machine\'s speed, and TensorFlow reads no clock under op determinism)')
+  if config.strategy == 'multi_worker' and config.time_budget:
+    raise UserError(f'--time_budget={config.time_budget}: not with --strategy=multi_worker (each host\'s clock '
+                    'would end the run at another step, and the workers step together)')
   if config.strategy == 'multi_worker' and not config.run_name:
     raise UserError('--strategy=multi_worker needs --run_name: every worker must name the same run')
   if config.resume and not config.run_name:
@@ -296,8 +329,8 @@ def applicable_fields(config):
 
   Left out: a task's own flag (`task_table` flags) for another task, an arch's
   own field (`archs.ARCH_FIELDS`) for another arch, --permutation_seed outside
-  the permuted view, --epochs under --train_steps. The config text and the
-  hparams list these only.
+  the permuted view, --epochs under --train_steps or --time_budget, a budget
+  that is off. The config text and the hparams list these only.
   """
   spec, arch_options = task_table.TASKS[config.task], archs.get(config.arch).options
   task_flags = {flag for other in task_table.TASKS.values() for flag in other.flags}
@@ -305,7 +338,8 @@ def applicable_fields(config):
           if not (name in task_flags and name not in spec.flags)
           and not (name in archs.ARCH_FIELDS and name not in arch_options)
           and not (name == 'permutation_seed' and config.view != 'permuted')
-          and not (name == 'epochs' and config.train_steps)]
+          and not (name == 'epochs' and (config.train_steps or config.time_budget))
+          and not (name in ('param_budget', 'time_budget') and not getattr(config, name))]
 
 
 def flag_value(value):

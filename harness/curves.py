@@ -6,7 +6,8 @@ the first such flag is the x axis; every categorical flag that varies (`arch`,
 figure per value. For each eval metric a figure stacks, against x:
 
   final    the metric at the last step (metrics.json)
-  best     the best value over the run's evaluations (lowest, highest for task_table.HIGHER_IS_BETTER)
+  best     the best value over the run's evaluations of the whole test split (eval/; lowest, highest for
+           task_table.HIGHER_IS_BETTER)
   steps    where the task declares a threshold (`Task.thresholds`, recorded in
            metrics.json as threshold_<metric>): the first evaluation step at which
            the metric reached it. Over the seeds that reached it; a seed that

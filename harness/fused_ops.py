@@ -33,7 +33,7 @@ from absl import logging
 import tensorflow as tf
 
 KERNELS = pathlib.Path(__file__).parent / 'kernels'
-SOURCES = ('fused_kernels.h', 'fused_kernels.cc', 'fused_ops.cc')
+SOURCES = ('fused_kernels.h', 'fused_kernels.cc', 'scan_kernels.h', 'scan_kernels.cc', 'fused_ops.cc')
 # The kernel file is compiled for this CPU's vector units; it includes no TensorFlow header
 # (Eigen's AVX-512 FP16 code in those does not compile with GCC 12 under -march=native).
 KERNEL_FLAGS = ('-O3', '-march=native', '-fno-math-errno', '-fopenmp-simd', '-std=c++17')
@@ -78,12 +78,13 @@ def _cache_dir():
 
 def _commands(compiler, include_dir, lib_dir, work, target):
   """The compile and link command lines that build the ops into `target`."""
-  kernel, op = [str(work / name) for name in ('fused_kernels.o', 'fused_ops.o')]
+  kernel, scan, op = [str(work / name) for name in ('fused_kernels.o', 'scan_kernels.o', 'fused_ops.o')]
   return [
       [*compiler, '-c', '-fPIC', *KERNEL_FLAGS, f'-I{include_dir}', str(KERNELS / 'fused_kernels.cc'), '-o', kernel],
+      [*compiler, '-c', '-fPIC', *KERNEL_FLAGS, str(KERNELS / 'scan_kernels.cc'), '-o', scan],
       [*compiler, '-c', '-fPIC', *OP_FLAGS, *tf.sysconfig.get_compile_flags(), f'-I{KERNELS}',
        str(KERNELS / 'fused_ops.cc'), '-o', op],
-      [*compiler, '-shared', kernel, op, '-o', str(target), *tf.sysconfig.get_link_flags(), f'-L{lib_dir}',
+      [*compiler, '-shared', kernel, scan, op, '-o', str(target), *tf.sysconfig.get_link_flags(), f'-L{lib_dir}',
        '-l:libdnnl.so.3', '-lgomp', f'-Wl,-rpath,{lib_dir}'],
   ]
 
@@ -154,6 +155,22 @@ def load():
     return module.harness_gru_grad(*op.inputs[:4], h, gates, dh)
 
   return module
+
+
+def matmul(module, a, b):
+  """a [m, k] @ b [k, n] float32 by oneDNN's GEMM (HarnessMatMul), differentiable: dA = dC b^T, dB = a^T dC."""
+
+  @tf.custom_gradient
+  def product(a, b):
+
+    def gradient(upstream):
+      return (module.harness_mat_mul(upstream, b, transpose_b=True),
+              module.harness_mat_mul(a, upstream, transpose_a=True))
+
+    return module.harness_mat_mul(a, b), gradient
+
+  # Tensors, not variables: the tape differentiates the variables' reads, the custom gradient the product.
+  return product(tf.convert_to_tensor(a), tf.convert_to_tensor(b))
 
 
 def lstm(module, x, h0, c0, kernel, recurrent_kernel, bias):

@@ -30,8 +30,34 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness import fused_ops
 from harness import linear_specs
 from harness import scan
+
+
+class _GemmDense(keras.layers.Dense):
+  """keras.layers.Dense whose product runs oneDNN's GEMM (`fused_ops.matmul`) where `gemm` and in float32.
+
+  The same variables and function; on the CPU at the linear blocks' shapes
+  ([B*T, u] x [u, k]) oneDNN reaches 2-3x TensorFlow's MatMul (BUILD.md › The
+  linear scan). Elsewhere (bfloat16, no fused ops) it is a plain Dense.
+  """
+
+  def __init__(self, units, gemm=False, **kwargs):
+    super().__init__(units, **kwargs)
+    self.gemm = gemm
+
+  def call(self, inputs, training=None):
+    if not self.gemm or self.compute_dtype != 'float32':
+      return super().call(inputs, training=training)
+    outputs = _matmul(inputs, self.kernel) + self.bias
+    return self.activation(outputs) if self.activation is not None else outputs
+
+
+def _matmul(x, w):
+  """x [..., i] @ w [i, o] by oneDNN's GEMM over all leading positions at once."""
+  flat = fused_ops.matmul(fused_ops.load(), tf.reshape(x, [-1, x.shape[-1]]), w)
+  return tf.reshape(flat, tf.concat([tf.shape(x)[:-1], [w.shape[-1]]], 0))
 
 
 def _g(x):
@@ -46,6 +72,14 @@ class LinearRecurrentBlock(keras.layers.Layer):
   `_readout` (the recurrence's output per step), and `_build_mixer` / `_mix`.
   """
 
+  STATE_DTYPE = tf.float32  # What the scan runs in.
+  SHARED_A = False  # Whether a is one [units] for every step and row (the LRU's lambda).
+  # --scan_kernel=auto never takes the fused op here: each arch XLA-compiles its block's whole pass
+  # (`archs.Arch.jit_compile`), which fuses the norms, gates and residuals too and measured faster
+  # than the fused op beside TensorFlow's unfused ones (BUILD.md › The linear scan); XLA cannot
+  # compile the op. --scan_kernel=fused takes it (and oneDNN's GEMM for the products) without XLA.
+  AUTO_KERNEL = None  # What auto runs on every device, or None: `scan.choose_kernel`'s rule.
+
   def __init__(self, units, scan_kernel='auto', **kwargs):
     super().__init__(**kwargs)
     self.units = units
@@ -53,12 +87,29 @@ class LinearRecurrentBlock(keras.layers.Layer):
 
   def kernel_description(self):
     """Which scan kernel runs this layer (`models.recurrent_kernel_name`)."""
-    return scan.describe(self.scan_kernel, self.units)
+    if self.scan_kernel == 'auto' and self.AUTO_KERNEL:
+      return scan.describe(self.AUTO_KERNEL, self.units).replace('; ', '; auto: ', 1)
+    return scan.describe(self.scan_kernel, self.units, fused=False)
+
+  def _kernel(self, kernel, steps, batch):
+    """The kernel a call runs: `auto` as AUTO_KERNEL says, else `scan.choose_kernel`'s rule without the fused op."""
+    if kernel != 'auto':
+      return kernel
+    if self.AUTO_KERNEL:
+      return self.AUTO_KERNEL
+    return scan.choose_kernel(steps, batch, self.units, self.STATE_DTYPE,
+                              on_gpu=bool(tf.config.list_logical_devices('GPU')), fused=False)
 
   def _dense(self, units, name, activation=None):
-    return keras.layers.Dense(units, activation=activation, name=name, dtype=self.dtype_policy)
+    return _GemmDense(units, gemm=self._gemm, activation=activation, name=name, dtype=self.dtype_policy)
+
+  def _product(self, x, w):
+    """x [..., i] @ w [i, o], on oneDNN's GEMM where this block runs fused ops in float32."""
+    return _matmul(x, w) if self._gemm and x.dtype == tf.float32 else tf.matmul(x, w)
 
   def build(self, input_shape):
+    # Where the scan runs the fused op, the pass is not XLA-compiled: its products take oneDNN's GEMM too.
+    self._gemm = self.runs_fused_op()
     width = input_shape[-1]
     self.encoder = self._dense(self.units, 'encoder') if width != self.units else None
     self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name='norm', dtype=self.dtype_policy)
@@ -78,12 +129,26 @@ class LinearRecurrentBlock(keras.layers.Layer):
     x = tf.transpose(inputs, [1, 0, 2])
     x = self.encoder(x) if self.encoder is not None else x
     normed = self.norm(x)
-    a, b, gates = self._coefficients(normed)
-    if perturbation is not None:
-      b += tf.cast(perturbation, b.dtype)
     h0 = None if initial_state is None else self._state_in(initial_state)
-    h = scan.linear_scan(a, b, h0, kernel=kernel or self.scan_kernel, time_major=True)
+    kernel = self._kernel(kernel or self.scan_kernel, normed.shape[0], normed.shape[1])
+    if perturbation is None and self._folds_gates(kernel, normed):
+      h, gates = self._gated_recurrence(normed, h0), {}
+    else:
+      a, b, gates = self._coefficients(normed)
+      if perturbation is not None:
+        b += tf.cast(perturbation, b.dtype)
+      h = scan.linear_scan(a, b, h0, kernel=kernel, time_major=True)
     return tf.transpose(self._mix(x, self._readout(h, normed)), [1, 0, 2]), h, gates
+
+  def _folds_gates(self, kernel, normed):
+    """Whether the gates run inside the fused scan op (`scan.gated_scan`): never for the LRU."""
+    del kernel, normed
+    return False
+
+  def runs_fused_op(self):
+    """Whether this layer's scan runs a fused op of the harness (which XLA cannot compile)."""
+    return scan.fused_kernel_runs(self._kernel(self.scan_kernel, None, None), None, None, self.units,
+                                  self.STATE_DTYPE)
 
   def call(self, inputs, initial_state=None, training=False, perturbation=None, gates=False):
     """[outputs [batch, time, units], *final state [batch, n] float32], or with gates=True (`unroll`)
@@ -118,6 +183,12 @@ class _MinRNNBlock(LinearRecurrentBlock):
       self.mlp_in = self._dense(self.mlp_expansion * self.units, 'mlp_in', activation='gelu')
       self.mlp_out = self._dense(self.units, 'mlp_out')
 
+  def _folds_gates(self, kernel, normed):
+    return scan.fused_kernel_runs(kernel, normed.shape[0], normed.shape[1], self.units, tf.float32)
+
+  def _gated_recurrence(self, normed, h0):
+    return scan.gated_scan(self.CELL, tf.cast(self.projection(normed), tf.float32), h0)
+
   def _readout(self, h, normed):
     return tf.cast(h, normed.dtype)
 
@@ -136,6 +207,7 @@ class MinGRU(_MinRNNBlock):
   """
 
   GATE_COUNT = 2
+  CELL = 'mingru'
 
   def _coefficients(self, normed):
     k_z, k_h = tf.split(tf.cast(self.projection(normed), tf.float32), 2, axis=-1)
@@ -154,6 +226,7 @@ class MinLSTM(_MinRNNBlock):
   """
 
   GATE_COUNT = 3
+  CELL = 'minlstm'
 
   def _coefficients(self, normed):
     k_f, k_i, k_h = tf.split(tf.cast(self.projection(normed), tf.float32), 3, axis=-1)
@@ -176,6 +249,11 @@ class LRU(LinearRecurrentBlock):
   code. B = B_re + i B_im [units, N] ~ N(0, 1 / (2 units)) each part, C [N, units]
   ~ N(0, 1 / N) each part, D [units] ~ N(0, 1). The recurrence runs in complex64.
   """
+
+  STATE_DTYPE = tf.complex64
+  SHARED_A = True
+  # The while-loop under XLA: XLA took over 15 minutes to compile the chunked kernel's unrolled complex steps.
+  AUTO_KERNEL = 'sequential'
 
   def __init__(self, units, r_min=0.9, r_max=0.999, max_phase=2 * math.pi, **kwargs):
     super().__init__(units, **kwargs)
@@ -224,8 +302,8 @@ class LRU(LinearRecurrentBlock):
 
   def _coefficients(self, normed):
     gamma = tf.exp(self.gamma_log)
-    b = tf.complex(tf.cast(tf.matmul(normed, self.b_re), tf.float32) * gamma,
-                   tf.cast(tf.matmul(normed, self.b_im), tf.float32) * gamma)
+    b = tf.complex(tf.cast(self._product(normed, self.b_re), tf.float32) * gamma,
+                   tf.cast(self._product(normed, self.b_im), tf.float32) * gamma)
     modulus, phase = self.modulus, self.phase
     # a = lambda [N], the same at every step: the scan reads it once, not [time, batch, N] times.
     lam = tf.complex(modulus * tf.cos(phase), modulus * tf.sin(phase))
@@ -234,7 +312,7 @@ class LRU(LinearRecurrentBlock):
 
   def _readout(self, h, normed):
     h_re, h_im = (tf.cast(part, normed.dtype) for part in (tf.math.real(h), tf.math.imag(h)))
-    return tf.matmul(h_re, self.c_re) - tf.matmul(h_im, self.c_im) + self.d * normed
+    return self._product(h_re, self.c_re) - self._product(h_im, self.c_im) + self.d * normed
 
   def _mix(self, x, y):
     y = keras.activations.gelu(y)

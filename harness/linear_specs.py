@@ -8,7 +8,7 @@ table (config, validation, memory checks) can read them.
 import math
 
 ARCHS = ('mingru', 'minlstm', 'lru')
-SCAN_KERNELS = ('auto', 'sequential', 'chunked', 'associative', 'logcumsumexp')
+SCAN_KERNELS = ('auto', 'fused', 'sequential', 'chunked', 'associative', 'logcumsumexp')
 
 # Options the builders read beyond the contract's (dtype, forget_bias, lstm_kernel).
 DEFAULT_OPTIONS = {

@@ -15,14 +15,11 @@ LSTM layers of up to 128 units are `FusedLSTM` by default: Keras's LSTM
 not only on a GPU; `--lstm_kernel` chooses otherwise (`harness.layers`).
 """
 
-import os
-
 import keras
 import tensorflow as tf
 
 from harness import archs
 from harness import layers
-from harness.errors import UserError
 
 
 def arch_options(config):
@@ -39,37 +36,6 @@ def all_layers_fused(config):
   """Whether every recurrent layer `config` builds runs its whole sequence as one op on the CPU."""
   arch = archs.get(config.arch)
   return all(arch.one_op(n, arch_options(config)) for n in config.units)
-
-
-# Bytes per parameter a training step holds at least: float32 weights, their
-# gradients, and two optimizer slots (Adam's moments).
-_BYTES_PER_PARAMETER = 16
-
-
-def parameter_count(config, num_features, num_outputs):
-  """Trainable parameters of the model `config` builds, computed without building it."""
-  count, width = 0, num_features
-  if config.input_units:
-    count += (num_features + 1) * config.input_units
-    width = config.input_units
-  count += archs.parameter_count(config.arch, width, config.units, arch_option_values(config))
-  return count + (config.units[-1] + 1) * num_outputs
-
-
-def check_memory(config, num_features, num_outputs):
-  """Refuses a model whose weights, gradients and optimizer state alone exceed this machine's memory.
-
-  Raises:
-    UserError: naming the size flags, the parameter count, and the memory it needs and has.
-  """
-  needed = parameter_count(config, num_features, num_outputs) * _BYTES_PER_PARAMETER
-  available = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-  if needed > available:
-    sizes = f'--units={",".join(map(str, config.units))}' + (
-        f' --input_units={config.input_units}' if config.input_units else '')
-    raise UserError(f'{sizes}: the model has {parameter_count(config, num_features, num_outputs):,} parameters and '
-                    f'needs at least {needed / 2**30:,.1f} GiB for weights, gradients and optimizer state; this '
-                    f'machine has {available / 2**30:,.1f} GiB of memory')
 
 
 class SequenceModel(keras.Model):
@@ -140,6 +106,13 @@ class SequenceModel(keras.Model):
   def call(self, inputs, initial_state=None, training=False):
     outputs, final_state, _ = self.forward(inputs, initial_state, training)
     return outputs, final_state
+
+
+def xla_compiles(model):
+  """Whether the train step XLA-compiles `model`'s passes: where its arch asks (`archs.Arch.jit_compile`) and no
+  layer runs a fused op of the harness, which XLA cannot compile (those ops fold the elementwise passes XLA would fuse)."""
+  return model.arch.jit_compile and not any(
+      getattr(layer, 'runs_fused_op', lambda: False)() for layer in model.recurrent_layers)
 
 
 def build_model(config, num_outputs, per_step_outputs, num_features):

@@ -37,6 +37,21 @@ RECIPES = {
         flags=dict(task='copy', seq_len=50, arch='lstm', units=(128,), input_units=0, batch_size=50,
                    optimizer='adam', learning_rate=2e-3, lr_schedule='cosine', clip_norm=1.0, forget_bias=4.0,
                    train_steps=6000)),
+    # Long memory at the lengths the linear recurrences exist for, in a fixed time budget (issue 33): one block of
+    # 32 units in its paper's form, the tasks' own settings otherwise (batch 50, Adam with cosine decay over the
+    # budget, clipping at 1).
+    'adding_1000': dict(
+        source='The adding problem at T = 1000 (Hochreiter & Schmidhuber 1997), with minLSTM (Feng et al. 2024): '
+               'one block of 32 (pre-norm, residual, 4x MLP), batch 50, Adam 1e-3 with cosine decay over a 20-minute '
+               'budget of training steps, clipping at 1',
+        flags=dict(task='adding', seq_len=1000, arch='minlstm', units=(32,), input_units=0, batch_size=50,
+                   optimizer='adam', learning_rate=1e-3, lr_schedule='cosine', clip_norm=1.0, time_budget=20.0)),
+    'copy_200': dict(
+        source='The copy task with T = 200 blanks (Arjovsky, Shah & Bengio 2016), with the LRU (Orvieto et al. '
+               '2023): one block of 32 (pre-norm, GLU; ring |lambda| in [0.9, 0.999]), batch 50, Adam 2e-3 with '
+               'cosine decay over a 20-minute budget of training steps, clipping at 1',
+        flags=dict(task='copy', seq_len=200, arch='lru', units=(32,), input_units=0, batch_size=50,
+                   optimizer='adam', learning_rate=2e-3, lr_schedule='cosine', clip_norm=1.0, time_budget=20.0)),
     'pixel_mnist': dict(
         source='Le, Jaitly & Hinton (2015): MNIST read one pixel at a time, 784 steps; LSTM(128), Adam 1e-3, '
                'clipping at 1',

@@ -31,6 +31,7 @@ _METRICS_KEYS = {
     'total_steps': (lambda v: _is_int(v) and v >= 0, 'an integer >= 0'),
     'steps_per_epoch': (lambda v: _is_int(v) and v >= 1, 'an integer >= 1'),
     'params': (lambda v: _is_int(v) and v >= 0, 'an integer >= 0'),
+    'examples': (lambda v: _is_int(v) and v >= 0, 'an integer >= 0'),
     'train_seconds': (_is_number, 'a number'),
     'status': (lambda v: v in STATUSES, f'one of {", ".join(STATUSES)}'),
     'stopped_by': (lambda v: v in STOP_SIGNALS, f'one of {", ".join(STOP_SIGNALS)}'),

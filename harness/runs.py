@@ -34,11 +34,12 @@ from harness.errors import UserError
 
 LOCK_FILE = '.lock'
 CHECKPOINT_DIR = 'checkpoints'
+EVAL_SUBSET_FOLDER = 'eval_subset'  # The evaluations on a subset of the test split (`loop`), apart from eval/.
 # What a run folder holds before its config.json is written: the lock, the
 # event folders and files (the loop opens its writers first; a task with
 # baselines has baseline/), flags.txt (written just before config.json), and
 # the temporary file of a write cut short. Links are never among them.
-_UNSTARTED_FOLDERS = frozenset({'train', 'eval', 'baseline', CHECKPOINT_DIR})
+_UNSTARTED_FOLDERS = frozenset({'train', 'eval', EVAL_SUBSET_FOLDER, 'baseline', CHECKPOINT_DIR})
 _UNSTARTED_FILES = re.compile(r'^(\.lock|flags\.txt|events\.out\.tfevents\..*|(flags\.txt|config\.json)\.tmp-\d+)$')
 _CHECKPOINT_FILE = re.compile(r'^ckpt-(\d+)\.(index|data-\d+-of-\d+)$')
 
@@ -188,7 +189,8 @@ def resumed_config(config, explicit_flags):
                       f'{config_lib.flag_value(getattr(saved, name)) or "(unset)"}; a resumed run keeps its model, '
                       'data and optimizer (start a new run to change them)')
     changes[name] = getattr(config, name)
-  if 'train_steps' in changes and not changes['train_steps'] and 'epochs' not in changes:
+  if ('train_steps' in changes and not changes['train_steps'] and 'epochs' not in changes
+      and not changes.get('time_budget', saved.time_budget)):  # A time budget needs no step count.
     raise UserError(f'--train_steps=0: the run trains to step {saved.train_steps}; 0 (train by epochs) would make it '
                     f'{saved.epochs} epochs. Give --train_steps=N to train on to step N, or --epochs=N too to train '
                     'by epochs')
@@ -202,9 +204,10 @@ def resumed_config(config, explicit_flags):
                     'target to train on')
   if is_finished(metrics) and not _trains_on(resumed, changes, metrics):
     scores = ', '.join(f'{k[5:]} {v:.4f}' for k, v in sorted(metrics.items()) if k.startswith('eval_'))
+    spent = resumed.time_budget and metrics.get('train_seconds', 0.0) >= 60 * resumed.time_budget
+    more = f'--time_budget=M with M > {resumed.time_budget}' if spent else f'--train_steps=N with N > {metrics["step"]}'
     raise RunFinished(f'{workdir} is finished (step {metrics["step"]} of {metrics["total_steps"]}'
-                      f'{"; test " + scores if scores else ""}); nothing to do. To train on, add '
-                      f'--train_steps=N with N > {metrics["step"]}.')
+                      f'{"; test " + scores if scores else ""}); nothing to do. To train on, add {more}.')
   return resumed
 
 
@@ -213,7 +216,12 @@ def _trains_on(config, changes, metrics):
 
   Compared with the config itself, not with this command's flags: a
   config.json rewritten by a resume that then failed still asks for its steps.
+  A time-budgeted run trains on while both its budget and its step cap (if
+  any) are ahead of it.
   """
+  if config.time_budget:
+    return (metrics.get('train_seconds', 0.0) < 60 * config.time_budget
+            and (not config.train_steps or metrics['step'] < config.train_steps))
   if config.train_steps:
     return config.train_steps != metrics['total_steps']
   if 'steps_per_epoch' in metrics:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 
 from absl import logging
 import keras
@@ -109,6 +110,38 @@ def batch_splits(config):
               if config.batch_size % n == 0 and config.batch_size // n >= min_rows] or [1])
 
 
+def _cpu_info():
+  """(model name, flags) from /proc/cpuinfo; ('', set()) where it cannot be read."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      text = f.read()
+  except OSError:
+    return '', set()
+  model = next((line.split(':', 1)[1].strip() for line in text.splitlines() if line.startswith('model name')), '')
+  flags = next((line.split(':', 1)[1].split() for line in text.splitlines() if line.startswith('flags')), [])
+  return model, set(flags)
+
+
+# The vector extensions that set a CPU's float32 and bfloat16 rates, in the order they are named.
+_VECTOR_EXTENSIONS = (('avx2', 'AVX2'), ('fma', 'FMA'), ('avx512f', 'AVX-512'), ('avx512_bf16', 'AVX512_BF16'),
+                      ('amx_bf16', 'AMX-BF16'))
+
+
+def describe_cpu():
+  """'AMD EPYC, 2 cores, AVX2 FMA (no AVX-512, no AVX512_BF16, no AMX)': what every figure is measured on."""
+  model, flags = _cpu_info()
+  extensions = ' '.join(name for flag, name in _VECTOR_EXTENSIONS if flag in flags) or 'no AVX2'
+  missing = [words for flag, words in (('avx512f', 'no AVX-512'), ('avx512_bf16', 'no AVX512_BF16'),
+                                       ('amx_bf16', 'no AMX')) if flag not in flags]
+  cores = len(os.sched_getaffinity(0))
+  return f'{model or platform.machine()}, {cores} cores, {extensions}' + (f' ({", ".join(missing)})' if missing else '')
+
+
+def has_bfloat16_instructions():
+  """Whether this CPU multiplies bfloat16 in hardware (AVX512_BF16 or AMX)."""
+  return bool(_cpu_info()[1] & {'avx512_bf16', 'amx_bf16'})
+
+
 def check_precision(config):
   """Refuses a precision this machine cannot run well: float16 on a CPU (no fast float16 kernels there).
 
@@ -120,12 +153,7 @@ def check_precision(config):
   if config.precision == 'mixed_float16':
     raise UserError('--precision=mixed_float16: float16 is for GPUs; on a CPU it runs far slower than float32 '
                     '(use --precision=mixed_bfloat16 on CPUs with AVX-512 BF16 or AMX)')
-  try:
-    with open('/proc/cpuinfo') as f:
-      flags = set(f.read().split())
-  except OSError:
-    flags = set()
-  if not flags & {'avx512_bf16', 'amx_bf16'}:
+  if not has_bfloat16_instructions():
     logging.warning('--precision=mixed_bfloat16: this CPU has no bfloat16 instructions (AVX-512 BF16, AMX); '
                     'bfloat16 runs slower than float32 here.')
 

@@ -18,7 +18,12 @@ z = x + iy is dL/dx + i dL/dy, as its own `Mul` gradient assumes); for real
 tensors conj is the identity. So backward costs one more scan and a few
 elementwise ops, and keeps only h.
 
-Kernels (all exact up to rounding, on every device):
+Kernels (all exact up to rounding; fused on the CPU only, the others on every device):
+  fused         the harness's HarnessLinearScan op and its gradient op
+                (harness/kernels/scan_kernels.cc, built on first use with the
+                fused LSTM/GRU ops): one pass through memory each way, every
+                thread streaming its own columns (batch x units) through time,
+                vectorized; float32, float64, complex64.
   sequential    a tf.while_loop over T steps of two elementwise ops; its cost is
                 the loop's per-iteration overhead, not arithmetic.
   chunked       T split into chunks of C: the scan inside every chunk at once
@@ -44,6 +49,7 @@ import math
 import keras
 import tensorflow as tf
 
+from harness import fused_ops
 from harness import linear_specs
 
 KERNELS = linear_specs.SCAN_KERNELS
@@ -149,10 +155,20 @@ def _logcumsumexp(a, b):
 _FORWARD = {'chunked': _chunked, 'associative': _associative, 'logcumsumexp': _logcumsumexp}
 
 
-def choose_kernel(steps, batch, units, dtype, on_gpu):
+# The dtypes the fused op takes.
+_FUSED_DTYPES = (tf.float32, tf.float64, tf.complex64)
+
+
+def _fused_available(dtype):
+  return dtype in _FUSED_DTYPES and fused_ops.load() is not None
+
+
+def choose_kernel(steps, batch, units, dtype, on_gpu, fused=True):
   """The kernel `auto` runs for this shape (static T; None where unknown) and device; never logcumsumexp.
 
-  CPU, measured by `python -m harness.scan_bench` (forward + backward, time-major,
+  CPU: the fused op wherever it is built and takes the dtype, unless `fused` is
+  False (a caller whose whole pass XLA compiles: XLA cannot compile the op);
+  else, as measured by `python -m harness.scan_bench` (forward + backward, time-major,
   float32, medians of 3 interleaved rounds on the 2 shared cores under load ~10,
   so absolute times are inflated ~3-5x; the ranking held in every round):
 
@@ -177,9 +193,10 @@ def choose_kernel(steps, batch, units, dtype, on_gpu):
   associative's 2 log2 T levels of large ops suit a device where launches, not
   bytes, cost.
   """
-  del dtype  # Complex64 ranks alike.
   if on_gpu:
     return 'associative'
+  if fused and _fused_available(dtype):
+    return 'fused'
   small_steps = batch is not None and units is not None and batch * units < _SEQUENTIAL_MIN_SLAB
   return 'chunked' if small_steps and steps is not None and steps > _CHUNKED_MIN_STEPS else 'sequential'
 
@@ -191,6 +208,7 @@ _CHUNKED_MIN_STEPS = 32
 
 
 _KERNEL_WORDS = {
+    'fused': 'fused (the harness\'s HarnessLinearScan op, vectorized over batch x units on the intra-op threads)',
     'sequential': 'sequential (a tf.while_loop over time)',
     'chunked': 'chunked (a loop over chunks of ~sqrt(T) steps done at once)',
     'associative': 'associative (keras.ops.associative_scan)',
@@ -198,29 +216,39 @@ _KERNEL_WORDS = {
 }
 
 
-def describe(kernel, units):
-  """Which kernel runs a scan over `units`, in words (`auto`: its rule on this device)."""
+def describe(kernel, units, fused=True):
+  """Which kernel runs a scan over `units`, in words (`auto`: its rule on this device; `fused` as in choose_kernel)."""
   prefix = 'linear scan (harness.scan), exact reversed-time gradient; '
   if kernel != 'auto':
     return prefix + _KERNEL_WORDS[kernel]
   if tf.config.list_logical_devices('GPU'):
     return prefix + 'auto: ' + _KERNEL_WORDS['associative'] + ' (GPU)'
+  if fused and fused_ops.load() is not None:
+    return prefix + 'auto: ' + _KERNEL_WORDS['fused']
   rows = -(-_SEQUENTIAL_MIN_SLAB // units)
   return (prefix + f'auto: {_KERNEL_WORDS["sequential"]} for batches of {rows}+ rows, else '
           f'{_KERNEL_WORDS["chunked"]} over T > {_CHUNKED_MIN_STEPS}')
 
 
-def _resolve(kernel, b):
-  """The kernel to run for b [time, batch, units]."""
+def _resolve_name(kernel, steps, batch, units, dtype):
+  """The kernel to run for b [steps, batch, units] of `dtype` (static sizes or None)."""
   if kernel not in KERNELS:
     raise ValueError(f'linear_scan: unknown kernel {kernel!r}; one of {", ".join(KERNELS)}')
   if kernel == 'auto':
-    kernel = choose_kernel(b.shape[0], b.shape[1], b.shape[-1], b.dtype, bool(tf.config.list_logical_devices('GPU')))
-  if kernel == 'chunked' and b.shape[0] is None:
+    kernel = choose_kernel(steps, batch, units, dtype, bool(tf.config.list_logical_devices('GPU')))
+  if kernel == 'fused' and not _fused_available(dtype):
+    # Like the fused LSTM: where the op cannot be built (fused_ops has warned why), or for complex128.
+    kernel = choose_kernel(steps, batch, units, None, on_gpu=False)
+  if kernel == 'chunked' and steps is None:
     kernel = 'sequential'  # The chunk layout needs a static T.
-  if kernel == 'logcumsumexp' and b.dtype.is_complex:
+  if kernel == 'logcumsumexp' and dtype.is_complex:
     raise ValueError('linear_scan: the logcumsumexp kernel needs real a > 0 and b > 0')
   return kernel
+
+
+def _resolve(kernel, b):
+  """The kernel to run for b [time, batch, units]."""
+  return _resolve_name(kernel, b.shape[0], b.shape[1], b.shape[-1], b.dtype)
 
 
 def linear_scan(a, b, initial_state=None, kernel='auto', time_major=False):
@@ -251,12 +279,54 @@ def linear_scan(a, b, initial_state=None, kernel='auto', time_major=False):
   return h if time_major else tf.transpose(h, [1, 0, 2])
 
 
+def fused_kernel_runs(kernel, steps, batch, units, dtype):
+  """Whether `linear_scan(kernel=kernel)` runs the fused op for b [steps, batch, units] of `dtype` here (sizes or None)."""
+  return kernel in ('auto', 'fused') and _resolve_name(kernel, steps, batch, units, dtype) == 'fused'
+
+
+def gated_scan(cell, k, initial_state=None):
+  """minGRU's or minLSTM's recurrence with its gates folded into the fused op (HarnessGatedScan).
+
+  The same h as `linear_scan` of the layers' coefficients (harness.linear_layers:
+  minGRU a = sigmoid(-k_z), b = sigmoid(k_z) g(k_h); minLSTM through the normalised
+  gates), but a and b are computed inside the op from k, never written, and
+  recomputed by the backward op, which returns dL/dk directly: one pass over k and
+  h each way instead of the ~10 elementwise passes of the gates and their gradients.
+  CPU, float32, only where the fused ops are built (`fused_kernel_runs`).
+
+  Args:
+    cell: 'mingru' (k = [k_z, k_h]) or 'minlstm' (k = [k_f, k_i, k_h]).
+    k: the block's projection, time-major [time, batch, gates * units] float32.
+    initial_state: None (zeros) or h_0 [batch, units] float32.
+
+  Returns:
+    h [time, batch, units].
+  """
+  module = fused_ops.load()
+  units = k.shape[-1] // (2 if cell == 'mingru' else 3)
+  if initial_state is None:
+    initial_state = tf.zeros(tf.stack([tf.shape(k)[1], units]), k.dtype)
+
+  @tf.custom_gradient
+  def scan(k, initial_state):
+    h = module.harness_gated_scan(k, initial_state, cell=cell)
+
+    def gradient(upstream):
+      return module.harness_gated_scan_grad(k, h, initial_state, upstream, cell=cell)
+
+    return h, gradient
+
+  return scan(k, tf.convert_to_tensor(initial_state, k.dtype))
+
+
 def _scan(a, b, initial_state, forward, backward):
   """Kernel `forward` with the exact reversed-time gradient (kernel `backward`) of the module docstring; time-major."""
 
   @tf.custom_gradient
   def scan(a, b, initial_state):
-    if forward == 'sequential':
+    if forward == 'fused':
+      h = fused_ops.load().harness_linear_scan(a, b, initial_state)
+    elif forward == 'sequential':
       h = _sequential_forward(a, b, initial_state)
     else:
       a_steps = a if a.shape.rank == 3 else tf.broadcast_to(a, tf.shape(b))
@@ -265,6 +335,8 @@ def _scan(a, b, initial_state, forward, backward):
 
     def gradient(upstream):
       upstream = tf.ensure_shape(upstream, b.shape)  # A graph's upstream gradient arrives without a shape.
+      if backward == 'fused':
+        return fused_ops.load().harness_linear_scan_grad(a, h, initial_state, upstream)
       if backward == 'sequential':
         return _sequential_backward(a, h, initial_state, upstream)
       a_steps = a if a.shape.rank == 3 else tf.broadcast_to(a, tf.shape(b))

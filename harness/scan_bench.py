@@ -10,20 +10,32 @@ turn, so machine drift hits all alike. Prints, per shape, each kernel's median
 milliseconds, its spread (min-max over rounds) and its ratio to the fastest, and
 the kernel `auto` picks. logcumsumexp runs on positive real inputs only. A shape
 ending in c is complex64; in s, complex64 with one a [units] for all steps (the LRU).
+
+`plain_c` is the floor: the same float32 recurrence and its gradient as a plain
+single-threaded C loop (HarnessPlainScanF32 in harness/kernels/scan_kernels.cc,
+-O3 -march=native), called on numpy arrays outside TensorFlow. `--threads` sets
+TensorFlow's intra-op threads, which the fused op runs on (0: TensorFlow's
+default, one per core): run it with 1 and 2 to see how it scales.
 """
 
+import ctypes
 import statistics
 import time
 
 from absl import app
 from absl import flags
+import numpy as np
 import tensorflow as tf
 
+from harness import fused_ops
+from harness import runtime
 from harness import scan
 
 _ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds.', lower_bound=1)
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Calls per kernel and round (their mean is one sample).', lower_bound=1)
-_KERNELS = flags.DEFINE_list('kernels', [k for k in scan.KERNELS if k != 'auto'], 'Kernels to time.')
+_KERNELS = flags.DEFINE_list('kernels', [k for k in scan.KERNELS if k != 'auto'] + ['plain_c'],
+                             'Kernels to time (plain_c: the plain C loop, float32 with a per-step a only).')
+_THREADS = flags.DEFINE_integer('threads', 0, 'TensorFlow\'s intra-op threads (0: its default).', lower_bound=0)
 _GRID = flags.DEFINE_list(
     'grid', ['128x28x128', '128x112x128', '128x256x128', '128x784x128', '128x784x256', '32x784x64',
              '128x2048x128', '128x784x128c', '128x784x128s'],
@@ -38,6 +50,30 @@ def _step(kernel):
       tape.watch([a, b, h0])
       loss = tf.reduce_sum(tf.math.real(scan.linear_scan(a, b, h0, kernel=kernel, time_major=True) * weights))
     return tape.gradient(loss, [a, b, h0])
+
+  return step
+
+
+def _plain_c_step():
+  """The plain C loop's forward + backward as a callable on the time-major inputs, or None where it is not built."""
+  if fused_ops.load() is None:
+    return None
+  library = ctypes.CDLL(str(fused_ops.library_path()))
+  function = library.HarnessPlainScanF32
+  function.restype = None
+  pointer = np.ctypeslib.ndpointer(np.float32, flags='C_CONTIGUOUS')
+  function.argtypes = [ctypes.c_int64, ctypes.c_int64] + [pointer] * 8
+
+  outputs = {}
+
+  def step(a, b, h0, weights):
+    a, b, h0, dh = (np.ascontiguousarray(x.numpy()) for x in (a, b, h0, weights))
+    # Outputs allocated once per shape, as TensorFlow's allocator reuses its buffers: no page faults timed.
+    if b.shape not in outputs:
+      outputs[b.shape] = np.empty_like(b), np.empty_like(b), np.empty_like(b), np.empty_like(h0)
+    h, da, db, dh0 = outputs[b.shape]
+    function(b.shape[0], b.shape[1] * b.shape[2], a, b, h0, dh, h, da, db, dh0)
+    return da, db, dh0
 
   return step
 
@@ -57,17 +93,19 @@ def _inputs(shape, kind):
 
 def measure(shape, kind, kernels, rounds, repeats):
   """{kernel: [seconds per call, one per round]} for forward + backward at this shape."""
-  kernels = [k for k in kernels if not (kind and k == 'logcumsumexp')]
+  kernels = [k for k in kernels if not (kind and k in ('logcumsumexp', 'plain_c'))]
   inputs = _inputs(shape, kind)
-  steps = {kernel: _step(kernel) for kernel in kernels}
+  steps = {kernel: _plain_c_step() if kernel == 'plain_c' else _step(kernel) for kernel in kernels}
+  steps = {kernel: step for kernel, step in steps.items() if step is not None}
   for step in steps.values():
-    tf.nest.map_structure(lambda t: t.numpy(), step(*inputs))
-  samples = {kernel: [] for kernel in kernels}
+    step(*inputs)
+  samples = {kernel: [] for kernel in steps}
   for _ in range(rounds):
     for kernel, step in steps.items():
+      # The plain loop's time includes copying its four inputs out of TensorFlow (~1 % at 128x784x128).
       start = time.perf_counter()
       for _ in range(repeats):
-        step(*inputs)[0].numpy()
+        np.asarray(step(*inputs)[0])
       samples[kernel].append((time.perf_counter() - start) / repeats)
   return samples
 
@@ -79,6 +117,9 @@ def _parse(entry):
 
 def main(argv):
   del argv
+  if _THREADS.value:
+    tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+  print(runtime.describe_cpu())
   print(f'{"batch x time x units":>22} {"kernel":>13} {"median ms":>10} {"min-max ms":>16} {"x fastest":>9}')
   for entry in _GRID.value:
     shape, kind = _parse(entry)

@@ -16,9 +16,18 @@ import time
 from typing import Callable
 
 EVALUATIONS_PER_RUN = 10
+# --eval_examples=auto: the evaluations before the last step read one test
+# example per example the run trains on between two of them, in whole batches
+# within these bounds (accuracy's sd at most 1.6 points at 1,000, 1.1 at
+# 2,000); a split of at most the upper bound (the generated tasks' 2,000
+# sequences, sin2cos's windows, the MNIST sample's 2,000 digits) whole, as
+# before, so that their curves and a sweep's steps to a threshold still read
+# the whole split.
+AUTO_EVAL_EXAMPLES = (1_000, 2_000)
 # With --eval_every=0, the evaluations before the last step take at most this
-# share of the time: an evaluation on the whole test split can cost more than
-# a short run's training (Fashion-MNIST: ~12 s, the time of ~250 steps on 2 cores).
+# share of the run's time: an evaluation can cost more than a short run's
+# training (Fashion-MNIST's whole test split at batch 32: ~0.6 s, the time of
+# ~130 steps of LSTM(16) on 2 cores), though little beside its start-up.
 EVAL_SHARE = 0.15
 PROGRESS_SECONDS = 10.0  # At most this long without a console line while training.
 
@@ -47,7 +56,12 @@ def with_every(actions, name, every):
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-  """When the loop has work: at multiples of each action's interval, and at the last step."""
+  """When the loop has work: at multiples of each action's interval, and at the last step.
+
+  Under --time_budget the last step is the one at which the training seconds reach the budget, known only
+  then: until then `total_steps` is the step cap (--train_steps, else none: MAX_STEPS), and the loop ends
+  the schedule where the budget runs out (`ending_at`), which makes every action due there.
+  """
   config: object  # harness.config.Config
   steps_per_epoch: int
   total_steps: int
@@ -57,17 +71,43 @@ class Schedule:
     """--eval_every, or for 0 at most about ten evaluations per run and one per epoch (see `sparse_eval_every`)."""
     return self.config.eval_every or min(-(-self.total_steps // EVALUATIONS_PER_RUN), self.steps_per_epoch)
 
-  def sparse_eval_every(self, eval_seconds, step_seconds):
+  def eval_examples(self, num_test_examples):
+    """How many of a split's `num_test_examples` the evaluations before the last step read; None: all of them.
+
+    --eval_examples: all, N, or auto (AUTO_EVAL_EXAMPLES): a function of the
+    config alone, so the run's evaluations, its resumes and a sweep's seeds
+    read the same examples, and never of a measured cost. Whole batches: a
+    last, smaller one would trace the eval step once more, in the first
+    evaluation, whose cost then sets the cadence.
+    """
+    value, batch_size = self.config.eval_examples, self.config.batch_size
+    if value != 'auto':
+      return None if value == 'all' else int(value)
+    low, high = AUTO_EVAL_EXAMPLES
+    if num_test_examples <= high:
+      return None
+    batches = min(high // batch_size, self.total_steps // EVALUATIONS_PER_RUN)
+    return max(-(-low // batch_size), batches) * batch_size
+
+  def sparse_eval_every(self, eval_seconds, step_seconds, other_seconds, steps):
     """For --eval_every=0: `eval_every` times the least power of two whose evaluations take <= EVAL_SHARE of the time.
 
-    n steps between evaluations take n * step_seconds + eval_seconds, so the
-    share is at most EVAL_SHARE where n >= eval_seconds (1 - EVAL_SHARE) /
-    (EVAL_SHARE step_seconds). Powers of two, so that the evaluation steps of
-    runs that measured different costs (a sweep's seeds) nest, and a sweep's
-    mean over seeds has a point at every step of its sparsest run. At most the
-    run's length: then only the last step evaluates.
+    The time is the run's as it would be with only its last evaluation: its
+    `steps` steps (this process's) at `step_seconds`, and `other_seconds` that
+    such a run spends too (start-up, tracing, probes, the final evaluation),
+    spread over the steps. So n steps between evaluations take n (step_seconds
+    + other_seconds / steps) + eval_seconds, and the share is at most
+    EVAL_SHARE where n >= eval_seconds (1 - EVAL_SHARE) / (EVAL_SHARE
+    (step_seconds + other_seconds / steps)). Against its steps alone a short
+    run could afford no evaluation before the last, though its start-up
+    alone takes longer than ten of them. Powers of two, so that the
+    evaluation steps of runs that measured different costs (a sweep's seeds)
+    nest, and a sweep's mean over seeds has a point at every step of its
+    sparsest run. At most the run's length: then only the last step
+    evaluates.
     """
-    needed = eval_seconds * (1 - EVAL_SHARE) / (EVAL_SHARE * max(step_seconds, 1e-9))
+    run_step_seconds = step_seconds + other_seconds / max(steps, 1)
+    needed = eval_seconds * (1 - EVAL_SHARE) / (EVAL_SHARE * max(run_step_seconds, 1e-9))
     multiple = 2 ** max(0, math.ceil(math.log2(max(needed / self.eval_every, 1.0))))
     return min(self.total_steps, self.eval_every * multiple)
 
@@ -88,6 +128,30 @@ class Schedule:
     next_steps += [s for s in self.config.profile_steps if s > step]
     return min(next_steps) - step
 
+  @property
+  def budget_seconds(self):
+    """--time_budget in seconds; 0: none."""
+    return 60.0 * self.config.time_budget
+
+  def seconds_left(self, train_seconds):
+    """Training seconds the time budget has left after `train_seconds`; inf without a budget."""
+    return max(0.0, self.budget_seconds - train_seconds) if self.budget_seconds else math.inf
+
+  def ending_at(self, step):
+    """This schedule for a run whose time budget ran out at `step`."""
+    return dataclasses.replace(self, total_steps=step)
+
+  def position(self, step, train_seconds, epochs=False):
+    """Where the run is, for a progress line: 'step 120/6000', with `epochs` ' (epoch 0.6 of 30)'; under a time
+    budget 'step 120, 0m06s of 0m12s in training steps' (of the step cap '120/6000' where one is set)."""
+    epoch = step / self.steps_per_epoch
+    if not self.budget_seconds:
+      text = f'step {step}/{self.total_steps}'
+      return text + (f' (epoch {epoch:.2g} of {self.total_steps / self.steps_per_epoch:.2g})' if epochs else '')
+    spent = f'{format_seconds(train_seconds)} of {format_seconds(self.budget_seconds)} in training steps'
+    text = f'step {step}{f"/{self.total_steps}" if self.config.train_steps else ""}, {spent}'
+    return text + (f' (epoch {epoch:.2g})' if epochs else '')
+
 
 class Timer:
   """Wall time by kind of work, and the training calls' speed, since the last `read_and_reset`.
@@ -99,9 +163,11 @@ class Timer:
   """
   KINDS = ('train', 'eval', 'probes', 'checkpoint')
 
-  def __init__(self, clock=time.perf_counter):
+  def __init__(self, clock=time.perf_counter, started=None):
+    """started: the `clock` reading at which this process's work began (`other_seconds` counts from it; now if None)."""
     self.clock = clock
     self.start = clock()
+    self.started = self.start if started is None else started
     self.seconds = dict.fromkeys(self.KINDS, 0.0)
     self.totals = collections.Counter()
     self.first_call = True
@@ -131,6 +197,14 @@ class Timer:
   def step_seconds(self):
     """Seconds per step of this process's timed calls, or None before it has one."""
     return self.timed_seconds / self.timed_steps if self.timed_steps else None
+
+  def other_seconds(self):
+    """This process's wall time so far outside its timed training calls and its evaluations before the last.
+
+    What a run that evaluates only at its end spends as well: start-up (from
+    `started`), the first call (tracing), probes, summaries, checkpoints.
+    """
+    return self.clock() - self.started - self.timed_seconds - self.totals['eval']
 
   def eta(self, steps_left):
     """Seconds for `steps_left` more steps at this process's speed so far, or None before it has one."""

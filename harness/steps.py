@@ -9,6 +9,7 @@ update of a step whose scaled gradients overflow.
 """
 
 import dataclasses
+import math
 import typing
 
 import keras
@@ -114,6 +115,9 @@ class TrainState:
   first_nonfinite_step: tf.Variable  # 0 until a step's loss is not finite.
   train_seconds: tf.Variable  # float64: seconds spent in training calls, over every start of the run.
   global_step: tf.Variable  # int64: train steps run.
+  # float32 in [0, 1]: under --time_budget, the fraction of the run done before the current step, which the
+  # learning rate follows (`budget_progress` sets it); derived from the two above, so never checkpointed.
+  progress: tf.Variable
 
   @property
   def step(self):
@@ -125,18 +129,33 @@ class TrainState:
                                train_seconds=self.train_seconds, global_step=self.global_step)
 
 
-def learning_rate_schedule(config, total_steps):
-  """The learning rate: a constant, or a cosine decay from config.learning_rate to 0 at total_steps."""
-  if config.lr_schedule == 'cosine':
-    return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
-  return config.learning_rate
+class ProgressCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """Cosine decay from `rate` to 0 as `progress` (a float32 variable) goes from 0 to 1, whatever the step."""
+
+  def __init__(self, rate, progress):
+    self.rate, self.progress = rate, progress
+
+  def __call__(self, step):
+    del step  # A time budget's schedule follows the time spent; the steps it takes are not known in advance.
+    return self.rate * 0.5 * (1.0 + tf.cos(math.pi * self.progress))
+
+
+def learning_rate_schedule(config, total_steps, progress):
+  """The learning rate: a constant, or a cosine decay from config.learning_rate to 0 at total_steps; under
+  --time_budget, to 0 as `progress` (`TrainState.progress`) reaches 1."""
+  if config.lr_schedule != 'cosine':
+    return config.learning_rate
+  if config.time_budget:
+    return ProgressCosineDecay(config.learning_rate, progress)
+  return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=total_steps)
 
 
 def create_train_state(config, task, strategy, total_steps):
   """Builds model, optimizer (its slots too) and metric variables inside `strategy.scope()`."""
   with strategy.scope():
     model = models.build_model(config, task.num_outputs, task.per_step_outputs, task.num_features)
-    optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate_schedule(config, total_steps))
+    progress = tf.Variable(0.0, trainable=False, name='progress')
+    optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate_schedule(config, total_steps, progress))
     if config.precision == 'mixed_float16':
       optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow without it.
     optimizer.build(model.trainable_variables)  # Slots now, so the traced step creates no variables.
@@ -149,7 +168,8 @@ def create_train_state(config, task, strategy, total_steps):
     first_nonfinite_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='first_nonfinite_step')
     train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name='train_seconds')
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
-  return TrainState(model, optimizer, carried_state, metrics, first_nonfinite_step, train_seconds, global_step)
+  return TrainState(model, optimizer, carried_state, metrics, first_nonfinite_step, train_seconds, global_step,
+                    progress)
 
 
 def check_batch(config, strategy):
@@ -168,7 +188,7 @@ def check_batch(config, strategy):
 
 
 def make_train_step(state, task, config, strategy):
-  """Returns train_step(iterator): one update from the next batch, under `strategy`.
+  """Returns train_step(iterator) -> the global step after it: one update from the next batch, under `strategy`.
 
   The loss is averaged over the global batch; gradients are summed over
   sub-batches (`runtime.batch_splits`) and replicas, their global norm is taken
@@ -205,7 +225,7 @@ def make_train_step(state, task, config, strategy):
       metrics = {name: tf.reduce_sum(value) for name, value in task.train_metrics(targets, outputs).items()}
     return SubBatch(loss, tape.gradient(scaled_loss, variables), metrics, final_state)
 
-  if model.arch.jit_compile:
+  if models.xla_compiles(model):
     # BUILD.md (Benchmark, the linear recurrences): the elementwise passes 2-9x faster.
     sub_batch_gradients = tf.function(sub_batch_gradients, jit_compile=True)
 
@@ -271,23 +291,69 @@ def make_train_step(state, task, config, strategy):
       finite = tf.math.is_finite(loss) & (loss_scaling or tf.math.is_finite(grad_norm))
       state.first_nonfinite_step.assign(tf.where(
           (state.first_nonfinite_step == 0) & tf.logical_not(finite), step, state.first_nonfinite_step))
+    return step  # A tf.function's result waits for all of its stateful ops: the whole step is done.
 
   return train_step
 
 
-def make_multi_step(train_step):
-  """Returns train_steps(iterator, count): `count` (int32 scalar) calls of `train_step` in one call.
+def make_multi_step(train_step, before_step=None):
+  """Returns train_steps(iterator, count, seconds_left=inf) -> the steps it ran (int32 scalar).
+
+  `count` (int32 scalar) calls of `train_step` in one call. With `before_step` (a time budget's:
+  `budget_progress`), it runs that before each step with the call's seconds so far (float64 scalar) and
+  ends before a step once the call has run for `seconds_left` (float64 scalar, the budget's remainder):
+  the clock is read in the graph between steps, so the run ends within a step of its budget. Without, it
+  reads no clock (TensorFlow refuses tf.timestamp under op determinism) and runs every step.
 
   Each call of a `tf.function` costs ~0.4 ms of Python and runtime dispatch:
   10 % of an LSTM(32)->LSTM(64) step at batch 64 on 2 cores (BUILD.md).
   """
 
+  if before_step is None:
+    # The graph returns nothing, as before --time_budget: one that returns even `count` is rewritten otherwise
+    # by Grappler's constant folding, whose in-graph cosine learning rate then differs in its last bit at some
+    # steps, and so do the weights of every run without a budget.
+    @tf.function
+    def every_step(iterator, count):
+      for _ in tf.range(count):
+        train_step(iterator)
+
+    def train_all(iterator, count, seconds_left=math.inf):
+      del seconds_left  # Without a budget every step runs.
+      every_step(iterator, count)
+      return count
+
+    return train_all
+
   @tf.function
-  def train_steps(iterator, count):
-    for _ in tf.range(count):
-      train_step(iterator)
+  def train_steps(iterator, count, seconds_left=math.inf):
+    # The clock is read after each step's result: a stateful op that takes no resource (tf.timestamp) is
+    # otherwise free to run before the step's ops, or, in the loop's condition, before `start`.
+    start, done, elapsed = tf.timestamp(), tf.constant(0), tf.constant(0.0, tf.float64)
+    while done < count and elapsed < seconds_left:
+      before_step(elapsed)
+      with tf.control_dependencies([train_step(iterator)]):
+        elapsed = tf.timestamp() - start
+      done += 1
+    return done
 
   return train_steps
+
+
+def budget_progress(state, budget_seconds, total_steps):
+  """For --time_budget: a `make_multi_step` before_step that sets `state.progress` to the fraction of the run done.
+
+  The fraction of the budget spent (the training seconds of the calls before this one, plus `elapsed` of
+  this one), or of the step cap `total_steps` where that is further: the learning rate reaches 0 at
+  whichever ends the run. It reads only what a checkpoint restores, so a resumed run goes on where it was.
+  """
+
+  def set_progress(elapsed):
+    spent = (state.train_seconds + elapsed) / budget_seconds
+    stepped = tf.cast(state.global_step, tf.float64) / total_steps
+    state.progress.assign(tf.cast(tf.minimum(tf.maximum(spent, stepped), 1.0), tf.float32))
+
+  return set_progress
 
 
 def first_nonfinite(state, step):
@@ -316,11 +382,15 @@ def make_eval_step(model, task, strategy):
 
 
 def evaluate(eval_step, dataset):
-  """Runs `eval_step` over a distributed eval dataset; returns {name: numpy array} in example order."""
+  """Runs `eval_step` over a distributed eval dataset; returns {name: numpy array} in example order.
+
+  'index' [k] holds the examples' numbers in the test split, ascending (a subset's are not 0 .. k - 1).
+  """
   results, indices = [], []
   for batch in dataset:
     values, index = eval_step(batch)
     results.append({name: value.numpy() for name, value in values.items()})
     indices.append(index.numpy())
-  order = np.argsort(np.concatenate(indices))
-  return {name: np.concatenate([r[name] for r in results])[order] for name in results[0]}
+  indices = np.concatenate(indices)
+  order = np.argsort(indices)
+  return {**{name: np.concatenate([r[name] for r in results])[order] for name in results[0]}, 'index': indices[order]}

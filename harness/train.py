@@ -28,6 +28,7 @@ from harness import recipes
 from harness import runs
 from harness import schedule
 from harness import signals as signals_lib
+from harness import sizes
 
 cli.define_config_flags()
 flags.adopt_module_key_flags(cli)  # --help lists them.
@@ -60,27 +61,34 @@ def main(argv):
   where = {}  # The run folder, once known.
   try:
     with cli.exit_codes(_PROGRAM, workdir=lambda: where.get('workdir')):
-      config, metrics = _train(where)
+      config, metrics = _train(where, started)
   except signals_lib.Stopped as e:
     cli.fail(_PROGRAM, f'stopped by {e.signal} before training started{_resume_hint(where.get("workdir"))}',
              status=128 + getattr(signal, e.signal).value)
   workdir = where['workdir']
   if 'stopped_by' in metrics:
-    print(f'{_PROGRAM}: stopped by {metrics["stopped_by"]} at step {metrics["step"]} of {metrics["total_steps"]}; '
+    print(f'{_PROGRAM}: stopped by {metrics["stopped_by"]} at {_reached(config, metrics)}; '
           f'continue with: python -m harness.train {_run_flags(config, workdir)} --resume', file=sys.stderr)
     sys.exit(128 + getattr(signal, metrics['stopped_by']).value)
   scores = ', '.join(f'{name[5:]} {value:.4f}' for name, value in metrics.items() if name.startswith('eval_'))
-  print(f'{_PROGRAM}: finished step {metrics["step"]} of {metrics["total_steps"]} '
+  print(f'{_PROGRAM}: finished {_reached(config, metrics)} '
         f'{schedule.time_summary(metrics, time.perf_counter() - started)}; test {scores}')
   print(f'{_PROGRAM}: run folder {workdir}; look inside with: {cli.tensorboard_command(config.logdir)}')
 
 
-def _train(where):
-  """The config from the flags, then the run: (config, final metrics); where['workdir'] is set once known."""
+def _train(where, started):
+  """The config from the flags, then the run: (config, final metrics); where['workdir'] is set once known.
+
+  `started`: the command's start (`time.perf_counter()`), which the run's time counts from.
+  """
   config = config_from_flags()
   changed = cli.changed_flags(config)
   logging.info('config: %s (every value: flags.txt in the run folder)',
                f'defaults but {" ".join(changed)}' if changed else 'the defaults')
+  if config.param_budget:
+    count = sizes.task_parameter_count(config)
+    logging.info('parameter budget %s: --units=%s, %s parameters (%+.1f %%)', f'{config.param_budget:,}',
+                 config_lib.flag_value(config.units), f'{count:,}', 100 * (count / config.param_budget - 1))
   logging.info('starting TensorFlow, then the data and the model (can take a minute) ...')
   # Heavy imports after the flags are known good, so usage errors come back at once.
   with cli.native_output_filtered():
@@ -92,7 +100,15 @@ def _train(where):
   task = tasks.load_task(config)
   where['workdir'] = runs.run_dir(config)  # The loop names it once it is claimed.
   return config, loop.train_and_evaluate(config, where['workdir'], task=task, strategy=strategy,
-                                         fresh=not config.resume)
+                                         fresh=not config.resume, started=started)
+
+
+def _reached(config, metrics):
+  """'step 50 of 6000'; under a time budget 'step 50 (2,500 examples; 0m06s of its 0m12s time budget)'."""
+  if not config.time_budget:
+    return f'step {metrics["step"]} of {metrics["total_steps"]}'
+  spent, budget = schedule.format_seconds(metrics['train_seconds']), schedule.format_seconds(60 * config.time_budget)
+  return f'step {metrics["step"]} ({metrics["examples"]:,} examples; {spent} of its {budget} time budget)'
 
 
 def _run_flags(config, workdir):

@@ -40,6 +40,10 @@ class ConfigTest(parameterized.TestCase):
       ('infinite_forget_bias', dict(forget_bias=float('inf')), '--forget_bias'),
       ('negative_input_units', dict(input_units=-1), '--input_units'),
       ('negative_eval_every', dict(eval_every=-1), '--eval_every'),
+      ('eval_examples_word', dict(eval_examples='half'), "--eval_examples='half': give auto, all or a positive"),
+      ('eval_examples_zero', dict(eval_examples='0'), "--eval_examples='0': give auto, all or a positive"),
+      ('eval_examples_negative', dict(eval_examples='-5'), "--eval_examples='-5': give auto, all or a positive"),
+      ('eval_examples_fraction', dict(eval_examples='0.2'), "--eval_examples='0.2': give auto, all or a positive"),
       ('profile_backwards', dict(profile_steps=(5, 3)), '--profile_steps'),
       ('run_name_with_slash', dict(run_name='a/b'), '--run_name'),
       ('resume_without_name', dict(resume=True), '--resume'),
@@ -53,6 +57,12 @@ class ConfigTest(parameterized.TestCase):
       ('lru_ring_outside_the_circle', dict(arch='lru', lru_r_max=1.5), '--lru_r_max=1.5: must be at most 1'),
       ('lru_no_phase', dict(arch='lru', lru_max_phase=0.0), '--lru_max_phase=0.0: must be > 0'),
       ('negative_mlp', dict(arch='mingru', mlp_expansion=-1), '--mlp_expansion'),
+      ('time_budget_negative', dict(time_budget=-0.5), '--time_budget=-0.5: must be 0 or more'),
+      ('time_budget_deterministic', dict(time_budget=1.0, deterministic=True), '--time_budget=1.0: not with '
+       '--deterministic'),
+      ('time_budget_multi_worker', dict(time_budget=1.0, strategy='multi_worker', run_name='r'),
+       '--time_budget=1.0: not with --strategy=multi_worker'),
+      ('param_budget_negative', dict(param_budget=-1), '--param_budget=-1: must be 0 or more'),
   )
   def test_bad_value_names_its_flag(self, overrides, flag):
     with self.assertRaises(UserError) as raised:

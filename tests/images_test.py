@@ -4,6 +4,7 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow_datasets as tfds
 
+from harness.tasks import base
 from harness.tasks import images
 from harness.tasks import sources
 from tests import testing
@@ -49,6 +50,26 @@ class ImageTaskTest(absltest.TestCase):
         np.testing.assert_array_equal(labels, self.task.test_labels[index])
         seen.extend(index)
     self.assertEqual(sorted(seen), list(range(10)))
+
+  def test_the_eval_subset_is_one_fixed_draw_for_every_run(self):
+    subset = base.eval_subset(10_000, 2_000)
+    self.assertLen(np.unique(subset), 2_000)
+    np.testing.assert_array_equal(subset, np.sort(subset))  # Read in the split's order.
+    self.assertTrue(np.all((subset >= 0) & (subset < 10_000)))
+    np.testing.assert_array_equal(subset, base.eval_subset(10_000, 2_000))  # Every run, seed and resume.
+    self.assertTrue(set(base.eval_subset(10_000, 500)) <= set(subset))  # A smaller one is part of it.
+    self.assertIsNone(base.eval_subset(10_000, None))  # --eval_examples=all.
+    self.assertIsNone(base.eval_subset(2_000, 2_000))  # No smaller than the split: the split.
+
+  def test_eval_reads_only_the_subset_once_across_pipelines(self):
+    subset = base.eval_subset(10, 4)
+    testing.assert_eval_subset_reads_its_examples(self, self.task, subset)
+    seen = []
+    for pipeline in range(2):
+      for _, labels, index in take(self.task.eval_dataset(2, testing.InputContext(2, pipeline, 2), subset), 100):
+        np.testing.assert_array_equal(labels, self.task.test_labels[index])
+        seen.extend(index)
+    self.assertEqual(sorted(seen), subset.tolist())
 
 
 class FigureTest(absltest.TestCase):

@@ -10,10 +10,10 @@ from tests import testing
 # Lowest first; a module may import modules of its own layer or below (BUILD.md › Layout).
 LAYERS = (
     ('errors', 'signals'),
-    ('archs', 'task_table', 'recipes', 'linear_specs'),
+    ('archs', 'task_table', 'recipes', 'linear_specs', 'sizes', 'schedule'),
     ('config',),
-    ('runs', 'runfiles', 'schedule'),
-    ('summaries', 'layers', 'fused_ops', 'scan', 'tasks.idx', 'tasks.sources', 'tasks.base'),
+    ('runs', 'runfiles'),
+    ('summaries', 'layers', 'fused_ops', 'scan', 'floor', 'tasks.idx', 'tasks.sources', 'tasks.base'),
     ('tasks.images', 'tasks.series', 'tasks.memory', 'tasks', 'recurrence', 'linear_layers', 'models', 'torch_blocks',
      'curves', 'probe_figures'),
     ('runtime', 'probes', 'steps', 'cli'),

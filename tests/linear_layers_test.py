@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from harness import linear_layers
 from harness import linear_specs
+from tests import testing
 
 _ERF = np.vectorize(math.erf)
 
@@ -96,9 +97,13 @@ def _initial_state(arch, units, seed=3):
 class LinearLayersTest(parameterized.TestCase):
 
   # Width 4 adds the input projection; logcumsumexp only where its preconditions hold (positive a, b).
+  # fused: minGRU's and minLSTM's gates folded into the op (scan.gated_scan), the LRU's plain fused scan.
   @parameterized.parameters(('mingru', 4, 'auto'), ('mingru', 6, 'logcumsumexp'), ('minlstm', 6, 'auto'),
-                            ('minlstm', 4, 'logcumsumexp'), ('lru', 4, 'auto'), ('lru', 6, 'chunked'))
+                            ('minlstm', 4, 'logcumsumexp'), ('lru', 4, 'auto'), ('lru', 6, 'chunked'),
+                            ('mingru', 4, 'fused'), ('minlstm', 6, 'fused'), ('lru', 4, 'fused'))
   def test_matches_float64_loop(self, arch, width, kernel):
+    if kernel == 'fused':
+      testing.require_fused_ops(self)
     keras.utils.set_random_seed(1)
     layer = _build(arch, width=width, scan_kernel=kernel)
     _randomise(layer)
@@ -111,6 +116,25 @@ class LinearLayersTest(parameterized.TestCase):
     for actual, want in zip(final, expected_final):
       self.assertEqual(actual.dtype, tf.float32)
       np.testing.assert_allclose(actual.numpy(), want, rtol=1e-4, atol=1e-4)
+
+  @parameterized.parameters('mingru', 'minlstm', 'lru')
+  def test_fused_kernel_gradients_match_the_while_loop(self, arch):
+    testing.require_fused_ops(self)
+    keras.utils.set_random_seed(1)
+    layer = _build(arch, width=4)
+    _randomise(layer)
+    inputs = tf.constant(np.random.default_rng(2).normal(size=[3, 9, 4]), tf.float32)
+    state, _ = _initial_state(arch, 6)
+    gradients = {}
+    for kernel in ('fused', 'sequential'):
+      layer.scan_kernel = kernel
+      with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs, *_ = layer(inputs, initial_state=state)
+        loss = tf.reduce_sum(outputs * tf.sin(tf.range(6, dtype=tf.float32)))
+      gradients[kernel] = tape.gradient(loss, [inputs] + layer.trainable_weights)
+    for name, fused, loop in zip(['inputs'] + [w.name for w in layer.trainable_weights], *gradients.values()):
+      np.testing.assert_allclose(fused.numpy(), loop.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
 
   def test_lru_ring_initialisation(self):
     keras.utils.set_random_seed(0)

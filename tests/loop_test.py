@@ -95,6 +95,69 @@ class TrainAndEvaluateTest(parameterized.TestCase):
                                   metrics['this_process']['seconds'])
         self.assertEqual(metrics['this_process']['start_step'], 0)
 
+  def test_evaluations_before_the_last_read_one_fixed_subset_and_the_last_the_whole_split(self):
+    task = testing.learnable_image_task(num_test=32)
+    config = testing.tiny_config(train_steps=12, eval_every=3, checkpoint_every=3, histogram_every=0,
+                                 eval_examples='8')
+    read, whole_split = [], task.eval_dataset
+
+    def eval_dataset(batch_size, input_context=None, examples=None):
+      read.append(None if examples is None else examples.tolist())
+      return whole_split(batch_size, input_context, examples)
+
+    with mock.patch.object(task, 'eval_dataset', eval_dataset):
+      metrics = loop.train_and_evaluate(config, self.workdir, task=task)
+    subset = base.eval_subset(32, 8).tolist()
+    self.assertEqual(read, [subset] * 3 + [None])  # The same 8 examples at steps 3, 6 and 9; all 32 at 12.
+    events = testing.load_run(self.workdir)
+    curves = {folder: {tag: dict(testing.scalar_series(events, folder, f'Metrics/{tag}'))
+                       for tag in ('loss', 'accuracy')} for folder in ('eval', 'eval_subset')}
+    self.assertEqual({folder: sorted(curve['accuracy']) for folder, curve in curves.items()},
+                     {'eval': [12], 'eval_subset': [3, 6, 9]})
+    # Each point is its examples' score: recomputed from the checkpoints of steps 9 (the subset) and 12 (all).
+    model = steps.create_train_state(config, task, tf.distribute.get_strategy(), total_steps=12).model
+    for step, folder, examples in ((9, 'eval_subset', subset), (12, 'eval', list(range(32)))):
+      tf.train.Checkpoint(model=model).read(os.path.join(self.workdir, 'checkpoints', f'ckpt-{step}')).expect_partial()
+      logits, _ = model(tf.cast(task.test_images[examples], tf.float32) / 255.0)
+      loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(task.test_labels[examples], logits,
+                                                                         from_logits=True))
+      self.assertAlmostEqual(curves[folder]['loss'][step], float(loss), places=5)
+      self.assertAlmostEqual(curves[folder]['accuracy'][step],
+                             np.mean(np.argmax(logits, -1) == task.test_labels[examples]), places=6)
+    # metrics.json is the whole split's; the figures are drawn for it only, and HParams read eval/ alone.
+    self.assertEqual((metrics['eval_loss'], metrics['eval_accuracy']),
+                     (curves['eval']['loss'][12], curves['eval']['accuracy'][12]))
+    self.assertEqual(set(events.PluginRunToTagToContent('images')), {'eval'})
+    self.assertEqual(set(events.PluginRunToTagToContent('hparams')), {'eval'})
+    environment = testing.tensor_series(events, 'eval', 'environment')[0][1].item().decode()
+    self.assertIn('a fixed subset of 8 of the 32 test examples (eval_subset/)', environment)
+
+  def test_eval_examples_all_reads_the_whole_split_at_every_evaluation(self):
+    metrics = loop.train_and_evaluate(testing.tiny_config(eval_examples='all', histogram_every=0), self.workdir,
+                                      task=testing.learnable_image_task(num_test=32))
+    events = testing.load_run(self.workdir)
+    self.assertNotIn('eval_subset', events.Runs())
+    accuracy = testing.scalar_series(events, 'eval', 'Metrics/accuracy')
+    self.assertEqual([step for step, _ in accuracy], [3, 6])
+    self.assertEqual([step for step, _ in testing.tensor_series(events, 'eval', 'figures/confusion_matrix')], [3, 6])
+    self.assertEqual(metrics['eval_accuracy'], accuracy[-1][1])
+
+  @pytest.mark.slow
+  def test_a_run_of_100_steps_gets_a_subset_curve_from_the_cost_rule(self):
+    # The real rule, no share patched: the evaluations of 16 test examples against the run's start-up.
+    config = testing.tiny_config(train_steps=100, eval_every=0, summary_every=50, histogram_every=0,
+                                 checkpoint_every=100, eval_examples='16')
+    with self.assertLogs('absl', 'INFO') as logs:
+      metrics = loop.train_and_evaluate(config, self.workdir, task=testing.learnable_image_task(num_test=64))
+    events = testing.load_run(self.workdir)
+    subset_steps = [step for step, _ in testing.scalar_series(events, 'eval_subset', 'Metrics/accuracy')]
+    self.assertGreaterEqual(len(subset_steps), 5, '\n'.join(logs.output))
+    self.assertLess(max(subset_steps), 100)
+    (step, accuracy), = testing.scalar_series(events, 'eval', 'Metrics/accuracy')
+    self.assertEqual((step, metrics['eval_accuracy']), (100, accuracy))
+    self.assertIn('test at step 100 (64 examples)', '\n'.join(logs.output))
+    self.assertIn(f'test at step {subset_steps[0]} (subset: 16 of 64 examples)', '\n'.join(logs.output))
+
   def test_every_input_error_comes_before_the_run_folder_which_is_named_only_once_it_exists(self):
     task = testing.learnable_image_task()  # 64 training examples.
     three_replicas = mock.Mock(num_replicas_in_sync=3)
@@ -151,6 +214,48 @@ class TrainAndEvaluateTest(parameterized.TestCase):
         self.assertTrue(np.all(np.isfinite(value)), name)
     texts = testing.tensor_series(testing.load_run(self.workdir), 'train', 'non_finite')
     self.assertEqual(texts[0][0], bad_step)
+
+
+@pytest.mark.slow
+class TimeBudgetTest(absltest.TestCase):
+  """--time_budget end to end: it ends on time, the learning rate decays to it, a resumed run continues it."""
+
+  def setUp(self):
+    super().setUp()
+    self.workdir = os.path.join(testing.make_tempdir(self), 'run')
+
+  def config(self, **overrides):
+    return testing.tiny_config(**{**dict(train_steps=0, time_budget=0.05, eval_every=10**6, checkpoint_every=10**6,
+                                         summary_every=50, histogram_every=0), **overrides})  # 3 s; evaluated last.
+
+  def test_a_run_stops_when_its_training_seconds_reach_the_budget_and_records_its_steps(self):
+    with self.assertLogs('absl', 'INFO') as logs:
+      metrics = loop.train_and_evaluate(self.config(), self.workdir, task=testing.learnable_image_task())
+    self.assertEqual((metrics['status'], metrics['total_steps']), ('finished', metrics['step']))
+    self.assertGreater(metrics['step'], 1)
+    self.assertEqual(metrics['examples'], 8 * metrics['step'])
+    self.assertBetween(metrics['train_seconds'], 3.0, 4.5)  # Over by less than a step (and a call's dispatch, slow on a loaded machine).
+    with open(os.path.join(self.workdir, 'metrics.json')) as f:
+      self.assertEqual(json.load(f)['examples'], metrics['examples'])
+    events = testing.load_run(self.workdir)
+    self.assertEqual([s for s, _ in testing.scalar_series(events, 'eval', 'Metrics/accuracy')], [metrics['step']])
+    rates = testing.scalar_series(events, 'train', 'optimizer/learning_rate')
+    self.assertEqual(rates[-1][0], metrics['step'])
+    self.assertLess(rates[-1][1], 0.01 * rates[0][1])  # Cosine over the budget: ~0 at its end.
+    text = '\n'.join(logs.output)
+    self.assertIn('time budget: 0m03s in training steps (the first call\'s tracing included', text)
+    self.assertIn(f'time budget spent at step {metrics["step"]} ({metrics["examples"]:,} examples', text)
+
+  def test_a_resumed_run_continues_its_budget_and_ends_at_the_same_total(self):
+    task = testing.learnable_image_task()
+    first = loop.train_and_evaluate(self.config(train_steps=3), self.workdir, task=task)  # Its step cap first.
+    self.assertEqual(first['step'], 3)
+    self.assertLess(first['train_seconds'], 3.0)
+    resumed = loop.train_and_evaluate(dataclasses.replace(self.config(), resume=True), self.workdir, task=task)
+    self.assertEqual(resumed['this_process']['start_step'], 3)
+    self.assertGreater(resumed['step'], 3)
+    self.assertBetween(resumed['train_seconds'], 3.0, 4.0)
+    self.assertEqual(resumed['examples'], 8 * resumed['step'])
 
 
 @pytest.mark.slow

@@ -62,6 +62,10 @@ class AddingTest(absltest.TestCase):
     self.assertFalse(np.array_equal(take(self.task.train_dataset(6, seed=memory._TEST_KEY), 1)[0][0], first[0]))
     self.assertEqual(self.task.probe_batch()[0].shape, (base.PROBE_SIZE, 10, 2))
 
+  def test_a_subset_of_the_test_set_reads_its_own_sequences(self):
+    self.assertEqual(self.task.num_test_examples, memory.TEST_EXAMPLES)
+    testing.assert_eval_subset_reads_its_examples(self, self.task, base.eval_subset(memory.TEST_EXAMPLES, 6))
+
 
 class AddingFigureTest(absltest.TestCase):
 

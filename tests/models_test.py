@@ -11,10 +11,10 @@ import tensorflow as tf
 
 from harness import archs
 from harness import config as config_lib
+from harness import fused_ops
 from harness import layers
 from harness import models
 from harness import runfiles
-from harness.errors import UserError
 from tests import testing
 
 
@@ -89,22 +89,27 @@ class ModelsTest(parameterized.TestCase):
       self.assertIn('recurrent_0: harness HarnessLstm', name)
       self.assertIn('recurrent_1: Keras generic LSTM loop', name)
 
-  @parameterized.parameters(('auto', 'auto: sequential'), ('chunked', 'chunked'), ('logcumsumexp', 'log-space'))
-  def test_kernel_name_of_a_linear_recurrence(self, scan_kernel, expected):
-    config = testing.tiny_config(arch='mingru', units=(3, 4), scan_kernel=scan_kernel)
+  # The layers' auto never takes the fused op (their passes are XLA-compiled): minGRU by choose_kernel's rule, the LRU the while-loop.
+  @parameterized.parameters(('mingru', 'auto', 'auto: sequential'), ('mingru', 'chunked', 'chunked'),
+                            ('mingru', 'logcumsumexp', 'log-space'), ('lru', 'auto', 'auto: sequential'),
+                            ('lru', 'fused', 'fused (the harness'))
+  def test_kernel_name_of_a_linear_recurrence(self, arch, scan_kernel, expected):
+    config = testing.tiny_config(arch=arch, units=(3, 4), scan_kernel=scan_kernel)
     model = models.build_model(config, num_outputs=2, per_step_outputs=False, num_features=2)
     name = models.recurrent_kernel_name(model)
     self.assertIn('linear scan', name)
     self.assertIn(expected, name)
 
-  @parameterized.parameters(*archs.NAMES, ('mingru', 0), ('minlstm', 2))
-  @pytest.mark.slow
-  def test_parameter_count_matches_the_built_model(self, arch, mlp_expansion=4):
-    config = testing.tiny_config(arch=arch, units=(3, 4), input_units=5, mlp_expansion=mlp_expansion)
-    model = models.build_model(config, num_outputs=7, per_step_outputs=False, num_features=2)
-    model(tf.zeros([1, 4, 2]))
-    self.assertEqual(models.parameter_count(config, 2, 7),
-                     sum(int(np.prod(v.shape)) for v in model.trainable_variables))
+  def test_xla_compiles_only_where_no_layer_runs_a_fused_op(self):
+    for arch in ('mingru', 'minlstm', 'lru'):
+      self.assertTrue(models.xla_compiles(self._linear_model(arch, 'auto')), arch)
+      if fused_ops.load() is not None:
+        self.assertFalse(models.xla_compiles(self._linear_model(arch, 'fused')), arch)
+    self.assertFalse(models.xla_compiles(self._linear_model('lstm', 'auto')))
+
+  def _linear_model(self, arch, scan_kernel):
+    config = testing.tiny_config(arch=arch, units=(3,), scan_kernel=scan_kernel)
+    return models.build_model(config, num_outputs=2, per_step_outputs=False, num_features=2)
 
   def test_an_old_stacked_lstm_config_builds_the_lstm_model(self):
     # A config.json written before depth was apart from the cell: arch stacked_lstm.
@@ -123,12 +128,6 @@ class ModelsTest(parameterized.TestCase):
     self.assertEqual([name for name, _ in weights[0]], [name for name, _ in weights[1]])
     for (name, a), (_, b) in zip(*weights):
       np.testing.assert_array_equal(a, b, err_msg=name)
-
-  def test_a_model_too_big_for_memory_is_refused_naming_the_size_flags(self):
-    config = testing.tiny_config(units=(2_000_000,), input_units=0)
-    with self.assertRaisesRegex(UserError, r'^--units=2000000: the model has [\d,]+ parameters and needs at least'):
-      models.check_memory(config, num_features=28, num_outputs=10)
-    models.check_memory(testing.tiny_config(), num_features=28, num_outputs=10)  # Small: no error.
 
 
 if __name__ == '__main__':

@@ -27,7 +27,7 @@ class RecipesTest(absltest.TestCase):
         self.assertEqual(metrics['step'], 2)
         self.assertEqual(metrics['status'], 'finished')
         self.assertEqual({k: v for k, v in metrics.items() if k.startswith('threshold_')},
-                         {'adding': {'threshold_mse': 0.01}, 'copy': {'threshold_accuracy': 0.99}}.get(name, {}))
+                         {'adding': {'threshold_mse': 0.01}, 'copy': {'threshold_accuracy': 0.99}}.get(config.task, {}))
 
   def test_a_recipe_runs_flagfile_re_runs_it_and_explicit_flags_win(self):
     logdir = os.path.join(testing.make_tempdir(self), 'runs')

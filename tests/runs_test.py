@@ -160,6 +160,23 @@ class RunsTest(absltest.TestCase):
                                     ['train_steps', 'epochs'])
     self.assertEqual((by_epochs.train_steps, by_epochs.epochs), (0, 2))
 
+  def test_a_time_budgeted_run_is_finished_at_its_budget_and_trains_on_with_a_larger_one(self):
+    _, workdir = self.start(run_name='r', task='adding', seq_len=10, time_budget=0.5)
+    self.write_metrics(workdir, step=420, total_steps=420, status='finished', train_seconds=30.2)
+    with self.assertRaisesRegex(RunFinished, r'nothing to do. To train on, add --time_budget=M with M > 0.5\.$'):
+      runs.resumed_config(self.config(run_name='r', resume=True, task='adding'), ['run_name', 'resume'])
+    more = runs.resumed_config(self.config(run_name='r', resume=True, task='adding', time_budget=1.0),
+                               ['time_budget'])
+    self.assertEqual(more.time_budget, 1.0)
+    # Ended at its step cap before its budget: a higher cap, or none, trains on.
+    _, workdir = self.start(run_name='capped', task='adding', seq_len=10, time_budget=0.5, train_steps=100)
+    self.write_metrics(workdir, step=100, total_steps=100, status='finished', train_seconds=7.0)
+    with self.assertRaisesRegex(RunFinished, r'add --train_steps=N with N > 100\.$'):
+      runs.resumed_config(self.config(run_name='capped', resume=True, task='adding'), ['run_name', 'resume'])
+    uncapped = runs.resumed_config(self.config(run_name='capped', resume=True, task='adding', train_steps=0),
+                                   ['train_steps'])
+    self.assertEqual((uncapped.train_steps, uncapped.time_budget), (0, 0.5))
+
   def test_item2_a_lock_that_is_a_link_is_never_followed(self):
     victim = os.path.join(self.logdir, 'victim.txt')
     workdir = os.path.join(self.logdir, 'r')

@@ -1,7 +1,10 @@
 """The schedule's table of actions and the timer's breakdown of wall time (no TensorFlow)."""
 
+import math
+
 from absl.testing import absltest
 
+from harness import config as config_lib
 from harness import schedule as schedule_lib
 from tests import testing
 
@@ -30,18 +33,43 @@ class ScheduleTest(absltest.TestCase):
 
   def test_default_evaluation_is_sparser_where_it_would_cost_more_than_its_share(self):
     schedule = schedule_lib.Schedule(testing.tiny_config(eval_every=0), 469, 4690)
-    self.assertEqual(schedule.sparse_eval_every(eval_seconds=0.5, step_seconds=0.05), 469)  # Cheap: every epoch.
-    # Fashion-MNIST's ~12 s test split against 0.05 s steps: every 4 epochs (3 would keep the share too,
-    # but only powers of two nest across runs).
-    every = schedule.sparse_eval_every(eval_seconds=12.0, step_seconds=0.05)
+    steps_only = dict(step_seconds=0.05, other_seconds=0.0, steps=4690)  # Nothing but its steps.
+    self.assertEqual(schedule.sparse_eval_every(eval_seconds=0.5, **steps_only), 469)  # Cheap: every epoch.
+    # A ~12 s test split against 0.05 s steps: every 4 epochs (3 would keep the share too, but only powers of
+    # two nest across runs).
+    every = schedule.sparse_eval_every(eval_seconds=12.0, **steps_only)
     self.assertEqual(every, 4 * 469)
     self.assertLessEqual(12.0 / (12.0 + every * 0.05), schedule_lib.EVAL_SHARE)
     self.assertGreater(12.0 / (12.0 + 2 * 469 * 0.05), schedule_lib.EVAL_SHARE)  # The densest power that keeps it.
     # Two seeds that measured different costs evaluate at nested steps: the sparser run's steps are the denser's.
-    dense, sparse = (schedule.sparse_eval_every(eval_seconds, step_seconds=0.05) for eval_seconds in (7.0, 15.0))
+    dense, sparse = (schedule.sparse_eval_every(eval_seconds, **steps_only) for eval_seconds in (7.0, 15.0))
     self.assertEqual((dense // 469, sparse // 469), (2, 4))
     short = schedule_lib.Schedule(testing.tiny_config(eval_every=0), 469, 50)
-    self.assertEqual(short.sparse_eval_every(eval_seconds=12.0, step_seconds=0.05), 50)  # The last step only.
+    self.assertEqual(short.sparse_eval_every(12.0, 0.05, other_seconds=0.0, steps=50), 50)  # The last step only.
+
+  def test_a_short_run_s_start_up_and_final_evaluation_count_in_its_time(self):
+    # Fashion-MNIST, LSTM(16), batch 32, 300 steps on 2 cores: ~1.5 ms steps, ~0.12 s to evaluate 2,000 test
+    # examples, ~10 s of start-up, probes and final evaluation, which a run evaluating only at its end spends too.
+    schedule = schedule_lib.Schedule(testing.tiny_config(eval_every=0), 1875, 300)
+    self.assertEqual(schedule.sparse_eval_every(0.12, 0.0015, other_seconds=0.0, steps=300), 300)  # Steps alone.
+    every = schedule.sparse_eval_every(0.12, 0.0015, other_seconds=10.0, steps=300)
+    self.assertEqual(every, 30)  # Ten evaluations; the nine before the last within their share:
+    self.assertLessEqual(9 * 0.12 / (9 * 0.12 + 300 * 0.0015 + 10.0), schedule_lib.EVAL_SHARE)
+    # Spread over fewer steps (a resumed process's), the same other time allows at least as many.
+    self.assertEqual(schedule.sparse_eval_every(0.12, 0.0015, other_seconds=10.0, steps=100), 30)
+
+  def test_auto_eval_examples_are_sized_to_the_run_and_a_small_split_is_read_whole(self):
+    def examples(split, steps, batch_size, **overrides):
+      config = testing.tiny_config(task='fashion_mnist', batch_size=batch_size, **overrides)
+      return schedule_lib.Schedule(config, 1875, steps).eval_examples(split)
+
+    self.assertEqual(examples(10_000, 300, 32), 1_024)  # 960 examples trained between evaluations: the floor,
+    self.assertEqual(examples(10_000, 500, 32), 1_600)  # in whole batches.
+    self.assertEqual(examples(10_000, 4690, 128), 1_920)  # The default job: the ceiling.
+    self.assertEqual(examples(10_000, 300, 4096), 4096)  # One batch at least.
+    self.assertIsNone(examples(2_000, 300, 32))  # The generated tasks' test sets, the MNIST sample's: whole.
+    self.assertIsNone(examples(10_000, 300, 32, eval_examples='all'))
+    self.assertEqual(examples(10_000, 300, 32, eval_examples='500'), 500)
 
   def test_an_action_s_interval_is_replaced_in_the_table(self):
     actions = (schedule_lib.Action('summary', 10, print), schedule_lib.Action('eval', 100, print, last_name='final'))
@@ -81,10 +109,40 @@ class TimerTest(absltest.TestCase):
     timer.read_and_reset()
     self.assertEqual(timer.totals, {'train': 3.0, 'final_eval': 2.0, 'eval': 1.0})  # Not reset by a read.
     self.assertEqual(timer.step_seconds(), 0.1)
+    clock.now += 0.5
+    # All but the timed training call and the evaluations before the last: the traced first call, the final
+    # evaluation and the rest; from the process's start where it is given.
+    self.assertEqual(timer.other_seconds(), 6.5 - 1.0 - 1.0)
+    self.assertEqual(schedule_lib.Timer(clock, started=clock.now - 4.0).other_seconds(), 4.0)
 
   def test_format_seconds(self):
     self.assertEqual(schedule_lib.format_seconds(65), '1m05s')
     self.assertEqual(schedule_lib.format_seconds(7389), '2h03m09s')
+
+
+class TimeBudgetTest(absltest.TestCase):
+
+  def test_a_budget_counts_training_seconds_and_its_schedule_ends_where_it_runs_out(self):
+    config = testing.tiny_config(train_steps=0, time_budget=0.5)
+    schedule = schedule_lib.Schedule(config, steps_per_epoch=50, total_steps=config_lib.MAX_STEPS)
+    self.assertEqual(schedule.budget_seconds, 30.0)
+    self.assertEqual((schedule.seconds_left(12.5), schedule.seconds_left(30.4)), (17.5, 0.0))
+    self.assertEqual(schedule.position(120, 12.4, epochs=True),
+                     'step 120, 0m12s of 0m30s in training steps (epoch 2.4)')
+    actions = [schedule_lib.Action(name, every, print) for name, every in (
+        ('summary', 100), ('announce', schedule.total_steps), ('eval', 50), ('checkpoint', 1000))]
+    self.assertEqual([a.name for a in actions if schedule.due(137, a.every)], [])
+    ended = schedule.ending_at(137)
+    self.assertEqual([a.name for a in actions if ended.due(137, a.every)], [a.name for a in actions])
+    self.assertEqual(ended.steps_to_next_event(130, actions), 7)
+    capped = schedule_lib.Schedule(testing.tiny_config(train_steps=500, time_budget=0.5), 50, 500)
+    self.assertEqual(capped.position(120, 12.4), 'step 120/500, 0m12s of 0m30s in training steps')
+
+  def test_without_a_budget_the_steps_say_where_a_run_is(self):
+    schedule = schedule_lib.Schedule(testing.tiny_config(train_steps=300), steps_per_epoch=500, total_steps=300)
+    self.assertEqual(schedule.seconds_left(1e9), math.inf)
+    self.assertEqual(schedule.position(100, 5.0, epochs=True), 'step 100/300 (epoch 0.2 of 0.6)')
+    self.assertEqual(schedule.position(100, 5.0), 'step 100/300')
 
 
 class TimeSummaryTest(absltest.TestCase):

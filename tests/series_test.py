@@ -4,6 +4,7 @@ from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
 
+from harness.tasks import base
 from harness.tasks import series
 from tests import testing
 
@@ -47,6 +48,13 @@ class SeriesTaskTest(absltest.TestCase):
     np.testing.assert_allclose(targets, task.windows(task.windows_per_epoch, task.eval_windows,
                                                      tf.range(2))[1], atol=1e-6)
     np.testing.assert_array_equal(index, [0, 1])
+
+  def test_a_subset_of_the_eval_windows_or_streams_reads_its_own(self):
+    for carry_state, examples in ((False, 3 * 10), (True, 3)):  # Windows of every stream; streams from the start.
+      with self.subTest(carry_state=carry_state):
+        task = series.SeriesTask(num_streams=3, seq_len=4, seed=0, carry_state=carry_state)
+        self.assertEqual(task.num_test_examples, examples)
+        testing.assert_eval_subset_reads_its_examples(self, task, base.eval_subset(examples, 2))
 
 
 if __name__ == '__main__':

@@ -97,6 +97,26 @@ class StepTest(parameterized.TestCase):
       for expected, actual in zip(results[0], other):
         np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-7)
 
+  def test_a_call_ends_where_its_seconds_run_out_and_a_time_budget_sets_the_learning_rate(self):
+    task = testing.learnable_image_task()
+    config = testing.tiny_config(train_steps=0, time_budget=1.0, learning_rate=0.01)  # 60 s.
+    strategy = tf.distribute.get_strategy()
+    state = steps.create_train_state(config, task, strategy, total_steps=100)
+    train_steps = steps.make_multi_step(steps.make_train_step(state, task, config, strategy),
+                                        steps.budget_progress(state, budget_seconds=60.0, total_steps=100))
+    iterator = iter(task.train_dataset(8, 0))
+    self.assertEqual(int(train_steps(iterator, tf.constant(5), tf.constant(0.0, tf.float64))), 0)  # None left.
+    self.assertEqual(state.step, 0)
+    state.train_seconds.assign(30.0)  # Half the budget spent before this call.
+    self.assertEqual(int(train_steps(iterator, tf.constant(3), tf.constant(30.0, tf.float64))), 3)
+    self.assertEqual(state.step, 3)
+    progress = float(state.progress.numpy())
+    self.assertBetween(progress, 0.5, 0.55)  # 30 s and this call's few of 60 s: beyond 2 of 100 steps.
+    self.assertAlmostEqual(float(state.optimizer.learning_rate), 0.005 * (1 + np.cos(np.pi * progress)), places=6)
+    state.global_step.assign(90)  # The step cap nearer than the budget: its fraction sets the rate.
+    train_steps(iterator, tf.constant(1), tf.constant(30.0, tf.float64))
+    self.assertAlmostEqual(float(state.progress.numpy()), 0.9, places=6)
+
   def test_stateful_step_carries_the_final_state(self):
     config = testing.tiny_config(task='sin2cos', units=(5,), batch_size=4, seq_len=6, stateful=True)
     task = series.SeriesTask(4, 6, 0)

@@ -74,7 +74,8 @@ class SweepTest(absltest.TestCase):
       self.assertAlmostEqual(float(summary[arch]['eval_mse_sd']), statistics.stdev(values), places=6)
     self.assertIn('| rnn | 2/2 |', result.stdout)
     with open(os.path.join(self.sweep_dir, 'summary.md')) as f:
-      self.assertIn('| arch | n | mse | train seconds |', f.read())  # sin2cos: its loss is its MSE, shown once.
+      # sin2cos: its loss is its MSE, shown once.
+      self.assertIn('| arch | n | mse | params | train minutes | steps | examples | examples/s |', f.read())
     self.assertRegex(result.stdout.splitlines()[-1],
                      rf'^harness.sweep: sweep folder {self.sweep_dir}; summary table {self.sweep_dir}/summary.md; '
                      rf'look inside with: \S*tensorboard --logdir {self.sweep_dir}$')
@@ -140,6 +141,30 @@ class SweepTest(absltest.TestCase):
     rows = {row['trial']: row for row in csv.DictReader(open(os.path.join(self.logdir, 'other', 'cmp', 'results.csv')))}
     self.assertEqual((rows['learning_rate=0.01,seed=0']['status'], rows['learning_rate=1e30,seed=0']['status']),
                      ('finished', 'failed'))
+
+  def test_budgets_are_axes_and_the_summary_says_what_each_trial_spent(self):
+    fixed = ['--task=sin2cos', '--batch_size=8', '--seq_len=5', '--summary_every=50', '--histogram_every=0']
+    result = self.sweep('--grid=param_budget=400,800', '--grid=time_budget=0.02,0.04', '--parallel=2', fixed=fixed)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    summary = {(row['param_budget'], row['time_budget']): row for row in self.read_csv('summary.csv')}
+    for param_budget, units in (('400', '9'), ('800', '13')):  # LSTM(9): 406 parameters, LSTM(13): 794.
+      for time_budget in ('0.02', '0.04'):
+        name = f'param_budget={param_budget},time_budget={time_budget},seed=0'
+        with open(os.path.join(self.sweep_dir, name, 'metrics.json')) as f:
+          metrics = json.load(f)
+        with open(os.path.join(self.sweep_dir, name, 'flags.txt')) as f:
+          self.assertIn(f'--units={units}\n', f.read())
+        self.assertLessEqual(abs(metrics['params'] - int(param_budget)), 0.02 * int(param_budget))
+        self.assertGreaterEqual(metrics['train_seconds'], 60 * float(time_budget))
+        self.assertEqual(metrics['examples'], 8 * metrics['step'])
+        row = summary[param_budget, time_budget]
+        self.assertEqual(float(row['params_mean']), metrics['params'])
+        self.assertEqual(float(row['steps_mean']), metrics['step'])
+        self.assertAlmostEqual(float(row['train_minutes_mean']), metrics['train_seconds'] / 60)
+        self.assertAlmostEqual(float(row['examples_per_sec_mean']), metrics['examples'] / metrics['train_seconds'])
+    with open(os.path.join(self.sweep_dir, 'summary.md')) as f:
+      self.assertRegex(f.read(), r'\| 400 \| 0\.02 \| 1/1 \| \d\.\d{4} ± 0\.0000 \| 406 \| 0\.0\d \| [\d,]+ \| '
+                                 r'[\d,]+ \| [\d,]+ \|')
 
   def test_commands_for_a_cluster_and_bad_input(self):
     listed = self.sweep('--grid=arch=rnn,gru', '--seeds=2', '--print_commands')

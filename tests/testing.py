@@ -139,6 +139,19 @@ def assert_start_step_continues_the_stream(task, seed, start_step, count):
   return full
 
 
+def assert_eval_subset_reads_its_examples(test_case, task, examples):
+  """`task.eval_dataset` over `examples` yields the whole split's examples of those indices, each once."""
+  def by_index(dataset):
+    return {int(i): (x, y) for inputs, targets, index in take(dataset, 10**6)
+            for x, y, i in zip(inputs, targets, index)}
+  whole, subset = by_index(task.eval_dataset(4)), by_index(task.eval_dataset(4, examples=examples))
+  test_case.assertEqual(sorted(whole), list(range(task.num_test_examples)))
+  test_case.assertEqual(sorted(subset), sorted(examples))
+  for index, (inputs, targets) in subset.items():
+    np.testing.assert_array_equal(inputs, whole[index][0])
+    np.testing.assert_array_equal(targets, whole[index][1])
+
+
 def assert_replica_batches_tile_the_global_batch(task):
   """2 input pipelines x 2 replicas each: their per-replica batches, in order, are the global batch (targets)."""
   full = take(task.train_dataset(8, seed=0), 2)

@@ -40,8 +40,15 @@ class BadInputTest(parameterized.TestCase):
       ('data_dir_in_proc', ['--data_dir=/proc'], '--data_dir=/proc: cannot write in /proc'),
       ('run_name_too_long', ['--run_name=' + 'a' * 300], '--run_name: 300 characters; at most 200'),
       ('run_name_with_space', ['--run_name=my run'], 'no spaces, accents or slashes'),
+      ('eval_examples_not_a_count', ['--eval_examples=10%'],
+       "--eval_examples='10%': give auto, all or a positive number of test examples"),
       ('missing_flagfile', ['--flagfile=/nonexistent/flags.txt'],
        '--flagfile=/nonexistent/flags.txt: cannot be read (No such file or directory)'),
+      ('param_budget_too_small', ['--param_budget=100', '--run_name=small'],
+       '--param_budget=100: too small for --arch=lstm on --task=mnist'),
+      ('param_budget_too_large', ['--param_budget=10000000000000', '--task=adding', '--run_name=large'],
+       '--param_budget=10000000000000 (--units='),
+      ('time_budget_negative', ['--time_budget=-1'], '--time_budget=-1.0: must be 0 or more'),
   )
   def test_bad_flag(self, args, expected):
     self.assert_usage_error(args, expected)

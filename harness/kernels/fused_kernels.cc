@@ -63,6 +63,13 @@ void ProductGradients(int64_t time, int64_t batch, int64_t features, int64_t uni
 
 }  // namespace
 
+void MatMul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, int threads, const float* a,
+            const float* b, float* c) {
+  omp_set_num_threads(threads);
+  Gemm(transpose_a ? 'T' : 'N', transpose_b ? 'T' : 'N', m, n, k, a, transpose_a ? m : k, b, transpose_b ? k : n,
+       0.0f, c, n);
+}
+
 void LstmForward(int64_t time, int64_t batch, int64_t features, int64_t units, int threads, const float* x,
                  const float* h0, const float* c0, const float* kernel, const float* recurrent_kernel,
                  const float* bias, float* h, float* c, float* gates) {

@@ -39,6 +39,11 @@ void GruBackward(int64_t time, int64_t batch, int64_t features, int64_t units, i
                  const float* gates, const float* dh_in, float* dx_gates, float* dh_gates, float* dx, float* dh0,
                  float* dkernel, float* drecurrent_kernel, float* dbias);
 
+// Row-major c [m, n] = op(a) op(b), op = transpose where asked: oneDNN's GEMM on `threads` threads
+// (TensorFlow's MatMul reaches a half to a third of its rate at the linear archs' shapes: BUILD.md).
+void MatMul(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, int threads, const float* a,
+            const float* b, float* c);
+
 }  // namespace harness
 
 #endif  // HARNESS_KERNELS_FUSED_KERNELS_H_

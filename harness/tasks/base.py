@@ -9,12 +9,16 @@ at exactly the right data position without checkpointing the iterator.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from harness.errors import UserError
 
 PROBE_SIZE = 32  # Examples in the fixed batch that histograms and probes read.
 MAX_EPOCHS = 2**31 - 1
+# The order the evaluation subsets are drawn from: one for every run and seed, so a run's evaluations, its
+# resumes and a sweep's seeds all read the same examples, and a smaller subset is part of a larger one.
+EVAL_SUBSET_SEED = 2026
 
 
 class Task:
@@ -25,6 +29,7 @@ class Task:
     source: where the data came from, in words (logged, in hparams and metrics.json).
     num_features: features per input step.
     num_outputs: classes, or outputs per step.
+    num_test_examples: the test split's size; `eval_dataset` numbers its examples 0 .. num_test_examples - 1.
     per_step_outputs: whether the model's head reads every step (else the last).
     train_metric_names: per-example metrics averaged over training steps.
     baselines: {eval metric: value} a memoryless model scores, drawn beside the
@@ -37,6 +42,7 @@ class Task:
   source = ''
   num_features = 0
   num_outputs = 0
+  num_test_examples = 0
   per_step_outputs = False
   train_metric_names = ()
   baselines = {}
@@ -49,8 +55,8 @@ class Task:
     """Yields (inputs [b, time, features], targets) for global steps `start_step`, `start_step + 1`, ..."""
     raise NotImplementedError
 
-  def eval_dataset(self, batch_size, input_context=None):
-    """Yields (inputs, targets, example index [b]) covering the test set once."""
+  def eval_dataset(self, batch_size, input_context=None, examples=None):
+    """Yields (inputs, targets, example index [b]) covering the test set once, or only its `examples` (indices [k])."""
     raise NotImplementedError
 
   def probe_batch(self, step=0):
@@ -75,9 +81,10 @@ class Task:
     return {'loss': self.per_example_loss(targets, outputs)}
 
   def eval_metrics(self, results):
-    """{name: float} from `eval_outputs` gathered over the test set (numpy, in example order).
+    """{name: float} from `eval_outputs` gathered over the examples evaluated (numpy, in example order).
 
-    The names are the task's `task_table.TaskSpec.eval_metrics`, 'loss' first.
+    `results['index']` [k] numbers those examples in the test split (all of it, or a subset). The names are the
+    task's `task_table.TaskSpec.eval_metrics`, 'loss' first.
     """
     return {'loss': float(results['loss'].mean())}
 
@@ -133,9 +140,21 @@ def replica_rows(global_rows, batch_size, input_context):
                                                                              else rows[0])))
 
 
-def eval_indices(num_examples, batch_size, input_context):
-  """Batches of example indices covering [0, num_examples) once, sharded per input pipeline."""
-  indices = tf.data.Dataset.range(num_examples)
+def eval_subset(num_examples, size):
+  """The sorted indices [size] of a fixed subset of a test split of `num_examples`; None for the whole split.
+
+  None too where `size` is None or covers the split. The subset is the first `size` of one seeded order
+  (EVAL_SUBSET_SEED), whatever the run.
+  """
+  if size is None or size >= num_examples:
+    return None
+  return np.sort(np.random.default_rng(EVAL_SUBSET_SEED).permutation(num_examples)[:size])
+
+
+def eval_indices(num_examples, batch_size, input_context, examples=None):
+  """Batches of example indices covering [0, num_examples) once, or `examples` [k], sharded per input pipeline."""
+  indices = (tf.data.Dataset.range(num_examples) if examples is None
+             else tf.data.Dataset.from_tensor_slices(np.asarray(examples, np.int64)))
   if input_context is None:
     return indices.batch(batch_size)
   indices = indices.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)

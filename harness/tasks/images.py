@@ -34,6 +34,7 @@ class ImageTask(base.ClassificationTask):
                         if view == 'permuted' else None)
     self.train_images, self.train_labels = data.train_images, data.train_labels
     self.test_images, self.test_labels = data.test_images, data.test_labels
+    self.num_test_examples = len(self.test_labels)
     self.class_names = data.class_names
     self.num_outputs = len(self.class_names)
     self.num_features = self.train_images.shape[-1] if view == 'rows' else 1
@@ -63,10 +64,10 @@ class ImageTask(base.ClassificationTask):
     return rows.map(lambda i: (self._to_inputs(tf.gather(images, i)), tf.gather(labels, i)),
                     num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
-  def eval_dataset(self, batch_size, input_context=None):
-    """Yields (inputs, labels, example indices) over the whole test split, once."""
+  def eval_dataset(self, batch_size, input_context=None, examples=None):
+    """Yields (inputs, labels, example indices) over the whole test split, or its `examples`, once."""
     images, labels = tf.constant(self.test_images), tf.constant(self.test_labels)
-    return base.eval_indices(len(self.test_labels), batch_size, input_context).map(
+    return base.eval_indices(len(self.test_labels), batch_size, input_context, examples).map(
         lambda i: (self._to_inputs(tf.gather(images, i)), tf.gather(labels, i), i)).prefetch(tf.data.AUTOTUNE)
 
   def probe_batch(self, step=0):
@@ -77,11 +78,11 @@ class ImageTask(base.ClassificationTask):
 
   def eval_metrics(self, results):
     return {'loss': float(results['loss'].mean()),
-            'accuracy': float(np.mean(results['prediction'] == self.test_labels))}
+            'accuracy': float(np.mean(results['prediction'] == self.test_labels[results['index']]))}
 
   def eval_figures(self, results, model, title=''):
     del model
-    labels, predictions, losses = self.test_labels, results['prediction'], results['loss']
+    labels, predictions, losses = self.test_labels[results['index']], results['prediction'], results['loss']
     confusion = np.zeros([self.num_outputs] * 2, np.int64)
     np.add.at(confusion, (labels, predictions), 1)
     figures = {'confusion_matrix': confusion_matrix_image(confusion, self.class_names, title)}
@@ -89,7 +90,8 @@ class ImageTask(base.ClassificationTask):
     worst = wrong[np.argsort(-losses[wrong])][:WORST_MISCLASSIFIED]
     if len(worst):
       figures['worst_misclassified'] = misclassified_grid_image(
-          self.test_images[worst], labels[worst], predictions[worst], losses[worst], self.class_names, title)
+          self.test_images[results['index'][worst]], labels[worst], predictions[worst], losses[worst],
+          self.class_names, title)
     return figures
 
 

@@ -43,6 +43,7 @@ class GeneratedTask(base.Task):
   """A task whose examples are generated from a seed: `generate(seed, count)` -> (inputs, targets)."""
 
   target_dtype = tf.float32
+  num_test_examples = TEST_EXAMPLES
 
   def __init__(self, seq_len, seed):
     self.seq_len = seq_len
@@ -67,8 +68,8 @@ class GeneratedTask(base.Task):
     batches = steps.map(lambda step: self.generate(tf.stack([tf.constant(seed, tf.int64), step]), batch_size))
     return base.replica_rows(batches, batch_size, input_context).prefetch(tf.data.AUTOTUNE)
 
-  def eval_dataset(self, batch_size, input_context=None):
-    return base.eval_indices(TEST_EXAMPLES, batch_size, input_context).map(
+  def eval_dataset(self, batch_size, input_context=None, examples=None):
+    return base.eval_indices(TEST_EXAMPLES, batch_size, input_context, examples).map(
         lambda i: (*self.test_examples(i), i), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
   def probe_batch(self, step=0):

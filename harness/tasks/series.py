@@ -40,6 +40,7 @@ class SeriesTask(base.Task):
     self.seq_len = seq_len
     self.carry_state = carry_state
     self.offsets = np.random.default_rng(seed).integers(0, 1000, num_streams).astype(np.float32)
+    self.num_test_examples = num_streams if carry_state else self.eval_windows * num_streams
     self.source = f'sin2cos: synthetic, {num_streams} streams x windows of {seq_len} steps, x = t/(10 pi)'
 
   def steps_per_epoch(self, batch_size):
@@ -75,8 +76,8 @@ class SeriesTask(base.Task):
     return tf.data.Dataset.zip(step_per_row, rows).map(
         lambda step, rows: self.windows(step % self.windows_per_epoch, 1, rows)).prefetch(tf.data.AUTOTUNE)
 
-  def eval_dataset(self, batch_size, input_context=None):
-    """Yields (inputs, targets, example indices) that score every eval window of every stream once.
+  def eval_dataset(self, batch_size, input_context=None, examples=None):
+    """Yields (inputs, targets, example indices) that score every eval window of every stream once (or `examples`).
 
     Stateless: an example is one window of one stream, inputs and targets
     [b, seq_len, 1]. With `carry_state`: an example is one stream read from the
@@ -88,13 +89,13 @@ class SeriesTask(base.Task):
       def stream_batch(stream):
         inputs, targets = self.windows(0, self.windows_per_epoch + self.eval_windows, stream)
         return inputs, targets[:, -self.eval_windows * self.seq_len:], stream
-      return base.eval_indices(num_streams, batch_size, input_context).map(stream_batch)
+      return base.eval_indices(num_streams, batch_size, input_context, examples).map(stream_batch)
 
     def window_batch(example):
       inputs, targets = self.windows(self.windows_per_epoch + example // num_streams, 1, example % num_streams)
       return inputs, targets, example
 
-    return base.eval_indices(self.eval_windows * num_streams, batch_size, input_context).map(window_batch)
+    return base.eval_indices(self.eval_windows * num_streams, batch_size, input_context, examples).map(window_batch)
 
   def probe_batch(self, step=0):
     """The first streams' window 0; with `carry_state`, the window the next step reads (state carried into it)."""
