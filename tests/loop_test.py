@@ -151,7 +151,8 @@ class TrainAndEvaluateTest(parameterized.TestCase):
       metrics = loop.train_and_evaluate(config, self.workdir, task=testing.learnable_image_task(num_test=64))
     events = testing.load_run(self.workdir)
     subset_steps = [step for step, _ in testing.scalar_series(events, 'eval_subset', 'Metrics/accuracy')]
-    self.assertGreaterEqual(len(subset_steps), 5, '\n'.join(logs.output))
+    # >= 5 on an idle machine; a loaded one measures costlier evaluations against the same start-up.
+    self.assertGreaterEqual(len(subset_steps), 4, '\n'.join(logs.output))
     self.assertLess(max(subset_steps), 100)
     (step, accuracy), = testing.scalar_series(events, 'eval', 'Metrics/accuracy')
     self.assertEqual((step, metrics['eval_accuracy']), (100, accuracy))
@@ -221,6 +222,7 @@ class TimeBudgetTest(absltest.TestCase):
   """--time_budget end to end: it ends on time, the learning rate decays to it, a resumed run continues it."""
 
   def setUp(self):
+    testing.without_op_determinism(self)
     super().setUp()
     self.workdir = os.path.join(testing.make_tempdir(self), 'run')
 

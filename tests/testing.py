@@ -195,3 +195,12 @@ def assert_card_sized(test_case, figure, image):
     for other, other_box in boxes[i + 1:]:
       test_case.assertFalse(box.overlaps(other_box), f'{text!r} overlaps {other!r}')
   return {t.get_text() for t in texts}
+
+
+def without_op_determinism(test_case):
+  """Turns TensorFlow's op determinism off for one test (a --deterministic run earlier in the process leaves it on
+  for the whole process, and tf.timestamp, which a time budget reads, refuses to run under it); restored after."""
+  from tensorflow.python.framework import config as tf_config  # pylint: disable=g-import-not-at-top
+  if tf_config.is_op_determinism_enabled():
+    tf_config.disable_op_determinism()
+    test_case.addCleanup(tf_config.enable_op_determinism)
