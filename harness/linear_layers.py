@@ -50,8 +50,7 @@ class _GemmDense(keras.layers.Dense):
   def call(self, inputs, training=None):
     if not self.gemm or self.compute_dtype != 'float32':
       return super().call(inputs, training=training)
-    outputs = _matmul(inputs, self.kernel) + self.bias
-    return self.activation(outputs) if self.activation is not None else outputs
+    return self.activation(_matmul(inputs, self.kernel) + self.bias)  # Keras's activation: linear when none.
 
 
 def _matmul(x, w):

@@ -71,8 +71,7 @@ def train_and_evaluate(config, workdir, task=None, strategy=None, fresh=False, s
   """
   started = time.perf_counter() if started is None else started
   keras.utils.set_random_seed(config.seed)
-  if config.deterministic:
-    tf.config.experimental.enable_op_determinism()
+  runtime.set_op_determinism(config.deterministic)
   strategy = strategy or runtime.make_strategy(config)
   runtime.check_precision(config)
   if config.stateful and strategy.num_replicas_in_sync > 1:

@@ -142,6 +142,21 @@ def has_bfloat16_instructions():
   return bool(_cpu_info()[1] & {'avx512_bf16', 'amx_bf16'})
 
 
+def set_op_determinism(enabled):
+  """Turns TensorFlow's op determinism on or off for this process, as a run's --deterministic says.
+
+  It is process-wide and TensorFlow offers only a public switch on: a
+  --deterministic run earlier in the same process (a notebook, a test) would
+  otherwise leave it on for the next run, whose --time_budget then fails
+  (tf.timestamp refuses to run under op determinism).
+  """
+  from tensorflow.python.framework import config as tf_config  # pylint: disable=g-import-not-at-top
+  if enabled:
+    tf_config.enable_op_determinism()
+  elif tf_config.is_op_determinism_enabled():
+    tf_config.disable_op_determinism()
+
+
 def check_precision(config):
   """Refuses a precision this machine cannot run well: float16 on a CPU (no fast float16 kernels there).
 

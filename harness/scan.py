@@ -238,7 +238,7 @@ def _resolve_name(kernel, steps, batch, units, dtype):
     kernel = choose_kernel(steps, batch, units, dtype, bool(tf.config.list_logical_devices('GPU')))
   if kernel == 'fused' and not _fused_available(dtype):
     # Like the fused LSTM: where the op cannot be built (fused_ops has warned why), or for complex128.
-    kernel = choose_kernel(steps, batch, units, None, on_gpu=False)
+    kernel = choose_kernel(steps, batch, units, dtype, on_gpu=False, fused=False)
   if kernel == 'chunked' and steps is None:
     kernel = 'sequential'  # The chunk layout needs a static T.
   if kernel == 'logcumsumexp' and dtype.is_complex:

@@ -222,7 +222,6 @@ class TimeBudgetTest(absltest.TestCase):
   """--time_budget end to end: it ends on time, the learning rate decays to it, a resumed run continues it."""
 
   def setUp(self):
-    testing.without_op_determinism(self)
     super().setUp()
     self.workdir = os.path.join(testing.make_tempdir(self), 'run')
 
@@ -258,6 +257,16 @@ class TimeBudgetTest(absltest.TestCase):
     self.assertGreater(resumed['step'], 3)
     self.assertBetween(resumed['train_seconds'], 3.0, 4.0)
     self.assertEqual(resumed['examples'], 8 * resumed['step'])
+
+  def test_a_deterministic_run_earlier_in_the_process_leaves_no_determinism_to_a_budgeted_run(self):
+    from tensorflow.python.framework import config as tf_config  # pylint: disable=g-import-not-at-top
+    task = testing.learnable_image_task()
+    loop.train_and_evaluate(testing.tiny_config(deterministic=True, train_steps=2, eval_every=2),
+                            self.workdir + '_deterministic', task=task)
+    self.assertTrue(tf_config.is_op_determinism_enabled())
+    metrics = loop.train_and_evaluate(self.config(train_steps=2), self.workdir, task=task)  # Reads the clock.
+    self.assertEqual(metrics['step'], 2)
+    self.assertFalse(tf_config.is_op_determinism_enabled())
 
 
 @pytest.mark.slow
