@@ -375,9 +375,10 @@ class _Run:
     The run's other time (start-up, probes, ...) so far, and its final evaluation, count in the run's time:
     a run that evaluates only at its end spends them too.
     """
-    every = self.schedule.sparse_eval_every(self.eval_seconds, self.timer.step_seconds(),
-                                            self.timer.other_seconds() + self.final_eval_seconds,
-                                            self.schedule.total_steps - self.start_step)
+    step, step_seconds = self.state.step, self.timer.step_seconds()
+    steps = step - self.start_step + self.schedule.steps_left(step, self.spent(), step_seconds)
+    every = self.schedule.sparse_eval_every(self.eval_seconds, step_seconds,
+                                            self.timer.other_seconds() + self.final_eval_seconds, steps)
     if how == 'measured' and every == dict((a.name, a.every) for a in self.actions)['eval']:
       return
     self.actions = schedule_lib.with_every(self.actions, 'eval', every)
@@ -398,7 +399,10 @@ class _Run:
     examples = self.eval_subset if step < self.schedule.total_steps else None
     metrics, results = evaluate(self.config, self.task, self.strategy, self.eval_step, step, self.say, examples)
     writer = self.writers['eval' if examples is None else runs.EVAL_SUBSET_FOLDER]
-    writer.write_scalars(step, task_table.metric_scalars(self.config.task, metrics))
+    # The training minutes beside each point: a sweep compares runs of different speeds at equal time
+    # (`harness.aggregate`'s equal-time figure).
+    writer.write_scalars(step, {**task_table.metric_scalars(self.config.task, metrics),
+                                'time/train_minutes': self.spent() / 60})
     if 'baseline' in self.writers:  # A flat line in the same cards: what a model without memory scores.
       self.writers['baseline'].write_scalars(step, task_table.metric_scalars(self.config.task, self.task.baselines))
     if examples is None:

@@ -69,7 +69,20 @@ class Schedule:
   @property
   def eval_every(self):
     """--eval_every, or for 0 at most about ten evaluations per run and one per epoch (see `sparse_eval_every`)."""
-    return self.config.eval_every or min(-(-self.total_steps // EVALUATIONS_PER_RUN), self.steps_per_epoch)
+    return self.config.eval_every or self.default_eval_every(self.total_steps)
+
+  def default_eval_every(self, run_steps):
+    """About ten evaluations in a run of `run_steps`, and at least one per epoch."""
+    return min(-(-run_steps // EVALUATIONS_PER_RUN), self.steps_per_epoch)
+
+  def steps_left(self, step, train_seconds, step_seconds):
+    """Steps from `step` to the last: to `total_steps`, or under a time budget those that the `train_seconds`
+    spent leave room for at `step_seconds` each (at most to the cap): the last step is known only when the
+    budget runs out."""
+    left = self.total_steps - step
+    if not self.budget_seconds:
+      return left
+    return min(left, max(1, math.ceil(self.seconds_left(train_seconds) / max(step_seconds, 1e-9))))
 
   def eval_examples(self, num_test_examples):
     """How many of a split's `num_test_examples` the evaluations before the last step read; None: all of them.
@@ -105,11 +118,19 @@ class Schedule:
     nest, and a sweep's mean over seeds has a point at every step of its
     sparsest run. At most the run's length: then only the last step
     evaluates.
+
+    Under a time budget `steps` are those the budget is expected to fit
+    (`steps_left`), and the interval that the power of two multiplies is
+    itself the power of two at or above a tenth of them, so that the
+    evaluations of runs at different speeds nest too.
     """
     run_step_seconds = step_seconds + other_seconds / max(steps, 1)
     needed = eval_seconds * (1 - EVAL_SHARE) / (EVAL_SHARE * max(run_step_seconds, 1e-9))
-    multiple = 2 ** max(0, math.ceil(math.log2(max(needed / self.eval_every, 1.0))))
-    return min(self.total_steps, self.eval_every * multiple)
+    every = self.eval_every
+    if self.budget_seconds and not self.config.eval_every:
+      every = 2 ** math.ceil(math.log2(self.default_eval_every(steps)))
+    multiple = 2 ** max(0, math.ceil(math.log2(max(needed / every, 1.0))))
+    return min(self.total_steps, every * multiple)
 
   def due(self, step, every):
     return bool(every) and (step % every == 0 or step == self.total_steps)

@@ -188,7 +188,7 @@ class TrainAndEvaluateTest(parameterized.TestCase):
                                  summary_every=20, histogram_every=0, checkpoint_every=120, stateful=True)
     metrics = loop.train_and_evaluate(config, self.workdir)
     events = testing.load_run(self.workdir)
-    self.assertEqual(set(events.PluginRunToTagToContent('scalars')['eval']), {'Metrics/loss'})  # The MSE, once.
+    self.assertEqual(set(events.PluginRunToTagToContent('scalars')['eval']), {'Metrics/loss', 'time/train_minutes'})  # The MSE, once.
     mse = testing.scalar_series(events, 'eval', 'Metrics/loss')
     self.assertEqual([s for s, _ in mse], [20, 40, 60, 80, 100, 120])
     self.assertLess(mse[-1][1], 0.5 * mse[0][1])
@@ -325,9 +325,14 @@ class InstrumentationTest(absltest.TestCase):
                                'optimizer/clipped_fraction', 'speed/examples_per_sec', 'speed/train_share',
                                'speed/eval_share', 'speed/probes_share', 'speed/checkpoint_share'}, train_tags)
     self.assertEqual({tag.split('/')[0] for tag in train_tags}, {'Metrics', 'optimizer', 'speed'})
-    self.assertEqual(self.tags('scalars', 'eval'), {'Metrics/loss', 'Metrics/accuracy'})
+    self.assertEqual(self.tags('scalars', 'eval'), {'Metrics/loss', 'Metrics/accuracy', 'time/train_minutes'})
     self.assertEqual([s for s, _ in testing.scalar_series(self.events, 'train', 'Metrics/loss')], [2, 4, 6])
     self.assertEqual([s for s, _ in testing.scalar_series(self.events, 'eval', 'Metrics/accuracy')], [3, 6])
+    minutes = testing.scalar_series(self.events, 'eval', 'time/train_minutes')
+    self.assertEqual([s for s, _ in minutes], [3, 6])
+    self.assertLess(0, minutes[0][1])
+    self.assertLess(minutes[0][1], minutes[1][1])
+    self.assertAlmostEqual(minutes[1][1], self.metrics['train_seconds'] / 60, places=5)
     lr = testing.scalar_series(self.events, 'train', 'optimizer/learning_rate')
     self.assertGreater(lr[0][1], lr[-1][1])  # Cosine decay.
     self.assertAlmostEqual(lr[-1][1], 0.0, places=6)
@@ -398,7 +403,7 @@ class InstrumentationTest(absltest.TestCase):
     self.assertEqual(session.session_start_info.group_name, 'run')  # The run's name, not a hash.
     self.assertNotIn('seq_len', hparams)  # Images: no dummy value.
     self.assertNotIn('_hparams_/experiment', content)  # TensorBoard reads one, any run's: none is declared.
-    self.assertEqual(self.tags('scalars', 'eval'), {'Metrics/loss', 'Metrics/accuracy'})
+    self.assertEqual(self.tags('scalars', 'eval'), {'Metrics/loss', 'Metrics/accuracy', 'time/train_minutes'})
     end = plugin_data_pb2.HParamsPluginData.FromString(content['_hparams_/session_end_info'])
     self.assertEqual(end.session_end_info.status, 1)  # STATUS_SUCCESS.
 

@@ -138,6 +138,20 @@ class TimeBudgetTest(absltest.TestCase):
     capped = schedule_lib.Schedule(testing.tiny_config(train_steps=500, time_budget=0.5), 50, 500)
     self.assertEqual(capped.position(120, 12.4), 'step 120/500, 0m12s of 0m30s in training steps')
 
+  def test_a_budget_s_evaluations_are_spaced_by_the_steps_it_fits_in_powers_of_two(self):
+    config = testing.tiny_config(train_steps=0, time_budget=10.0, eval_every=0)
+    schedule = schedule_lib.Schedule(config, steps_per_epoch=938, total_steps=config_lib.MAX_STEPS)
+    # 600 s left at 0.5 s a step: 1,200 steps, a tenth of which rounds up to 128.
+    self.assertEqual(schedule.steps_left(0, 0.0, 0.5), 1200)
+    self.assertEqual(schedule.steps_left(1000, 300.0, 0.5), 600)
+    self.assertEqual(schedule.sparse_eval_every(1.0, 0.5, other_seconds=0.0, steps=1200), 128)
+    self.assertEqual(schedule.sparse_eval_every(1.0, 0.05, other_seconds=0.0, steps=12000), 1024)  # An epoch, 938, rounded up.
+    # A faster run's interval is a power-of-two multiple of a slower one's: their evaluations nest.
+    self.assertEqual(schedule.sparse_eval_every(1.0, 0.25, other_seconds=0.0, steps=2400), 256)
+    self.assertEqual(schedule.sparse_eval_every(30.0, 0.5, other_seconds=0.0, steps=1200), 512)  # Costly: sparser.
+    capped = schedule_lib.Schedule(testing.tiny_config(train_steps=500, time_budget=10.0), 938, 500)
+    self.assertEqual(capped.steps_left(0, 0.0, 0.5), 500)
+
   def test_without_a_budget_the_steps_say_where_a_run_is(self):
     schedule = schedule_lib.Schedule(testing.tiny_config(train_steps=300), steps_per_epoch=500, total_steps=300)
     self.assertEqual(schedule.seconds_left(1e9), math.inf)

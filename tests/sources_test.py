@@ -1,6 +1,8 @@
 """tfds loading, the IDX importer into tfds, and the offline fallbacks."""
 
+import fcntl
 import os
+import threading
 from unittest import mock
 
 from absl.testing import absltest
@@ -35,6 +37,28 @@ class ImportAndFallbackTest(absltest.TestCase):
     self.assertIn(f'imported from IDX files in {self.idx_dir}', data.source)
     self.assertEqual(data.train_images.shape, (6, 28, 28))
     self.assertEqual(data.class_names[0], 'T-shirt/top')
+
+  def test_a_process_that_finds_another_preparing_the_data_waits_and_reads_its_copy(self):
+    testing.write_idx_dir(self.idx_dir)
+    other = os.open(os.path.join(self.data_dir, '.harness-fashion_mnist.lock'), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_EX)  # The other process, mid-import.
+    loaded = {}
+    def load():
+      with self.assertLogs('absl', 'INFO') as logs:
+        loaded['data'] = sources.load_images('fashion_mnist', self.data_dir)
+      loaded['log'] = '\n'.join(logs.output)
+    with mock.patch.object(sources, 'host_reachable', return_value=False), \
+         mock.patch.dict(sources.OFFLINE_IDX_DIRS, {'fashion_mnist': self.idx_dir}):
+      waiting = threading.Thread(target=load)
+      waiting.start()
+      waiting.join(1.0)
+      self.assertTrue(waiting.is_alive())
+      sources.import_idx('fashion_mnist', self.idx_dir, self.data_dir)
+      os.close(other)
+      waiting.join(60)
+    self.assertIn('another process is preparing fashion_mnist', loaded['log'])
+    self.assertNotIn('importing the IDX files', loaded['log'])  # It read the other's copy.
+    self.assertEqual(loaded['data'].train_images.shape, (6, 28, 28))
 
   def test_import_says_how_far_it_is(self):
     testing.write_idx_dir(self.idx_dir, num_train=3, num_test=2)

@@ -7,6 +7,7 @@ Fashion-MNIST) or, for MNIST, to a small real sample shipped in the package.
 
 import collections
 import contextlib
+import fcntl
 import glob
 import io
 import os
@@ -208,6 +209,29 @@ def _load_from_tfds(task, data_dir, download):
   return arrays
 
 
+@contextlib.contextmanager
+def _preparing(task, data_dir):
+  """An exclusive flock while this process downloads or imports `task` into tfds: the trials of a sweep start
+  together on a fresh machine, and two imports at once collide on tfds's final rename. The others wait, then
+  read the copy the first made. Without a writable data folder, no lock: the import's own error says why."""
+  root = data_dir or tfds.core.constants.DATA_DIR
+  try:
+    os.makedirs(root, exist_ok=True)
+    descriptor = os.open(os.path.join(root, f'.harness-{task}.lock'), os.O_RDWR | os.O_CREAT, 0o644)
+  except OSError:
+    yield
+    return
+  try:
+    try:
+      fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      logging.info('data: another process is preparing %s in %s; waiting for it ...', task, root)
+      fcntl.flock(descriptor, fcntl.LOCK_EX)
+    yield
+  finally:
+    os.close(descriptor)  # Drops the flock.
+
+
 def load_images(task, data_dir=None):
   """Loads an image dataset through tfds, falling back offline as the module docstring says.
 
@@ -218,7 +242,14 @@ def load_images(task, data_dir=None):
     An ImageData.
   """
   tfds.disable_progress_bar()  # Its bars fill log files with escape codes.
-  builder = _builder(task, data_dir)
+  if _builder(task, data_dir).is_prepared():
+    return _load_images(task, data_dir)
+  with _preparing(task, data_dir):
+    return _load_images(task, data_dir)
+
+
+def _load_images(task, data_dir):
+  builder = _builder(task, data_dir)  # After a wait for another process, its copy.
   class_names = builder.info.features['label'].names
   url = getattr(builder, 'URL', None)
   download = not builder.is_prepared() and bool(url) and host_reachable(url)
