@@ -10,8 +10,8 @@ recomputed from the trials' own files every time:
   baseline/              for a task with a memoryless baseline, its eval metrics at the mean runs'
                          steps: one line in the Metrics cards (the trials write none)
   sweep/                 the summary as text, a custom-scalars layout (a margin chart per eval
-                         metric) and, with a numeric grid axis, the curves as images and tables
-                         (`harness.curves`); its own event folder: TensorBoard names a logdir's
+                         metric) and the curves as images and tables (`harness.curves`, with a numeric
+                         grid axis; `harness.time_curves`); its own event folder: TensorBoard names a logdir's
                          root run `.`, and the sweep's root holds no events
   mean/<group>/          per eval step, the mean over the group's finished seeds of each eval
                          metric, mean_sd/<metric>, and mean_sd/<metric>.lower and .upper at mean
@@ -21,7 +21,9 @@ recomputed from the trials' own files every time:
                          (their eval_subset/, before the last step), never averaged with the
                          whole split's
   curves/                with a numeric grid axis: each eval metric against it as PNG
-                         (`harness.curves`), its tables appended to summary.md
+                         (`harness.curves`); each eval metric against minutes of training, one line per
+                         group (`harness.time_curves`: the comparison at equal time); their tables appended
+                         to summary.md
 
 No HParams experiment is declared: TensorBoard builds the table from the
 trials' own hparams and eval metrics (see `loop.DESCRIPTION_FOLDER`).
@@ -30,6 +32,7 @@ trials' own hparams and eval metrics (see `loop.DESCRIPTION_FOLDER`).
 import csv
 import glob
 import io
+import math
 import os
 import shutil
 import statistics
@@ -43,6 +46,7 @@ from harness import runfiles
 from harness import runs
 from harness import summaries
 from harness import task_table
+from harness import time_curves
 from harness import trials as trials_lib
 from harness.errors import UserError
 
@@ -69,15 +73,16 @@ RUN_COLUMNS = (
 )
 
 
-def _read_scalars(run_dir):
-  """{tag: {step: value}} of the run's `Metrics/` scalars (restarts purged as TensorBoard does)."""
+def _read_scalars(run_dir, wanted=lambda tag: tag.startswith(f'{task_table.METRICS_GROUP}/')):
+  """{tag: {step: value}} of the run's scalars whose tag is `wanted` (restarts purged as TensorBoard does); by
+  default the `Metrics/` ones."""
   if not os.path.isdir(run_dir):
     return {}
   accumulator = event_accumulator.EventAccumulator(run_dir, size_guidance={event_accumulator.TENSORS: 0})
   accumulator.Reload()
   return {tag: {event.step: float(tensor_util.make_ndarray(event.tensor_proto))
                 for event in accumulator.Tensors(tag)}
-          for tag in accumulator.Tags()['tensors'] if tag.startswith(f'{task_table.METRICS_GROUP}/')}
+          for tag in accumulator.Tags()['tensors'] if wanted(tag)}
 
 
 def _mean_sd(values):
@@ -132,7 +137,10 @@ def aggregate(sweep_dir):
   subset_metrics, subset_steps = _write_mean_runs(sweep_dir, MEAN_SUBSET_FOLDER, groups, subset_curves, configs)
   _write_baseline(sweep_dir, configs, results, sorted(set(steps) | set(subset_steps)))
   writer = _summary_writer(sweep_dir, markdown, sorted(set(metrics) | set(subset_metrics)))
-  curve_tables = curves.write(sweep_dir, grid, trials, results, eval_curves, writer)
+  curve_tables = [curves.write(sweep_dir, grid, trials, results, eval_curves, writer),
+                  time_curves.write(sweep_dir, grid, trials, results, eval_curves, subset_curves,
+                                    _eval_minutes(sweep_dir, trials, results), writer)]
+  curve_tables = '\n\n'.join(filter(None, curve_tables))
   writer.close()
   if curve_tables:
     with open(os.path.join(sweep_dir, 'summary.md'), 'a') as f:
@@ -155,12 +163,12 @@ def _write_summary(sweep_dir, groups, results, flags_varied, metric_names):
       mean, sd = _mean_sd_of([m[name] for m in done if name in m])
       row += [mean, sd]
       if name in shown:
-        cells.append(f'{mean:.4f} ± {sd:.4f}')
+        cells.append('—' if math.isnan(mean) else f'{mean:.4f} ± {sd:.4f}')  # No finished seed: no figure.
     for _, _, value, form in RUN_COLUMNS:
       mean, sd = _mean_sd_of([v for v in map(value, done) if v is not None])
       row += [mean, sd]
       # Equal over the seeds (the parameters; the steps of a step budget): the value alone.
-      cells.append(form.format(mean) + ('' if not sd else f' ± {form.format(sd)}'))
+      cells.append('—' if math.isnan(mean) else form.format(mean) + ('' if not sd else f' ± {form.format(sd)}'))
     summary_rows.append(row)
     markdown.append('| ' + ' | '.join(map(str, cells)) + ' |')
   markdown += _baseline_rows(groups, results, len(flags_varied), shown)
@@ -188,6 +196,19 @@ def _eval_curves(sweep_dir, trials, results, configs, folder='eval'):
       same = task_table.TASKS[configs[trial.name].task].loss_is
       if same and 'loss' in found[trial.name]:
         found[trial.name][same] = found[trial.name]['loss']
+  return found
+
+
+def _eval_minutes(sweep_dir, trials, results):
+  """{trial name: {step: training minutes}} of the finished trials' evaluations (eval/ and eval_subset/): where
+  `harness.time_curves` puts their points."""
+  found = {}
+  for trial in trials:
+    if runs.is_finished(results[trial.name]):
+      for folder in ('eval', runs.EVAL_SUBSET_FOLDER):
+        scalars = _read_scalars(os.path.join(sweep_dir, trial.name, folder),
+                                lambda tag: tag == time_curves.MINUTES_TAG)
+        found.setdefault(trial.name, {}).update(scalars.get(time_curves.MINUTES_TAG, {}))
   return found
 
 

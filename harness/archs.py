@@ -41,9 +41,9 @@ SIGMOID, TANH, NONE = 'sigmoid', 'tanh', 'none'
 # Measured on 2 cores (BUILD.md) with BlockLSTM, the fused op before HarnessLstm,
 # against Keras's CPU loop: 1.9x as fast at 64 units, 1.04-1.07x at 128,
 # 0.9-1.0x at 256, 0.65x at 512 (its per-step matmul is Eigen's, the loop's
-# oneDNN's). HarnessLstm is 1.09x the loop at 256 units and 1.19x at 512, but
-# where it cannot be built the layer falls back to BlockLSTM: auto keeps the
-# bound, and --lstm_kernel=fused takes the fused op at any width.
+# oneDNN's). HarnessLstm is 1.09x the loop at 256 units and 1.19x at 512: auto
+# fuses every width where it is built, and keeps the bound for BlockLSTM, which
+# the layer falls back to where it cannot be built.
 FUSED_MAX_UNITS = 128
 
 
@@ -111,9 +111,11 @@ class Arch:
     return dict(self.gates)
 
 
-def uses_fused_lstm(lstm_kernel, units):
-  """Whether an LSTM layer of `units` is a `layers.FusedLSTM` under `--lstm_kernel` (auto, fused, block, keras)."""
-  return lstm_kernel in ('fused', 'block') or (lstm_kernel == 'auto' and units <= FUSED_MAX_UNITS)
+def uses_fused_lstm(lstm_kernel, units, harness_op_built):
+  """Whether an LSTM layer of `units` is a `layers.FusedLSTM` under `--lstm_kernel` (auto, fused, block, keras), the
+  harness's HarnessLstm op built (`fused_ops.load`) or not (the fused layer then runs BlockLSTM)."""
+  return lstm_kernel in ('fused', 'block') or (
+      lstm_kernel == 'auto' and (harness_op_built or units <= FUSED_MAX_UNITS))
 
 
 def _gated_parameters(gates, biases_per_gate=1):
@@ -155,7 +157,7 @@ ARCHS = {
                ('cell_abs', NONE)),
         kernels=('auto', 'fused', 'block', 'keras'), options=('forget_bias', 'lstm_kernel'),
         one_op=lambda units, options: options['precision'] == 'float32' and uses_fused_lstm(
-            options['lstm_kernel'], units),
+            options['lstm_kernel'], units, options['harness_op_built']),
         keras_layer='keras.layers:LSTM', torch_layer='harness.torch_blocks:lstm',
         retention=lambda gates: gates['forget']),  # Of the cell state c_t.
     'mingru': _linear_arch(

@@ -94,7 +94,7 @@ class Config:
       'auto', 'LSTM implementation; same weights and math, and cuDNN on a GPU whatever the choice. On the CPU: '
       'fused = the harness\'s HarnessLstm op, one op per sequence (oneDNN GEMMs; built on first use, BlockLSTM '
       'where it cannot be); block = TensorFlow\'s BlockLSTM op, one op per sequence; keras = '
-      'keras.layers.LSTM\'s per-step tf.while_loop; auto = fused for layers of up to 128 units, keras above.',
+      'keras.layers.LSTM\'s per-step tf.while_loop; auto = fused at any width where HarnessLstm is built, else BlockLSTM up to 128 units and keras above.',
       choices=('auto', 'fused', 'block', 'keras'), resumable=True)
   scan_kernel: str = _field(
       linear_specs.DEFAULT_OPTIONS['scan_kernel'],

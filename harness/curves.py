@@ -179,7 +179,8 @@ def charts(grid, trials, trial_outcomes):
   return result
 
 
-def _log_scale(values):
+def log_scale(values):
+  """Whether an axis of `values` is drawn logarithmic: all positive, spanning a factor of ten or more."""
   values = [v for v in values if v is not None and math.isfinite(v)]
   return bool(values) and min(values) > 0 and max(values) / min(values) >= _LOG_SPAN
 
@@ -216,14 +217,14 @@ def draw(chart):
       panel.set_yticks([])
       panel.text(0.5, 0.4, f'no seed reached {_threshold_text(chart.metric, threshold)}', ha='center',
                  transform=panel.transAxes, fontsize=10)
-    if _log_scale(plotted):
+    if log_scale(plotted):
       panel.set_yscale('log')
     panel.set_ylabel(f'steps to {_threshold_text(chart.metric, threshold)}' if quantity == 'steps'
                      else f'{quantity} {chart.metric}', fontsize=10)
     panel.tick_params(labelsize=10)
     panel.grid(alpha=0.3)
   bottom = panels[-1]
-  if _log_scale([x for x, _ in xs]):
+  if log_scale([x for x, _ in xs]):
     bottom.set_xscale('log')
   bottom.set_xticks([x for x, _ in xs], labels=[text for _, text in xs])
   bottom.xaxis.set_minor_locator(ticker.NullLocator())

@@ -26,7 +26,7 @@ def lstm(units, name, options):
   """A `FusedLSTM` or Keras's LSTM (`--lstm_kernel`), its forget-gate bias at options['forget_bias']."""
   kwargs = dict(return_sequences=True, return_state=True, unit_forget_bias=False,
                 bias_initializer=ForgetGateBias(options['forget_bias']), name=name, dtype=options['dtype'])
-  if not archs.uses_fused_lstm(options['lstm_kernel'], units):
+  if not archs.uses_fused_lstm(options['lstm_kernel'], units, fused_ops.load() is not None):
     return keras.layers.LSTM(units, **kwargs)
   return FusedLSTM(units, op='block' if options['lstm_kernel'] == 'block' else 'harness', **kwargs)
 

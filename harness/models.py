@@ -10,21 +10,24 @@ an output head:
     -> Dense(num_outputs) on the last step    (classification: logits [batch, num_outputs])
        or on every step                       (per-step regression: [batch, time, num_outputs])
 
-LSTM layers of up to 128 units are `FusedLSTM` by default: Keras's LSTM
-(same weights, same math) whose whole sequence runs as one op on the CPU too,
-not only on a GPU; `--lstm_kernel` chooses otherwise (`harness.layers`).
+LSTM layers are `FusedLSTM` by default (of up to 128 units where the harness's
+op cannot be built): Keras's LSTM (same weights, same math) whose whole sequence
+runs as one op on the CPU too, not only on a GPU; `--lstm_kernel` chooses
+otherwise (`harness.layers`).
 """
 
 import keras
 import tensorflow as tf
 
 from harness import archs
+from harness import fused_ops
 from harness import layers
 
 
 def arch_options(config):
-  """What `archs.Arch.one_op` reads of a config."""
-  return {'lstm_kernel': config.lstm_kernel, 'precision': config.precision}
+  """What `archs.Arch.one_op` reads of a config, and whether the harness's fused ops are built here."""
+  return {'lstm_kernel': config.lstm_kernel, 'precision': config.precision,
+          'harness_op_built': fused_ops.load() is not None}
 
 
 def arch_option_values(config):

@@ -161,6 +161,16 @@ class FusedLSTMTest(parameterized.TestCase):
     self.assertIn('BlockLSTM', {op.type for op in graph.get_operations()})
 
 
+  def test_auto_fuses_every_width_where_the_op_is_built_and_keeps_blocklstm_to_128_units(self):
+    options = dict(lstm_kernel='auto', forget_bias=1.0, dtype='float32')
+    if fused_ops.load() is not None:  # The long-memory table's LSTM(130) ran Keras's loop under the old bound.
+      self.assertIsInstance(layers.lstm(130, 'wide', options), layers.FusedLSTM)
+      self.assertTrue(models.all_layers_fused(testing.tiny_config(arch='lstm', units=(130,))))
+    with mock.patch.object(fused_ops, 'load', return_value=None):
+      self.assertNotIsInstance(layers.lstm(130, 'wide', options), layers.FusedLSTM)  # BlockLSTM loses there.
+      self.assertIsInstance(layers.lstm(128, 'narrow', options), layers.FusedLSTM)
+      self.assertFalse(models.all_layers_fused(testing.tiny_config(arch='lstm', units=(130,))))
+
 class FusedGRUTest(parameterized.TestCase):
 
   def _layer_pair(self, **kwargs):

@@ -16,6 +16,7 @@ LAYERS = (
     ('summaries', 'layers', 'fused_ops', 'scan', 'floor', 'tasks.idx', 'tasks.sources', 'tasks.base'),
     ('tasks.images', 'tasks.series', 'tasks.memory', 'tasks', 'recurrence', 'linear_layers', 'models', 'torch_blocks',
      'curves', 'probe_figures'),
+    ('time_curves',),
     ('runtime', 'probes', 'steps', 'cli'),
     ('loop', 'trials'),
     ('aggregate', 'train', 'sweep', 'bench', 'scan_bench', 'data'),

@@ -141,6 +141,8 @@ class SweepTest(absltest.TestCase):
     rows = {row['trial']: row for row in csv.DictReader(open(os.path.join(self.logdir, 'other', 'cmp', 'results.csv')))}
     self.assertEqual((rows['learning_rate=0.01,seed=0']['status'], rows['learning_rate=1e30,seed=0']['status']),
                      ('finished', 'failed'))
+    with open(os.path.join(self.logdir, 'other', 'cmp', 'summary.md')) as f:  # No finished seed: no figure.
+      self.assertRegex(f.read(), r'\n\| 1e30 \| 0/1 \|( — \|)+\n')
 
   def test_budgets_are_axes_and_the_summary_says_what_each_trial_spent(self):
     fixed = ['--task=sin2cos', '--batch_size=8', '--seq_len=5', '--summary_every=50', '--histogram_every=0']
